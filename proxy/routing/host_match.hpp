@@ -1,0 +1,31 @@
+#pragma once
+// Host header handling and the tenant allow-list.
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wk::routing {
+
+// Normalizes a Host header value or absolute-form authority: lower-case, port removed, one
+// trailing dot removed, IPv6 brackets removed. std::nullopt when it is not a syntactically valid
+// host ("reg-name" letters/digits/-/. or an IP literal) with an optional numeric port.
+std::optional<std::string> normalize_host(std::string_view value);
+
+// The allow-list of tenant domains: exact names, "*.example.com" (exactly one more label), or
+// "*" (any host). Patterns are compared case-insensitively; hosts must already be normalized.
+class host_allow_list {
+public:
+  host_allow_list() = default;
+  explicit host_allow_list(const std::vector<std::string>& patterns);
+
+  [[nodiscard]] bool allows(std::string_view normalized_host) const;
+
+private:
+  std::vector<std::string> exact_;     // sorted
+  std::vector<std::string> suffixes_;  // ".example.com" for "*.example.com"
+  bool any_ = false;
+};
+
+} // namespace wk::routing
