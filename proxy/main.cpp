@@ -1,1 +1,90 @@
-int main() { return 0; }
+// wkproxy command line. Everything else lives in the libraries.
+
+#include "app/server.hpp"
+#include "config/load.hpp"
+
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <string_view>
+
+#ifndef WKPROXY_VERSION
+#define WKPROXY_VERSION "0.0.0"
+#endif
+
+namespace {
+
+constexpr std::string_view usage = R"(usage: wkproxy -c FILE [--ports-file PATH]
+       wkproxy -t -c FILE
+       wkproxy --version | --help
+
+Sends ACME/ACM HTTP validation requests (/.well-known/pki-validation/<token>) for the tenant
+domains to CloudFront and every other request to the existing origin, untouched.
+
+  -c, --config FILE   configuration file (YAML)
+  -t, --test          check the configuration and exit (0: valid, 1: errors on stderr)
+  --ports-file PATH   once listening, write {"listen": ["ip:port", ...]} to PATH
+  --version           print the version
+  -h, --help          this text
+
+Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT stop gracefully (a second one
+stops at once).
+)";
+
+int check_config(const std::string& path) {
+  auto loaded = wk::config::load_file(path, wk::config::process_env());
+  if (!loaded.errors.empty()) {
+    for (const auto& e : loaded.errors) {
+      std::cerr << e.to_string() << '\n';
+    }
+    return 1;
+  }
+  std::cout << path << ": configuration is valid\n";
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  wk::app::server_options opt;
+  bool test_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    auto value = [&](std::string& out) {
+      if (i + 1 >= argc) {
+        std::cerr << "wkproxy: " << a << " needs a value\n" << usage;
+        return false;
+      }
+      out = argv[++i];
+      return true;
+    };
+    if (a == "-c" || a == "--config") {
+      if (!value(opt.config_path)) {
+        return 2;
+      }
+    } else if (a == "--ports-file") {
+      if (!value(opt.ports_file)) {
+        return 2;
+      }
+    } else if (a == "-t" || a == "--test") {
+      test_only = true;
+    } else if (a == "--version") {
+      std::cout << "wkproxy " << WKPROXY_VERSION << '\n';
+      return 0;
+    } else if (a == "-h" || a == "--help") {
+      std::cout << usage;
+      return 0;
+    } else {
+      std::cerr << "wkproxy: unknown argument " << a << "\n" << usage;
+      return 2;
+    }
+  }
+  if (opt.config_path.empty()) {
+    std::cerr << "wkproxy: no configuration file (-c FILE)\n" << usage;
+    return 2;
+  }
+  if (test_only) {
+    return check_config(opt.config_path);
+  }
+  return wk::app::run_server(opt);
+}

@@ -1,1 +1,143 @@
-// placeholder: being written
+#include "app/worker.hpp"
+
+#include "http/local_reply.hpp"
+#include "observe/log.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <exception>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace wk::app {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+// Over the connection limit: a fast 503 (best effort, never blocking) and close.
+void refuse(tcp::socket& s) {
+  static const std::string reply = http::error_reply(http::failure::too_many_connections, "", false);
+  (void)::send(s.native_handle(), reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  boost::system::error_code ec;
+  s.close(ec);
+}
+
+asio::awaitable<void> accept_loop(http::worker_state* w, tcp::acceptor* acceptor,
+                                  std::shared_ptr<net::listener_slot> slot) {
+  auto exec = co_await asio::this_coro::executor;
+  asio::steady_timer backoff(exec);
+  for (;;) {
+    auto [ec, socket] = co_await acceptor->async_accept(nothrow);
+    if (ec == asio::error::operation_aborted || !acceptor->is_open()) {
+      co_return;
+    }
+    if (ec) {
+      // EMFILE and friends: wait a little instead of spinning; the connection stays queued.
+      observe::warn("accept on " + slot->name + ": " + ec.message());
+      backoff.expires_after(std::chrono::milliseconds(100));
+      co_await backoff.async_wait(nothrow);
+      continue;
+    }
+    if (slot->active.fetch_add(1, std::memory_order_relaxed) >= slot->max_connections) {
+      slot->active.fetch_sub(1, std::memory_order_relaxed);
+      refuse(socket);
+      continue;
+    }
+    asio::co_spawn(exec, http::serve_connection(w, std::move(socket), slot),
+                   observe::log_exception{"session"});
+  }
+}
+
+asio::awaitable<void> housekeeping(http::worker_state* w) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    timer.expires_after(std::chrono::milliseconds(250));
+    auto [ec] = co_await timer.async_wait(nothrow);
+    if (ec) {
+      co_return;
+    }
+    w->log.flush();
+    w->pool.expire(w->runtime->cfg->timeouts.upstream_idle);
+  }
+}
+
+} // namespace
+
+worker::worker(unsigned index, std::shared_ptr<const runtime> rt)
+    : index_(index), work_(asio::make_work_guard(ioc_)) {
+  state_.runtime = std::move(rt);
+  state_.log.set_output(state_.runtime->cfg->access_log.output);
+}
+
+worker::~worker() { stop_and_join(); }
+
+void worker::start(const std::vector<std::unique_ptr<net::listener_socket>>& listeners) {
+  for (const auto& l : listeners) {
+    int fd = ::dup(l->acceptor.native_handle());
+    if (fd < 0) {
+      observe::error("worker " + std::to_string(index_) + ": dup failed for " + l->slot->name);
+      continue;
+    }
+    auto acceptor = std::make_unique<tcp::acceptor>(ioc_);
+    boost::system::error_code ec;
+    acceptor->assign(l->bound.protocol(), fd, ec);
+    if (ec) {
+      ::close(fd);
+      observe::error("worker " + std::to_string(index_) + ": " + ec.message());
+      continue;
+    }
+    spawn_accept(acceptor.get(), l->slot);
+    acceptors_.push_back(std::move(acceptor));
+  }
+  spawn_housekeeping();
+  thread_ = std::thread([this] { ioc_.run(); });
+}
+
+void worker::spawn_accept(tcp::acceptor* acceptor, std::shared_ptr<net::listener_slot> slot) {
+  asio::co_spawn(ioc_, accept_loop(&state_, acceptor, std::move(slot)),
+                 observe::log_exception{"accept loop"});
+}
+
+void worker::spawn_housekeeping() { asio::co_spawn(ioc_, housekeeping(&state_),
+                 observe::log_exception{"housekeeping"}); }
+
+void worker::publish(std::shared_ptr<const runtime> rt) {
+  asio::post(ioc_, [this, rt = std::move(rt)]() mutable {
+    state_.log.set_output(rt->cfg->access_log.output);
+    state_.pool.retain_only(rt->upstream_keys());
+    state_.runtime = std::move(rt);
+  });
+}
+
+void worker::begin_stop() {
+  asio::post(ioc_, [this] {
+    for (auto& a : acceptors_) {
+      boost::system::error_code ec;
+      a->close(ec);
+    }
+    state_.begin_stop();
+    state_.log.flush();
+  });
+}
+
+void worker::stop_and_join() {
+  if (!thread_.joinable()) {
+    return;
+  }
+  asio::post(ioc_, [this] {
+    state_.log.flush();
+    ioc_.stop();
+  });
+  thread_.join();
+  state_.log.flush();
+}
+
+} // namespace wk::app

@@ -1,1 +1,681 @@
-// placeholder: being written
+#include "http/session.hpp"
+
+#include "http/failure.hpp"
+#include "http/header_rules.hpp"
+#include "http/local_reply.hpp"
+#include "upstream/connector.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <array>
+#include <chrono>
+#include <limits>
+#include <optional>
+#include <string>
+
+namespace wk::http {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto nothrow = net::as_tuple(net::use_awaitable);
+
+// Bytes moved per read/write step of a body, in each direction. Memory per busy connection
+// stays bounded whatever the body size.
+constexpr std::size_t body_chunk = 16 * 1024;
+// A backend's response header may be larger than what we accept from clients.
+constexpr std::uint32_t upstream_header_limit = 64 * 1024;
+
+using request_parser = bhttp::request_parser<bhttp::buffer_body>;
+using response_parser = bhttp::response_parser<bhttp::buffer_body>;
+using body_buffer = std::array<char, body_chunk>;
+
+// Everything known about one request, filled in as it moves through the stages; the last
+// stage turns it into the access-log line.
+struct request_state {
+  steady::time_point start = steady::now();
+  std::chrono::system_clock::time_point wall = std::chrono::system_clock::now();
+  std::string method;
+  std::string target;
+  routing::decision decision;
+  const upstream::target* upstream = nullptr;
+  unsigned status = 0;
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  failure error = failure::none;
+  std::string detail;
+  bool http11 = true;
+  bool head = false;
+  bool client_keep_alive = false;
+  bool response_started = false;  // bytes of a response reached the client
+  bool request_sent = false;      // the whole request reached the backend
+  bool upstream_reusable = false; // the backend connection can go back to the pool
+  bool retryable = false;         // failed on a reused connection before any exchange
+};
+
+struct connection_info {
+  std::string peer;     // "ip:port"
+  std::string peer_ip;  // for X-Forwarded-For
+};
+
+boost::optional<std::uint64_t> body_limit_for(const config::limits& l) {
+  if (l.max_body_bytes == 0) {
+    return std::numeric_limits<std::uint64_t>::max();
+  }
+  return l.max_body_bytes;
+}
+
+bool is_timeout(const boost::system::error_code& ec) { return ec == beast::error::timeout; }
+
+bool is_http_parse_error(const boost::system::error_code& ec) {
+  return ec.category() == bhttp::make_error_code(bhttp::error::bad_chunk).category();
+}
+
+// Maps a failed request-header read to what the client is told.
+failure classify_header_error(const boost::system::error_code& ec, const beast::flat_buffer& buf,
+                              const config::limits& limits) {
+  if (ec == bhttp::error::end_of_stream || ec == net::error::eof ||
+      ec == net::error::connection_reset || ec == net::error::operation_aborted ||
+      ec == bhttp::error::partial_message) {
+    return failure::client_gone;
+  }
+  if (is_timeout(ec)) {
+    return buf.size() == 0 ? failure::client_gone : failure::header_timeout;
+  }
+  if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
+    // 414 when the request line alone is over the target limit, else 431.
+    std::string_view data(static_cast<const char*>(buf.data().data()), buf.size());
+    auto eol = data.find('\n');
+    auto line = eol == std::string_view::npos ? data.size() : eol;
+    return line > limits.target_bytes ? failure::target_too_long : failure::header_too_large;
+  }
+  if (ec == bhttp::error::bad_version) {
+    return failure::bad_request;
+  }
+  return failure::bad_request;
+}
+
+template <class Stream>
+net::awaitable<boost::system::error_code> write_all(Stream& s, std::string_view bytes) {
+  auto [ec, n] = co_await net::async_write(s, net::buffer(bytes.data(), bytes.size()), nothrow);
+  co_return ec;
+}
+
+// Sends the local error reply for st.error (nothing when the failure has no status, or when a
+// response already started: then closing the connection is the only signal left).
+template <class Client>
+net::awaitable<void> send_error(Client& client, request_state& st,
+                                const config::timeouts& to) {
+  auto status = status_for(st.error);
+  if (status == 0 || st.response_started) {
+    co_return;
+  }
+  auto bytes = error_reply(st.error, st.detail, st.head);
+  beast::get_lowest_layer(client).expires_after(to.body_idle);
+  st.status = status;
+  st.client_keep_alive = false;
+  st.response_started = true;
+  co_await write_all(client, bytes);
+}
+
+// Checks that Beast's parser leaves to us (RFC 9112): version, target length, field count,
+// a single Host, no Transfer-Encoding on HTTP/1.0.
+failure check_request(const request_parser& parser, const config::limits& limits,
+                      std::string& detail) {
+  const auto& req = parser.get();
+  if (req.version() != 11 && req.version() != 10) {
+    detail = "only HTTP/1.0 and HTTP/1.1 are served";
+    return failure::version_not_supported;
+  }
+  if (req.target().size() > limits.target_bytes) {
+    return failure::target_too_long;
+  }
+  std::size_t fields = 0;
+  std::size_t hosts = 0;
+  for (const auto& f : req) {
+    ++fields;
+    if (f.name() == bhttp::field::host) {
+      ++hosts;
+    }
+  }
+  if (fields > limits.header_count) {
+    detail = "more than " + std::to_string(limits.header_count) + " header fields";
+    return failure::header_too_large;
+  }
+  if (hosts > 1) {
+    detail = "more than one Host header";
+    return failure::bad_request;
+  }
+  if (req.version() == 10 && req.count(bhttp::field::transfer_encoding) > 0) {
+    detail = "Transfer-Encoding in an HTTP/1.0 request";
+    return failure::bad_request;
+  }
+  return failure::none;
+}
+
+bool asks_upgrade(const bhttp::fields& f) {
+  if (f.count(bhttp::field::upgrade) > 0) {
+    return true;
+  }
+  for (auto token : bhttp::token_list{f[bhttp::field::connection]}) {
+    if (beast::iequals(token, "upgrade")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Builds the request header a backend receives: re-serialized from the parsed message, with
+// framing chosen here (never copied from the client).
+void build_upstream_request(const request_parser& parser, const request_state& st,
+                            const connection_info& conn, const config::config& cfg,
+                            bhttp::request<bhttp::buffer_body>& out) {
+  const auto& req = parser.get();
+  out.method_string(req.method_string());
+  out.target(st.decision.upstream_target);
+  out.version(11);
+  forward_options opt;
+  opt.validation_route = st.decision.kind == routing::route_kind::validation;
+  opt.x_forwarded_for = cfg.headers.x_forwarded_for;
+  opt.x_forwarded_proto = cfg.headers.x_forwarded_proto;
+  opt.client_ip = conn.peer_ip;
+  opt.proto = "http";
+  opt.authority = st.decision.authority;
+  opt.default_host = st.upstream->cfg.host;
+  build_upstream_request_fields(req, out, opt);
+  if (parser.chunked()) {
+    out.chunked(true);
+  } else if (auto cl = parser.content_length()) {
+    out.content_length(*cl);
+  }
+}
+
+// Builds the response header the client receives and decides its framing. Returns false when
+// the body must be delimited by closing the connection (HTTP/1.0 client, unknown length).
+bool build_downstream_response(const response_parser& rp, request_state& st,
+                               bhttp::response<bhttp::buffer_body>& res) {
+  const auto& in = rp.get();
+  res.result(in.result_int());
+  res.reason(in.reason());
+  res.version(11);
+  build_downstream_response_fields(in, res);
+  auto status = in.result_int();
+  bool bodiless = st.head || status == 204 || status == 304;
+  bool delimited = true;
+  if (bodiless) {
+    // HEAD and 304 answers describe a body they do not carry: keep the length as sent.
+    auto cl = in[bhttp::field::content_length];
+    if (!cl.empty() && status != 204) {
+      res.set(bhttp::field::content_length, cl);
+    }
+  } else if (!rp.chunked() && rp.content_length()) {
+    res.content_length(*rp.content_length());
+  } else if (st.http11) {
+    res.chunked(true);
+  } else {
+    delimited = false;  // HTTP/1.0 client and no known length: end of body = end of connection
+  }
+  if (!delimited) {
+    st.client_keep_alive = false;
+  }
+  res.keep_alive(st.client_keep_alive);
+  if (!st.http11 && st.client_keep_alive) {
+    res.set(bhttp::field::connection, "keep-alive");
+  }
+  return delimited;
+}
+
+// Relays an interim (1xx) response to an HTTP/1.1 client (RFC 9110 section 15.2).
+template <class Client>
+net::awaitable<boost::system::error_code> relay_interim(Client& client, const response_parser& rp) {
+  bhttp::response<bhttp::empty_body> interim;
+  interim.result(rp.get().result_int());
+  interim.reason(rp.get().reason());
+  interim.version(11);
+  build_downstream_response_fields(rp.get(), interim);
+  auto [ec, n] = co_await bhttp::async_write(client, interim, nothrow);
+  co_return ec;
+}
+
+// Sends the request (header, then the body streamed from the client) on `up`.
+template <class Up, class Client>
+net::awaitable<void> send_request(Up& up, Client& client, beast::flat_buffer& cbuf,
+                                  request_parser& parser, bhttp::request<bhttp::buffer_body>& out,
+                                  body_buffer& chunk, request_state& st, const config::config& cfg,
+                                  bool expect_continue) {
+  auto& lowest = beast::get_lowest_layer(up);
+  bhttp::request_serializer<bhttp::buffer_body> sr{out};
+  if (parser.is_done()) {
+    out.body().data = nullptr;
+    out.body().size = 0;
+    out.body().more = false;
+    lowest.expires_after(cfg.timeouts.upstream_response);
+    auto [ec, n] = co_await bhttp::async_write(up, sr, nothrow);
+    if (ec) {
+      st.error = is_timeout(ec) ? failure::upstream_timeout : failure::upstream_reset;
+      st.detail = "sending request: " + ec.message();
+      st.retryable = true;
+      co_return;
+    }
+    st.request_sent = true;
+    co_return;
+  }
+  out.body().data = nullptr;
+  out.body().size = 0;
+  out.body().more = true;
+  lowest.expires_after(cfg.timeouts.upstream_response);
+  if (auto [ec, n] = co_await bhttp::async_write_header(up, sr, nothrow); ec) {
+    st.error = failure::upstream_reset;
+    st.detail = "sending request header: " + ec.message();
+    st.retryable = st.bytes_in == 0;
+    co_return;
+  }
+  if (expect_continue && st.bytes_in == 0) {
+    // The proxy answers 100-continue itself once the backend is connected (RFC 9110 10.1.1);
+    // the backend never sees Expect.
+    beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
+    if (auto ec = co_await write_all(client, "HTTP/1.1 100 Continue\r\n\r\n"); ec) {
+      st.error = failure::client_gone;
+      co_return;
+    }
+  }
+  for (;;) {
+    parser.get().body().data = chunk.data();
+    parser.get().body().size = chunk.size();
+    beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
+    auto [rec, rn] = co_await bhttp::async_read_some(client, cbuf, parser, nothrow);
+    if (rec == bhttp::error::need_buffer) {
+      rec = {};
+    }
+    if (rec) {
+      if (rec == bhttp::error::body_limit) {
+        st.error = failure::body_too_large;
+      } else if (is_timeout(rec)) {
+        st.error = failure::client_timeout;
+      } else if (is_http_parse_error(rec) && rec != bhttp::error::partial_message &&
+                 rec != bhttp::error::end_of_stream) {
+        st.error = failure::bad_request;  // invalid chunk framing
+      } else {
+        st.error = failure::client_gone;
+      }
+      st.detail = "reading request body: " + rec.message();
+      co_return;
+    }
+    auto got = chunk.size() - parser.get().body().size;
+    st.bytes_in += got;
+    bool done = parser.is_done();
+    if (got == 0 && !done) {
+      continue;  // e.g. only a chunk header was parsed
+    }
+    out.body().data = got ? chunk.data() : nullptr;
+    out.body().size = got;
+    out.body().more = !done;
+    lowest.expires_after(cfg.timeouts.body_idle);
+    auto [wec, wn] = co_await bhttp::async_write(up, sr, nothrow);
+    if (wec == bhttp::error::need_buffer) {
+      wec = {};
+    }
+    if (wec) {
+      st.error = is_timeout(wec) ? failure::upstream_timeout : failure::upstream_reset;
+      st.detail = "sending request body: " + wec.message();
+      co_return;
+    }
+    if (done) {
+      st.request_sent = true;
+      co_return;
+    }
+  }
+}
+
+// Reads the backend's response header (relaying 1xx) and streams the response to the client.
+template <class Up, class Client>
+net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& client,
+                                    body_buffer& chunk, request_state& st,
+                                    const config::config& cfg) {
+  auto& lowest = beast::get_lowest_layer(up);
+  std::optional<response_parser> rp;
+  for (;;) {
+    rp.emplace();
+    rp->header_limit(upstream_header_limit);
+    rp->body_limit(std::numeric_limits<std::uint64_t>::max());
+    if (st.head) {
+      rp->skip(true);
+    }
+    lowest.expires_after(cfg.timeouts.upstream_response);
+    auto before = ubuf.size();
+    auto [ec, n] = co_await bhttp::async_read_header(up, ubuf, *rp, nothrow);
+    if (ec) {
+      if (is_timeout(ec)) {
+        st.error = failure::upstream_timeout;
+        st.detail = "no response header within " +
+                    std::to_string(cfg.timeouts.upstream_response.count()) + " ms";
+      } else if (ec == bhttp::error::end_of_stream || ec == net::error::eof ||
+                 ec == net::error::connection_reset || ec == net::error::broken_pipe ||
+                 ec == bhttp::error::partial_message) {
+        st.error = failure::upstream_reset;
+        st.detail = "reading response header: " + ec.message();
+        st.retryable = ec != bhttp::error::partial_message && before == 0;
+      } else {
+        st.error = failure::upstream_bad_response;
+        st.detail = "reading response header: " + ec.message();
+      }
+      co_return;
+    }
+    auto status = rp->get().result_int();
+    if (status >= 100 && status < 200) {
+      if (status == 101) {
+        // Upgrade is never forwarded, so a switch of protocols is a backend error here.
+        st.error = failure::upstream_bad_response;
+        st.detail = "unexpected 101 Switching Protocols";
+        co_return;
+      }
+      if (st.http11) {
+        beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
+        if (auto wec = co_await relay_interim(client, *rp); wec) {
+          st.error = failure::client_gone;
+          co_return;
+        }
+      }
+      continue;
+    }
+    break;
+  }
+
+  bhttp::response<bhttp::buffer_body> res;
+  bool delimited = build_downstream_response(*rp, st, res);
+  st.status = rp->get().result_int();
+  bhttp::response_serializer<bhttp::buffer_body> sr{res};
+  for (;;) {
+    bool done = rp->is_done();
+    std::size_t got = 0;
+    if (!done) {
+      rp->get().body().data = chunk.data();
+      rp->get().body().size = chunk.size();
+      lowest.expires_after(cfg.timeouts.upstream_response);
+      auto [rec, rn] = co_await bhttp::async_read_some(up, ubuf, *rp, nothrow);
+      if (rec == bhttp::error::need_buffer) {
+        rec = {};
+      }
+      if (rec) {
+        st.error = is_timeout(rec) ? failure::upstream_timeout
+                   : (rec == bhttp::error::partial_message || rec == net::error::eof ||
+                      rec == net::error::connection_reset)
+                       ? failure::upstream_reset
+                       : failure::upstream_bad_response;
+        st.detail = "reading response body: " + rec.message();
+        co_return;
+      }
+      got = chunk.size() - rp->get().body().size;
+      done = rp->is_done();
+      if (got == 0 && !done) {
+        continue;
+      }
+    }
+    res.body().data = got ? chunk.data() : nullptr;
+    res.body().size = got;
+    res.body().more = !done;
+    beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
+    auto [wec, wn] = co_await bhttp::async_write(client, sr, nothrow);
+    if (wec == bhttp::error::need_buffer) {
+      wec = {};
+    }
+    st.response_started = true;
+    if (wec) {
+      st.error = is_timeout(wec) ? failure::client_timeout : failure::client_gone;
+      st.detail = "writing response: " + wec.message();
+      co_return;
+    }
+    st.bytes_out += got;
+    if (done) {
+      break;
+    }
+  }
+  // A close-delimited upstream body ends with the connection: it cannot be reused.
+  bool upstream_delimited = rp->chunked() || rp->content_length() || st.head ||
+                            st.status == 204 || st.status == 304;
+  st.upstream_reusable = st.request_sent && rp->keep_alive() && upstream_delimited;
+  if (!delimited) {
+    st.client_keep_alive = false;
+  }
+}
+
+// One request/response exchange on a backend connection of either kind.
+template <class Up, class Client>
+net::awaitable<void> exchange(Up& up, upstream::connection& conn, Client& client,
+                              beast::flat_buffer& cbuf, request_parser& parser,
+                              bhttp::request<bhttp::buffer_body>& out, body_buffer& chunk,
+                              request_state& st, const config::config& cfg, bool expect_continue) {
+  co_await send_request(up, client, cbuf, parser, out, chunk, st, cfg, expect_continue);
+  if (st.error != failure::none) {
+    co_return;
+  }
+  co_await relay_response(up, conn.buffer, client, chunk, st, cfg);
+}
+
+void write_access_log(worker_state* w, const request_state& st, const connection_info& conn) {
+  observe::access_record r;
+  r.time = st.wall;
+  r.client = conn.peer;
+  r.host = st.decision.host;
+  r.method = st.method;
+  r.target = st.target;
+  switch (st.decision.kind) {
+  case routing::route_kind::origin:
+    r.route = "origin";
+    break;
+  case routing::route_kind::validation:
+    r.route = "validation";
+    break;
+  case routing::route_kind::reject:
+    r.route = "reject";
+    break;
+  }
+  r.upstream = st.upstream ? std::string_view(st.upstream->cfg.name) : std::string_view();
+  r.status = st.status;
+  r.bytes_in = st.bytes_in;
+  r.bytes_out = st.bytes_out;
+  r.duration_ms = std::chrono::duration<double, std::milli>(steady::now() - st.start).count();
+  r.error = name_of(st.error);
+  w->log.write(r);
+}
+
+// Handles one request whose first bytes are in `cbuf`. Returns whether the connection stays
+// open for another request.
+template <class Client>
+net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat_buffer& cbuf,
+                                    const connection_info& conn) {
+  auto rt = w->runtime;  // this request's snapshot, even if a reload happens meanwhile
+  const auto& cfg = *rt->cfg;
+  request_state st;
+  st.decision.kind = routing::route_kind::reject;
+
+  request_parser parser;
+  parser.header_limit(static_cast<std::uint32_t>(cfg.limits.header_bytes));
+  parser.body_limit(body_limit_for(cfg.limits));
+  beast::get_lowest_layer(client).expires_after(cfg.timeouts.header_read);
+  auto [ec, n] = co_await bhttp::async_read_header(client, cbuf, parser, nothrow);
+  if (ec) {
+    st.error = classify_header_error(ec, cbuf, cfg.limits);
+    if (st.error == failure::client_gone) {
+      co_return false;  // nothing of a request arrived: no log line
+    }
+    st.detail = ec.message();
+    co_await send_error(client, st, cfg.timeouts);
+    write_access_log(w, st, conn);
+    co_return false;
+  }
+
+  auto& req = parser.get();
+  st.method = req.method_string();
+  st.target = req.target();
+  st.http11 = req.version() == 11;
+  st.head = req.method() == bhttp::verb::head;
+  st.client_keep_alive = req.keep_alive() && !w->stopping;
+  if (auto f = check_request(parser, cfg.limits, st.detail); f != failure::none) {
+    st.error = f;
+    co_await send_error(client, st, cfg.timeouts);
+    write_access_log(w, st, conn);
+    co_return false;
+  }
+
+  routing::request_facts facts;
+  facts.method = req.method_string();
+  facts.target = req.target();
+  facts.host_present = req.count(bhttp::field::host) == 1;
+  facts.host = req[bhttp::field::host];
+  facts.http11 = st.http11;
+  facts.has_body = !parser.is_done();
+  facts.upgrade = asks_upgrade(req);
+  st.decision = routing::route(rt->routes, facts);
+  if (st.decision.kind == routing::route_kind::reject) {
+    st.error = st.decision.status == 405 ? failure::method_not_allowed : failure::bad_request;
+    st.detail = st.decision.reason;
+    co_await send_error(client, st, cfg.timeouts);
+    write_access_log(w, st, conn);
+    co_return false;
+  }
+  if (auto cl = parser.content_length();
+      cl && cfg.limits.max_body_bytes != 0 && *cl > cfg.limits.max_body_bytes) {
+    st.error = failure::body_too_large;
+    st.detail = "limit is " + std::to_string(cfg.limits.max_body_bytes) + " bytes";
+    co_await send_error(client, st, cfg.timeouts);
+    write_access_log(w, st, conn);
+    co_return false;
+  }
+  st.upstream = st.decision.kind == routing::route_kind::validation ? &rt->cloudfront : &rt->origin;
+  bool expect_continue = !parser.is_done() && beast::iequals(req[bhttp::field::expect],
+                                                               "100-continue");
+
+  bhttp::request<bhttp::buffer_body> out;
+  build_upstream_request(parser, st, conn, cfg, out);
+
+  auto chunk = std::make_unique<body_buffer>();
+  std::unique_ptr<upstream::connection> up;
+  // A pooled connection may have been closed by the backend just as we reused it: such a
+  // failure before anything was exchanged is retried on another connection (twice at most).
+  for (int attempt = 0;; ++attempt) {
+    up = attempt < 2 ? w->pool.take(st.upstream->key) : nullptr;
+    bool reused = up != nullptr;
+    if (!up) {
+      auto outcome = co_await upstream::connect(*st.upstream, cfg.timeouts);
+      if (!outcome.conn) {
+        st.error = outcome.error;
+        st.detail = outcome.detail;
+        break;
+      }
+      up = std::move(outcome.conn);
+      up->key = st.upstream->key;
+    }
+    ++up->uses;
+    st.error = failure::none;
+    st.retryable = false;
+    if (auto* tls = std::get_if<upstream::tls_stream>(&up->stream)) {
+      co_await exchange(*tls, *up, client, cbuf, parser, out, *chunk, st, cfg, expect_continue);
+    } else {
+      co_await exchange(std::get<upstream::tcp_stream>(up->stream), *up, client, cbuf, parser,
+                        out, *chunk, st, cfg, expect_continue);
+    }
+    if (st.error != failure::none && st.retryable && reused && !st.response_started) {
+      up.reset();
+      continue;
+    }
+    break;
+  }
+
+  if (st.error == failure::none && st.upstream_reusable && up) {
+    up->buffer.clear();
+    w->pool.give(std::move(up));
+  }
+  if (st.error != failure::none) {
+    co_await send_error(client, st, cfg.timeouts);
+    st.client_keep_alive = false;
+  }
+  write_access_log(w, st, conn);
+  co_return st.client_keep_alive && parser.is_done() && !w->stopping;
+}
+
+// Decrements the listener's and the worker's connection counts when a session ends.
+struct connection_count {
+  worker_state* w;
+  std::shared_ptr<wk::net::listener_slot> slot;
+  session_handle* handle;
+  ~connection_count() {
+    w->sessions.erase(handle);
+    w->active.fetch_sub(1, std::memory_order_relaxed);
+    slot->active.fetch_sub(1, std::memory_order_relaxed);
+  }
+};
+
+} // namespace
+
+void worker_state::begin_stop() {
+  stopping = true;
+  for (auto* h : sessions) {
+    if (h->idle && h->stream) {
+      h->stream->cancel();
+    }
+  }
+}
+
+net::awaitable<void> serve_connection(worker_state* w, tcp::socket socket,
+                                      std::shared_ptr<wk::net::listener_slot> slot) {
+  session_handle handle;
+  w->active.fetch_add(1, std::memory_order_relaxed);
+  w->sessions.insert(&handle);
+  connection_count count{w, slot, &handle};
+
+  connection_info conn;
+  boost::system::error_code ec;
+  auto remote = socket.remote_endpoint(ec);
+  if (!ec) {
+    conn.peer_ip = remote.address().to_string();
+    conn.peer = wk::net::endpoint_string(remote);
+  }
+  socket.set_option(tcp::no_delay(true), ec);
+  beast::tcp_stream client(std::move(socket));
+  handle.stream = &client;
+  beast::flat_buffer cbuf;
+
+  for (;;) {
+    if (cbuf.size() == 0) {
+      if (w->stopping) {
+        break;
+      }
+      // Between requests: wait for the next one with the keep-alive idle deadline.
+      handle.idle = true;
+      client.expires_after(w->runtime->cfg->timeouts.idle);
+      auto [rec, rn] = co_await client.async_read_some(cbuf.prepare(2048), nothrow);
+      handle.idle = false;
+      if (rec) {
+        break;
+      }
+      cbuf.commit(rn);
+    }
+    if (!co_await handle_request(w, client, cbuf, conn)) {
+      break;
+    }
+  }
+  client.socket().shutdown(tcp::socket::shutdown_send, ec);
+  client.close();
+}
+
+} // namespace wk::http

@@ -1,1 +1,49 @@
-// placeholder: being written
+#include "observe/log.hpp"
+
+#include <chrono>
+#include <ctime>
+#include <string>
+#include <unistd.h>
+
+namespace wk::observe {
+
+void log(level lv, std::string_view message) {
+  static constexpr std::string_view names[] = {"debug", "info", "warn", "error"};
+  auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char stamp[32];
+  auto n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  std::string line;
+  line.reserve(message.size() + 48);
+  line.append(stamp, n);
+  line += ' ';
+  line += names[static_cast<int>(lv)];
+  line += ' ';
+  line += message;
+  line += '\n';
+  // One write per line: lines from several threads never interleave.
+  std::size_t off = 0;
+  while (off < line.size()) {
+    auto w = ::write(2, line.data() + off, line.size() - off);
+    if (w <= 0) {
+      break;
+    }
+    off += static_cast<std::size_t>(w);
+  }
+}
+
+void log_exception::operator()(const std::exception_ptr& e) const {
+  if (!e) {
+    return;
+  }
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    log(level::error, std::string(what) + " aborted: " + ex.what());
+  } catch (...) {
+    log(level::error, std::string(what) + " aborted: unknown exception");
+  }
+}
+
+} // namespace wk::observe

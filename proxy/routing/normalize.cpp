@@ -1,1 +1,254 @@
-// placeholder: being written
+#include "routing/normalize.hpp"
+
+#include "routing/host_match.hpp"
+
+#include <cstddef>
+#include <optional>
+
+namespace wk::routing {
+namespace {
+
+constexpr std::string_view hex_digits = "0123456789ABCDEF";
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+// RFC 3986 section 2.3.
+bool is_unreserved(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+char to_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (to_lower(a[i]) != to_lower(b[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// True when every '%' starts a "%" HEXDIG HEXDIG triplet (RFC 3986 section 2.1).
+bool valid_percent_encoding(std::string_view s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      continue;
+    }
+    if (i + 2 >= s.size() || hex_value(s[i + 1]) < 0 || hex_value(s[i + 2]) < 0) {
+      return false;
+    }
+    i += 2;
+  }
+  return true;
+}
+
+// Rewrites each valid triplet: decoded when it encodes an unreserved character (if
+// `decode_unreserved`), otherwise kept with upper-case hex (RFC 3986 section 6.2.2.1-2).
+// Expects valid percent-encoding.
+std::string canonical_escapes(std::string_view s, bool decode_unreserved) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%' || i + 2 >= s.size()) {
+      out.push_back(s[i]);
+      continue;
+    }
+    const int hi = hex_value(s[i + 1]);
+    const int lo = hex_value(s[i + 2]);
+    if (hi < 0 || lo < 0) {
+      out.push_back(s[i]);
+      continue;
+    }
+    const auto decoded = static_cast<char>(hi * 16 + lo);
+    if (decode_unreserved && is_unreserved(decoded)) {
+      out.push_back(decoded);
+    } else {
+      out.push_back('%');
+      out.push_back(hex_digits[static_cast<std::size_t>(hi)]);
+      out.push_back(hex_digits[static_cast<std::size_t>(lo)]);
+    }
+    i += 2;
+  }
+  return out;
+}
+
+bool has_triplet(std::string_view s, std::string_view upper_triplet) {
+  for (std::size_t pos = s.find('%'); pos != std::string_view::npos; pos = s.find('%', pos + 1)) {
+    if (iequals(s.substr(pos, 3), upper_triplet)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Paths that servers decoding "%2F"/"%5C", accepting "\" as a separator, or merging "//" would
+// split into different segments than we do.
+bool has_ambiguous_slash(std::string_view raw_path) {
+  return raw_path.find('\\') != std::string_view::npos ||
+         raw_path.find("//") != std::string_view::npos || has_triplet(raw_path, "%2F") ||
+         has_triplet(raw_path, "%5C");
+}
+
+normalize_result fail(std::string reason) {
+  normalize_result r;
+  r.status = target_status::bad_target;
+  r.reason = std::move(reason);
+  return r;
+}
+
+// Fills path, query and the flags of `r.value` from "path[?query]" (path may be empty: "/").
+void set_path_and_query(normalize_result& r, std::string_view path_and_query) {
+  target& t = r.value;
+  const auto q = path_and_query.find('?');
+  std::string_view raw_path = path_and_query.substr(0, q);
+  if (q != std::string_view::npos) {
+    t.has_query = true;
+    t.query = canonical_escapes(path_and_query.substr(q + 1), false);
+  }
+  t.raw_path = raw_path.empty() ? "/" : std::string(raw_path);
+  t.path = remove_dot_segments(canonical_escapes(t.raw_path, true));
+  t.slash_ambiguous = has_ambiguous_slash(t.raw_path);
+}
+
+// "host:port" with a port (RFC 9112 section 3.2.3).
+bool has_port(std::string_view authority) {
+  const auto close = authority.rfind(']');
+  const auto colon = authority.rfind(':');
+  return colon != std::string_view::npos && (close == std::string_view::npos || colon > close);
+}
+
+std::string lower_copy(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    c = to_lower(c);
+  }
+  return out;
+}
+
+} // namespace
+
+normalize_result normalize_target(std::string_view raw, std::string_view method) {
+  for (const char c : raw) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x21 || u == 0x7F) {
+      return fail("invalid character in request target");
+    }
+    if (c == '#') {
+      return fail("fragment in request target");
+    }
+  }
+  if (raw.empty()) {
+    return fail("empty request target");
+  }
+
+  normalize_result r;
+  target& t = r.value;
+
+  if (method == "CONNECT") {
+    // RFC 9112 section 3.2.3: CONNECT takes authority-form only.
+    if (!has_port(raw) || !normalize_host(raw)) {
+      return fail("invalid authority-form target");
+    }
+    t.form = target_form::authority;
+    t.authority = lower_copy(raw);
+    t.raw_path = "/";
+    t.path = "/";
+    return r;
+  }
+
+  if (raw == "*") {
+    if (method != "OPTIONS") {
+      return fail("asterisk-form target is only allowed with OPTIONS");
+    }
+    t.form = target_form::asterisk;
+    t.raw_path = "/";
+    t.path = "/";
+    return r;
+  }
+
+  std::string_view path_and_query;
+  if (raw.front() == '/') {
+    t.form = target_form::origin;
+    path_and_query = raw;
+  } else {
+    // absolute-form (RFC 9112 section 3.2.2), http and https only.
+    const auto sep = raw.find("://");
+    if (sep == std::string_view::npos ||
+        !(iequals(raw.substr(0, sep), "http") || iequals(raw.substr(0, sep), "https"))) {
+      return fail("invalid request target");
+    }
+    const std::string_view rest = raw.substr(sep + 3);
+    const auto end = rest.find_first_of("/?");
+    const std::string_view authority = rest.substr(0, end);
+    if (authority.find('@') != std::string_view::npos) {
+      return fail("userinfo in request target");
+    }
+    if (authority.empty() || !normalize_host(authority)) {
+      return fail("invalid authority in request target");
+    }
+    t.form = target_form::absolute;
+    t.authority = lower_copy(authority);
+    path_and_query = end == std::string_view::npos ? std::string_view{} : rest.substr(end);
+  }
+
+  if (!valid_percent_encoding(path_and_query)) {
+    return fail("invalid percent-encoding");
+  }
+  set_path_and_query(r, path_and_query);
+  return r;
+}
+
+std::string remove_dot_segments(std::string_view path) {
+  // Index-based form of the RFC's input buffer: linear time, no re-copying of the input.
+  std::string out;
+  out.reserve(path.size());
+  const auto pop_segment = [&out] {
+    const auto slash = out.rfind('/');
+    out.erase(slash == std::string::npos ? 0 : slash);
+  };
+  std::string_view in = path;
+  while (!in.empty()) {
+    if (in.starts_with("../")) { // A
+      in.remove_prefix(3);
+    } else if (in.starts_with("./")) { // A
+      in.remove_prefix(2);
+    } else if (in.starts_with("/./")) { // B: "/./" -> "/"
+      in.remove_prefix(2);
+    } else if (in == "/.") { // B: "/." -> "/"
+      in = "/";
+    } else if (in.starts_with("/../")) { // C: "/../" -> "/", drop the last output segment
+      in.remove_prefix(3);
+      pop_segment();
+    } else if (in == "/..") { // C
+      in = "/";
+      pop_segment();
+    } else if (in == "." || in == "..") { // D
+      in = {};
+    } else { // E: move the first segment, with its leading "/", to the output
+      const auto next = in.find('/', 1);
+      const auto n = next == std::string_view::npos ? in.size() : next;
+      out.append(in.substr(0, n));
+      in.remove_prefix(n);
+    }
+  }
+  return out;
+}
+
+} // namespace wk::routing

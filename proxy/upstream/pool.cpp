@@ -1,1 +1,76 @@
-// placeholder: being written
+#include "upstream/pool.hpp"
+
+#include <algorithm>
+#include <sys/socket.h>
+
+namespace wk::upstream {
+
+namespace {
+
+// A pooled connection is usable when nothing is waiting on it: no bytes (an HTTP server may
+// not send unasked) and no end-of-stream. One non-blocking peek, no allocation.
+bool still_open(connection& c) {
+  if (c.buffer.size() != 0) {
+    return false;
+  }
+  auto& sock = c.lowest().socket();
+  if (!sock.is_open()) {
+    return false;
+  }
+  char b;
+  auto n = ::recv(sock.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+} // namespace
+
+std::unique_ptr<connection> pool::take(const std::string& key) {
+  auto it = idle_.find(key);
+  if (it == idle_.end()) {
+    return nullptr;
+  }
+  auto& list = it->second;
+  while (!list.empty()) {
+    auto c = std::move(list.back());
+    list.pop_back();
+    if (still_open(*c)) {
+      return c;
+    }
+  }
+  return nullptr;
+}
+
+void pool::give(std::unique_ptr<connection> c) {
+  auto& list = idle_[c->key];
+  if (list.size() >= max_idle_per_key_) {
+    return;  // c closes here
+  }
+  c->idle_since = std::chrono::steady_clock::now();
+  list.push_back(std::move(c));
+}
+
+void pool::expire(std::chrono::steady_clock::duration max_idle) {
+  auto limit = std::chrono::steady_clock::now() - max_idle;
+  for (auto& [key, list] : idle_) {
+    // Oldest first: everything before the first fresh entry is stale.
+    auto fresh = std::find_if(list.begin(), list.end(),
+                              [&](const auto& c) { return c->idle_since > limit; });
+    list.erase(list.begin(), fresh);
+  }
+}
+
+void pool::retain_only(const std::vector<std::string>& keep) {
+  std::erase_if(idle_, [&](const auto& kv) {
+    return std::find(keep.begin(), keep.end(), kv.first) == keep.end();
+  });
+}
+
+std::size_t pool::idle_count() const {
+  std::size_t n = 0;
+  for (const auto& [key, list] : idle_) {
+    n += list.size();
+  }
+  return n;
+}
+
+} // namespace wk::upstream

@@ -1,0 +1,18 @@
+#pragma once
+// The process: load and validate the config, open listeners, start workers, then run the
+// main thread's loop (signals, DNS refresh, reload, graceful stop).
+
+#include <string>
+
+namespace wk::app {
+
+struct server_options {
+  std::string config_path;
+  std::string ports_file;  // written once every listener is bound: {"listen": ["ip:port", ...]}
+};
+
+// Runs until stopped by SIGTERM/SIGINT. Returns the process exit code: 0 after a clean stop,
+// 1 when the config is invalid or a listener cannot be opened (before anything is served).
+int run_server(const server_options& opt);
+
+} // namespace wk::app

@@ -1,0 +1,54 @@
+#pragma once
+// A worker: one thread, one io_context, its own acceptors (dups of the shared listening
+// sockets), its own upstream pool and access-log buffer. A connection accepted here stays here
+// for life, so the data path needs no locks.
+
+#include "http/session.hpp"
+#include "net/listener.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace wk::app {
+
+class worker {
+public:
+  worker(unsigned index, std::shared_ptr<const runtime> rt);
+  worker(const worker&) = delete;
+  worker& operator=(const worker&) = delete;
+  ~worker();
+
+  // Starts accepting on every listener and runs the thread. Called once, from the main thread.
+  void start(const std::vector<std::unique_ptr<net::listener_socket>>& listeners);
+
+  // Makes `rt` the snapshot for new requests (posted to the worker's thread).
+  void publish(std::shared_ptr<const runtime> rt);
+
+  // Stops accepting and closes idle connections; busy ones finish their current exchange.
+  void begin_stop();
+
+  // Open client connections (read from the main thread while draining).
+  std::size_t active() const { return state_.active.load(std::memory_order_relaxed); }
+
+  // Stops the thread (abandoning whatever still runs) and joins it.
+  void stop_and_join();
+
+private:
+  void spawn_accept(boost::asio::ip::tcp::acceptor* acceptor,
+                    std::shared_ptr<net::listener_slot> slot);
+  void spawn_housekeeping();
+
+  unsigned index_;
+  boost::asio::io_context ioc_{1};  // declared first: destroyed last, after every session frame
+  http::worker_state state_;
+  std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::thread thread_;
+};
+
+} // namespace wk::app

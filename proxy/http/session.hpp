@@ -1,0 +1,52 @@
+#pragma once
+// One client connection, request after request, through the pipeline:
+//   read header -> checks and limits -> normalize + route -> header rules -> upstream
+//   (pool or connect) -> send request, stream body -> read response (1xx relayed) ->
+//   send response, stream body -> pool/keep-alive decision -> one access-log line.
+// Stages are plain functions called in that order; per-request state lives in one struct.
+
+#include "app/runtime.hpp"
+#include "net/listener.hpp"
+#include "observe/access_log.hpp"
+#include "upstream/pool.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <unordered_set>
+
+namespace wk::http {
+
+// What a session needs to know about its connection while it waits between requests, so that
+// a graceful stop can close idle connections at a request boundary.
+struct session_handle {
+  boost::beast::tcp_stream* stream = nullptr;
+  bool idle = false;
+};
+
+// Per-worker state. Used only on its worker's thread (no locks), except `active`, which the
+// main thread reads while draining.
+struct worker_state {
+  std::shared_ptr<const app::runtime> runtime;  // the snapshot new requests use
+  upstream::pool pool;
+  observe::access_log log{config::log_output::stdout_stream};
+  bool stopping = false;
+  std::unordered_set<session_handle*> sessions;
+  std::atomic<std::size_t> active{0};
+  std::uint64_t next_request_id = 0;
+
+  // Marks the worker as stopping and closes connections that are between requests; busy
+  // ones close after their current response.
+  void begin_stop();
+};
+
+// Serves one accepted client connection until it closes. `w` outlives the coroutine (the
+// worker destroys its io_context, and with it every session frame, before its state).
+// Never throws for network or protocol errors.
+boost::asio::awaitable<void> serve_connection(worker_state* w, boost::asio::ip::tcp::socket socket,
+                                              std::shared_ptr<net::listener_slot> slot);
+
+} // namespace wk::http

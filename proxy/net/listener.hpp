@@ -1,0 +1,43 @@
+#pragma once
+// Listening sockets. The main thread opens, binds and listens once; each worker accepts on its
+// own descriptor (a dup of the same socket), so no connection is handed between threads and
+// the socket can later be passed to another process as is.
+
+#include "config/config.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <variant>
+
+namespace wk::net {
+
+// Shared by the workers accepting on one listener: connection count against the limit.
+struct listener_slot {
+  std::string name;  // the bound address, for logs
+  std::size_t max_connections = 0;
+  std::atomic<std::size_t> active{0};
+};
+
+struct listener_socket {
+  config::listener cfg;
+  boost::asio::ip::tcp::endpoint bound;  // with the real port when the config said 0
+  boost::asio::ip::tcp::acceptor acceptor;  // owns the listening descriptor
+  std::shared_ptr<listener_slot> slot;
+
+  explicit listener_socket(boost::asio::io_context& ioc) : acceptor(ioc) {}
+};
+
+// Opens, binds and listens (SO_REUSEADDR, backlog 4096). Returns the reason on failure,
+// e.g. "127.0.0.1:80: bind: Permission denied".
+std::variant<std::unique_ptr<listener_socket>, std::string>
+open_listener(boost::asio::io_context& ioc, const config::listener& l, std::size_t max_connections);
+
+// "127.0.0.1:8080" / "[::1]:8080".
+std::string endpoint_string(const boost::asio::ip::tcp::endpoint& ep);
+
+} // namespace wk::net
