@@ -5,6 +5,7 @@
 // DESIGN.md section 4 needs nothing else.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -85,12 +86,14 @@ struct config {
   std::vector<listener> listen;
   upstream origin;
   upstream cloudfront;
+  // Qualified type names: a member may not reuse the unqualified name of a type it used
+  // (GCC "changes meaning", [basic.scope.class]).
   validation_route validation;
-  timeouts timeouts;
-  limits limits;
-  headers headers;
-  dns dns;
-  access_log access_log;
+  ::wk::config::timeouts timeouts;
+  ::wk::config::limits limits;
+  ::wk::config::headers headers;
+  ::wk::config::dns dns;
+  ::wk::config::access_log access_log;
   unsigned workers = 0;  // 0 = one per core
 };
 

@@ -1,1 +1,880 @@
-// placeholder: being written
+#include "config/load.hpp"
+
+#include "config/duration.hpp"
+#include "config/env_subst.hpp"
+#include "config/upstream_url.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <set>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace wk::config {
+
+namespace fs = std::filesystem;
+
+std::string error::to_string() const {
+  // "FILE:LINE:COLUMN: KEY: REASON", leaving out what is unknown (a column needs a line).
+  std::string location = file;
+  if (line > 0) {
+    location += (location.empty() ? "" : ":") + std::to_string(line);
+    if (column > 0) {
+      location += ':' + std::to_string(column);
+    }
+  }
+  std::string out;
+  if (!location.empty()) {
+    out += location + ": ";
+  }
+  if (!key.empty()) {
+    out += key + ": ";
+  }
+  out += reason;
+  return out;
+}
+
+env_lookup process_env() {
+  return [](std::string_view name) -> std::optional<std::string> {
+    // getenv needs a terminated string; the environment is not modified while loading.
+    const char* value = std::getenv(std::string(name).c_str());  // NOLINT(concurrency-mt-unsafe)
+    if (value == nullptr) {
+      return std::nullopt;
+    }
+    return std::string(value);
+  };
+}
+
+namespace {
+
+char to_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+char to_upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+std::string in_quotes(std::string_view text) { return "\"" + std::string(text) + "\""; }
+
+// Decimal digits only, no sign; std::nullopt on anything else or overflow.
+std::optional<std::uint64_t> parse_unsigned(std::string_view text) {
+  if (text.empty() || text.size() > 19) {
+    return std::nullopt;  // 19 digits always fit in 64 bits
+  }
+  std::uint64_t value = 0;
+  for (char c : text) {
+    if (!is_digit(c)) {
+      return std::nullopt;
+    }
+    value = value * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return value;
+}
+
+// A host name in the validation allow-list: dot-separated labels of 1..63 lower-case letters,
+// digits or '-' (no leading or trailing '-'), 253 characters at most, not ending in an all-digit
+// label (that would be an IP address, which the CA never validates).
+bool is_domain_name(std::string_view name) {
+  if (name.empty() || name.size() > 253) {
+    return false;
+  }
+  bool last_all_digits = false;
+  std::size_t start = 0;
+  while (start <= name.size()) {
+    std::size_t end = name.find('.', start);
+    if (end == std::string_view::npos) {
+      end = name.size();
+    }
+    const std::string_view label = name.substr(start, end - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    last_all_digits = true;
+    for (char c : label) {
+      if (!(c >= 'a' && c <= 'z') && !is_digit(c) && c != '-') {
+        return false;
+      }
+      last_all_digits = last_all_digits && is_digit(c);
+    }
+    start = end + 1;
+  }
+  return !last_all_digits;
+}
+
+// "*" alone, "*.name", or a plain name (already lower-cased).
+bool is_domain_pattern(std::string_view pattern) {
+  if (pattern == "*") {
+    return true;
+  }
+  if (pattern.starts_with("*.")) {
+    pattern.remove_prefix(2);
+  }
+  return is_domain_name(pattern);
+}
+
+// RFC 9110 section 5.6.2 tchar.
+bool is_token(std::string_view text) {
+  if (text.empty()) {
+    return false;
+  }
+  constexpr std::string_view specials = "!#$%&'*+-.^_`|~";
+  return std::all_of(text.begin(), text.end(), [&](char c) {
+    return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           specials.find(c) != std::string_view::npos;
+  });
+}
+
+// The reason a validation prefix is unusable, or empty when it is fine. The route matches
+// normalized paths, so the prefix itself must already be in normal form.
+std::string prefix_problem(std::string_view prefix) {
+  if (prefix.empty() || prefix.front() != '/' || prefix.back() != '/') {
+    return "must start and end with \"/\"";
+  }
+  for (char c : prefix) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '%' || c == '?' || c == '#' || c == '\\' || u <= 0x20 || u >= 0x7f) {
+      return "must not contain \"%\", \"?\", \"#\", \"\\\", spaces or control characters";
+    }
+  }
+  if (prefix.size() > 1) {
+    std::size_t start = 1;
+    while (start < prefix.size()) {
+      const std::size_t end = prefix.find('/', start);
+      const std::string_view segment = prefix.substr(start, end - start);
+      if (segment.empty()) {
+        return "must not contain \"//\"";
+      }
+      if (segment == "." || segment == "..") {
+        return "must not contain \".\" or \"..\" segments";
+      }
+      start = end + 1;
+    }
+  }
+  return {};
+}
+
+const char* type_name(const YAML::Node& node) {
+  switch (node.Type()) {
+  case YAML::NodeType::Map:
+    return "a mapping";
+  case YAML::NodeType::Sequence:
+    return "a list";
+  case YAML::NodeType::Scalar:
+    return "a single value";
+  default:
+    return "nothing";
+  }
+}
+
+std::string join(const std::vector<std::string_view>& names) {
+  std::string out;
+  for (std::string_view name : names) {
+    if (!out.empty()) {
+      out += ", ";
+    }
+    out += name;
+  }
+  return out;
+}
+
+std::string child(const std::string& prefix, std::string_view name) {
+  return prefix.empty() ? std::string(name) : prefix + "." + std::string(name);
+}
+
+std::string item(const std::string& prefix, std::size_t index) {
+  return prefix + "[" + std::to_string(index) + "]";
+}
+
+// A scalar after substitution, with where it came from (for errors found later).
+struct located {
+  std::string value;
+  YAML::Mark mark;
+  std::string key;
+};
+
+// One pass over a parsed document, filling `cfg_` and collecting every problem in `errors_`.
+class loader {
+public:
+  loader(std::string_view file, const env_lookup& env) : file_(file), env_(env) {}
+
+  void load_document(const YAML::Node& root);
+  void fail(const YAML::Mark& mark, std::string key, std::string reason);
+
+  config cfg_;
+  std::vector<error> errors_;
+
+private:
+  using handler = std::function<void(const YAML::Node& value, const std::string& key)>;
+  struct field {
+    std::string_view name;
+    handler on_value;
+  };
+
+  // Walks a mapping in file order, dispatching each key to its field; unknown and repeated keys
+  // are errors. Returns the names that were present. A null node (a section whose keys are all
+  // commented out) counts as an empty mapping.
+  std::set<std::string, std::less<>> walk_map(const YAML::Node& node, const std::string& key,
+                                              const std::vector<field>& fields);
+  bool expect_list(const YAML::Node& node, const std::string& key);
+  // The scalar with ${VAR} references replaced; std::nullopt (error recorded) otherwise.
+  std::optional<std::string> scalar(const YAML::Node& node, const std::string& key);
+
+  void load_listen(const YAML::Node& node, const std::string& key);
+  void load_upstream(const YAML::Node& node, const std::string& key, upstream& out);
+  std::optional<std::vector<std::string>> load_domains(const YAML::Node& node,
+                                                       const std::string& key);
+  void load_validation(const YAML::Node& node, const std::string& key);
+  void load_methods(const YAML::Node& node, const std::string& key);
+  void load_limits(const YAML::Node& node, const std::string& key);
+  void load_duration(const YAML::Node& node, const std::string& key, duration& out);
+  std::optional<std::uint64_t> load_size(const YAML::Node& node, const std::string& key);
+  void load_count(const YAML::Node& node, const std::string& key, std::size_t& out);
+  void load_policy(const YAML::Node& node, const std::string& key, forwarded_policy& out);
+  void load_workers(const YAML::Node& node, const std::string& key);
+  void check_ca_file(const located& ca_file, std::string& out);
+
+  // Where to report a problem with `node`. yaml-cpp marks an empty value ("key:") at the next
+  // token, often on a later line, so empty values are reported at their key instead.
+  YAML::Mark mark_of(const YAML::Node& node) const {
+    return node.IsNull() ? key_mark_ : node.Mark();
+  }
+
+  std::string_view file_;
+  const env_lookup& env_;
+  YAML::Mark key_mark_;                        // the key whose value is being read
+  std::optional<located> top_domains_;         // where top-level `domains` was
+  std::optional<located> validation_domains_;  // where validation.domains was
+};
+
+void loader::fail(const YAML::Mark& mark, std::string key, std::string reason) {
+  error e;
+  e.file = std::string(file_);
+  if (!mark.is_null()) {
+    e.line = mark.line + 1;
+    e.column = mark.column + 1;
+  }
+  e.key = std::move(key);
+  e.reason = std::move(reason);
+  errors_.push_back(std::move(e));
+}
+
+std::set<std::string, std::less<>> loader::walk_map(const YAML::Node& node, const std::string& key,
+                                                    const std::vector<field>& fields) {
+  std::set<std::string, std::less<>> seen;
+  if (node.IsNull()) {
+    return seen;
+  }
+  if (!node.IsMap()) {
+    fail(node.Mark(), key, std::string("expected a mapping, got ") + type_name(node));
+    return seen;
+  }
+  for (const auto& kv : node) {
+    const YAML::Node& name_node = kv.first;
+    if (!name_node.IsScalar()) {
+      fail(name_node.Mark(), key, "keys must be plain names");
+      continue;
+    }
+    const std::string& name = name_node.Scalar();
+    const std::string path = child(key, name);
+    const auto known =
+        std::find_if(fields.begin(), fields.end(), [&](const field& f) { return f.name == name; });
+    if (known == fields.end()) {
+      std::vector<std::string_view> names;
+      for (const field& f : fields) {
+        names.push_back(f.name);
+      }
+      fail(name_node.Mark(), path, "unknown key (expected one of: " + join(names) + ")");
+      continue;
+    }
+    if (!seen.insert(name).second) {
+      fail(name_node.Mark(), path, "duplicate key");
+      continue;
+    }
+    key_mark_ = name_node.Mark();
+    known->on_value(kv.second, path);
+  }
+  return seen;
+}
+
+bool loader::expect_list(const YAML::Node& node, const std::string& key) {
+  if (!node.IsSequence()) {
+    fail(mark_of(node), key, std::string("expected a list, got ") + type_name(node));
+    return false;
+  }
+  if (node.size() == 0) {
+    fail(node.Mark(), key, "must not be empty");
+    return false;
+  }
+  return true;
+}
+
+std::optional<std::string> loader::scalar(const YAML::Node& node, const std::string& key) {
+  if (node.IsNull()) {
+    fail(mark_of(node), key, "missing value");
+    return std::nullopt;
+  }
+  if (!node.IsScalar()) {
+    fail(node.Mark(), key, std::string("expected a single value, got ") + type_name(node));
+    return std::nullopt;
+  }
+  auto result = substitute_env(node.Scalar(), env_);
+  if (auto* problem = std::get_if<subst_error>(&result)) {
+    fail(node.Mark(), key, std::move(problem->reason));
+    return std::nullopt;
+  }
+  return std::get<std::string>(std::move(result));
+}
+
+void loader::load_document(const YAML::Node& root) {
+  cfg_.file = std::string(file_);
+  if (!root.IsNull() && !root.IsMap()) {
+    fail(root.Mark(), "",
+         std::string("expected a mapping at the top level, got ") + type_name(root));
+    return;
+  }
+
+  const std::vector<field> fields{
+      {"version",
+       [this](const YAML::Node& n, const std::string& k) {
+         if (auto v = scalar(n, k)) {
+           if (*v != "1") {
+             fail(n.Mark(), k, "must be 1, got " + in_quotes(*v));
+           }
+         }
+       }},
+      {"listen", [this](const YAML::Node& n, const std::string& k) { load_listen(n, k); }},
+      {"origin",
+       [this](const YAML::Node& n, const std::string& k) { load_upstream(n, k, cfg_.origin); }},
+      {"cloudfront",
+       [this](const YAML::Node& n, const std::string& k) { load_upstream(n, k, cfg_.cloudfront); }},
+      {"domains",
+       [this](const YAML::Node& n, const std::string& k) {
+         top_domains_ = located{"", mark_of(n), k};
+         if (auto domains = load_domains(n, k)) {
+           cfg_.validation.domains = std::move(*domains);
+         }
+       }},
+      {"validation", [this](const YAML::Node& n, const std::string& k) { load_validation(n, k); }},
+      {"timeouts",
+       [this](const YAML::Node& n, const std::string& k) {
+         auto& t = cfg_.timeouts;
+         const auto set = [this](duration& out) {
+           return [this, &out](const YAML::Node& v, const std::string& p) {
+             load_duration(v, p, out);
+           };
+         };
+         walk_map(n, k,
+                  {{"connect", set(t.connect)},
+                   {"header_read", set(t.header_read)},
+                   {"idle", set(t.idle)},
+                   {"upstream_response", set(t.upstream_response)},
+                   {"upstream_idle", set(t.upstream_idle)},
+                   {"body_idle", set(t.body_idle)}});
+       }},
+      {"limits", [this](const YAML::Node& n, const std::string& k) { load_limits(n, k); }},
+      {"headers",
+       [this](const YAML::Node& n, const std::string& k) {
+         auto& h = cfg_.headers;
+         walk_map(n, k,
+                  {{"x_forwarded_for",
+                    [this, &h](const YAML::Node& v, const std::string& p) {
+                      load_policy(v, p, h.x_forwarded_for);
+                    }},
+                   {"x_forwarded_proto", [this, &h](const YAML::Node& v, const std::string& p) {
+                      load_policy(v, p, h.x_forwarded_proto);
+                    }}});
+       }},
+      {"dns",
+       [this](const YAML::Node& n, const std::string& k) {
+         walk_map(n, k, {{"refresh", [this](const YAML::Node& v, const std::string& p) {
+                            load_duration(v, p, cfg_.dns.refresh);
+                          }}});
+       }},
+      {"access_log",
+       [this](const YAML::Node& n, const std::string& k) {
+         if (auto v = scalar(n, k)) {
+           if (*v == "stdout") {
+             cfg_.access_log.output = log_output::stdout_stream;
+           } else if (*v == "stderr") {
+             cfg_.access_log.output = log_output::stderr_stream;
+           } else if (*v == "off") {
+             cfg_.access_log.output = log_output::off;
+           } else {
+             fail(n.Mark(), k, "expected stdout, stderr or off, got " + in_quotes(*v));
+           }
+         }
+       }},
+      {"workers", [this](const YAML::Node& n, const std::string& k) { load_workers(n, k); }},
+  };
+  const auto seen = walk_map(root, "", fields);
+
+  // Missing keys have no line of their own: report them where the document starts.
+  YAML::Mark where = root.Mark();
+  if (where.is_null() || root.IsNull()) {
+    where = YAML::Mark{};  // line 1, column 1
+  }
+  for (std::string_view required : {"version", "listen", "origin", "cloudfront"}) {
+    if (!seen.contains(required)) {
+      fail(where, std::string(required), "missing required key");
+    }
+  }
+  if (!top_domains_ && !validation_domains_) {
+    fail(where, "domains", "missing required key");
+  }
+  if (top_domains_ && validation_domains_) {
+    // Report at the later of the two, so the message points at the redundant one.
+    const located& later = (validation_domains_->mark.pos > top_domains_->mark.pos)
+                               ? *validation_domains_
+                               : *top_domains_;
+    fail(later.mark, later.key,
+         "the allow-list is given twice (domains and validation.domains); keep one");
+  }
+}
+
+void loader::load_listen(const YAML::Node& node, const std::string& key) {
+  if (!expect_list(node, key)) {
+    return;
+  }
+  std::vector<std::string> paths;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    const YAML::Node entry = node[i];
+    key_mark_ = node.Mark();  // an empty item ("-" alone) is reported where the list starts
+    const std::string path = item(key, i);
+    std::optional<YAML::Node> address;
+    if (entry.IsMap()) {
+      walk_map(entry, path,
+               {{"address", [&](const YAML::Node& v, const std::string&) { address.emplace(v); }}});
+      if (!address) {
+        fail(entry.Mark(), child(path, "address"), "missing required key");
+        continue;
+      }
+    } else if (entry.IsSequence()) {
+      fail(entry.Mark(), path, "expected \"IP:PORT\" or a mapping with address, got a list");
+      continue;
+    }
+    // Copies, never assignment: assigning a YAML::Node rebinds the node it refers to in the
+    // document.
+    const YAML::Node value_node = address ? *address : entry;
+    const std::string value_key = address ? child(path, "address") : path;
+    const std::optional<std::string> text = scalar(value_node, value_key);
+    if (!text) {
+      continue;
+    }
+    auto parsed = parse_listen_address(*text);
+    if (auto* reason = std::get_if<std::string>(&parsed)) {
+      fail(value_node.Mark(), value_key,
+           "invalid listen address " + in_quotes(*text) + ": " + *reason);
+      continue;
+    }
+    auto& l = std::get<listener>(parsed);
+    // Port 0 asks the kernel for a fresh port each time, so repeating it is not a conflict.
+    const auto same = std::find_if(cfg_.listen.begin(), cfg_.listen.end(), [&](const listener& o) {
+      return l.port != 0 && o.port == l.port && o.host == l.host;
+    });
+    if (same != cfg_.listen.end()) {
+      const auto index = static_cast<std::size_t>(same - cfg_.listen.begin());
+      fail(value_node.Mark(), value_key,
+           "duplicate listen address " + in_quotes(*text) + " (same as " + paths[index] + ")");
+      continue;
+    }
+    cfg_.listen.push_back(std::move(l));
+    paths.push_back(value_key);
+  }
+}
+
+void loader::load_upstream(const YAML::Node& node, const std::string& key, upstream& out) {
+  const std::string name = key;
+  std::optional<located> url;
+  std::optional<located> sni;
+  std::optional<located> verify;
+  std::optional<located> ca_file;
+  const auto keep = [this](std::optional<located>& slot) {
+    return [this, &slot](const YAML::Node& v, const std::string& p) {
+      if (auto text = scalar(v, p)) {
+        slot = located{std::move(*text), v.Mark(), p};
+      }
+    };
+  };
+  if (node.IsMap()) {
+    const auto seen = walk_map(node, key,
+                               {{"url", keep(url)},
+                                {"sni", keep(sni)},
+                                {"verify", keep(verify)},
+                                {"ca_file", keep(ca_file)}});
+    if (!seen.contains("url")) {
+      fail(node.Mark(), child(key, "url"), "missing required key");
+    }
+  } else if (node.IsSequence()) {
+    fail(node.Mark(), key, "expected a URL or a mapping with url, got a list");
+    return;
+  } else if (auto text = scalar(node, key)) {
+    url = located{std::move(*text), node.Mark(), key};
+  }
+
+  // Every field is checked on its own first, so one pass reports all of their problems.
+  std::optional<upstream> u;
+  if (url) {
+    auto parsed = parse_upstream_url(url->value);
+    if (auto* reason = std::get_if<std::string>(&parsed)) {
+      fail(url->mark, url->key, *reason);
+    } else {
+      u = std::get<upstream>(std::move(parsed));
+      u->name = name;
+    }
+  }
+  std::string sni_value;
+  if (sni) {
+    for (char c : sni->value) {
+      sni_value += to_lower(c);
+    }
+    // An empty sni sends no server name at all.
+    if (!sni_value.empty() && !is_domain_name(sni_value)) {
+      fail(sni->mark, sni->key, "must be a DNS name, got " + in_quotes(sni->value));
+    }
+  }
+  bool verify_value = true;
+  if (verify) {
+    if (verify->value == "false") {
+      verify_value = false;
+    } else if (verify->value != "true") {
+      fail(verify->mark, verify->key, "expected true or false, got " + in_quotes(verify->value));
+    }
+  }
+  std::string ca_value;
+  if (ca_file && !ca_file->value.empty()) {
+    check_ca_file(*ca_file, ca_value);
+  }
+  if (!u) {
+    return;
+  }
+  if (!u->tls) {
+    for (const auto* tls_only : {&sni, &verify, &ca_file}) {
+      if (*tls_only) {
+        fail((*tls_only)->mark, (*tls_only)->key, "only applies to an https:// upstream");
+      }
+    }
+    out = std::move(*u);
+    return;
+  }
+  if (sni) {
+    u->sni = std::move(sni_value);
+  }
+  u->verify = verify_value;
+  u->ca_file = std::move(ca_value);
+  out = std::move(*u);
+}
+
+void loader::check_ca_file(const located& ca_file, std::string& out) {
+  // A relative path is taken from the config file's directory, so a config and its CA bundle
+  // can move together; the stored path is the resolved one.
+  fs::path path(ca_file.value);
+  if (path.is_relative()) {
+    path = fs::path(std::string(file_)).parent_path() / path;
+  }
+  out = path.string();
+  const int fd = ::open(out.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    fail(ca_file.mark, ca_file.key,
+         "cannot read CA file " + in_quotes(out) + ": " + std::strerror(errno));
+    return;
+  }
+  struct stat st {};
+  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  ::close(fd);
+  if (!regular) {
+    fail(ca_file.mark, ca_file.key,
+         "cannot read CA file " + in_quotes(out) + ": not a regular file");
+  }
+}
+
+std::optional<std::vector<std::string>> loader::load_domains(const YAML::Node& node,
+                                                             const std::string& key) {
+  if (!expect_list(node, key)) {
+    return std::nullopt;
+  }
+  std::vector<std::string> domains;
+  bool ok = true;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    const YAML::Node entry = node[i];
+    key_mark_ = node.Mark();  // an empty item ("-" alone) is reported where the list starts
+    const std::string path = item(key, i);
+    auto text = scalar(entry, path);
+    if (!text) {
+      ok = false;
+      continue;
+    }
+    std::string lowered;
+    for (char c : *text) {
+      lowered += to_lower(c);
+    }
+    if (!is_domain_pattern(lowered)) {
+      fail(entry.Mark(), path,
+           "invalid domain " + in_quotes(*text) +
+               " (expected a host name, \"*.\" + a host name, or "
+               "\"*\")");
+      ok = false;
+      continue;
+    }
+    if (std::find(domains.begin(), domains.end(), lowered) != domains.end()) {
+      fail(entry.Mark(), path, "duplicate domain " + in_quotes(lowered));
+      ok = false;
+      continue;
+    }
+    domains.push_back(std::move(lowered));
+  }
+  if (!ok) {
+    return std::nullopt;
+  }
+  return domains;
+}
+
+void loader::load_validation(const YAML::Node& node, const std::string& key) {
+  auto& v = cfg_.validation;
+  walk_map(
+      node, key,
+      {{"prefix",
+        [this, &v](const YAML::Node& n, const std::string& k) {
+          if (auto text = scalar(n, k)) {
+            const std::string problem = prefix_problem(*text);
+            if (!problem.empty()) {
+              fail(n.Mark(), k, problem + ", got " + in_quotes(*text));
+              return;
+            }
+            v.prefix = std::move(*text);
+          }
+        }},
+       {"domains",
+        [this, &v](const YAML::Node& n, const std::string& k) {
+          validation_domains_ = located{"", mark_of(n), k};
+          if (auto domains = load_domains(n, k)) {
+            v.domains = std::move(*domains);
+          }
+        }},
+       {"methods", [this](const YAML::Node& n, const std::string& k) { load_methods(n, k); }}});
+}
+
+void loader::load_methods(const YAML::Node& node, const std::string& key) {
+  if (!expect_list(node, key)) {
+    return;
+  }
+  std::vector<std::string> methods;
+  bool ok = true;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    const YAML::Node entry = node[i];
+    key_mark_ = node.Mark();  // an empty item ("-" alone) is reported where the list starts
+    const std::string path = item(key, i);
+    auto text = scalar(entry, path);
+    if (!text) {
+      ok = false;
+      continue;
+    }
+    std::string upper;
+    for (char c : *text) {
+      upper += to_upper(c);
+    }
+    if (!is_token(upper)) {
+      fail(entry.Mark(), path, "invalid method " + in_quotes(*text));
+      ok = false;
+    } else if (upper != "GET" && upper != "HEAD") {
+      fail(entry.Mark(), path, "only GET and HEAD are supported, got " + in_quotes(upper));
+      ok = false;
+    } else if (std::find(methods.begin(), methods.end(), upper) != methods.end()) {
+      fail(entry.Mark(), path, "duplicate method " + in_quotes(upper));
+      ok = false;
+    } else {
+      methods.push_back(std::move(upper));
+    }
+  }
+  if (ok) {
+    cfg_.validation.methods = std::move(methods);
+  }
+}
+
+void loader::load_limits(const YAML::Node& node, const std::string& key) {
+  auto& l = cfg_.limits;
+  std::optional<located> target;  // checked against header_bytes once both are known
+  walk_map(
+      node, key,
+      {{"header_bytes",
+        [this, &l](const YAML::Node& n, const std::string& k) {
+          if (auto size = load_size(n, k)) {
+            if (*size < 1024) {
+              fail(n.Mark(), k, "must be at least 1024 bytes");
+            } else {
+              l.header_bytes = static_cast<std::size_t>(*size);
+            }
+          }
+        }},
+       {"header_count", [this, &l](const YAML::Node& n,
+                                   const std::string& k) { load_count(n, k, l.header_count); }},
+       {"target_bytes",
+        [this, &l, &target](const YAML::Node& n, const std::string& k) {
+          if (auto size = load_size(n, k)) {
+            if (*size == 0) {
+              fail(n.Mark(), k, "must be greater than 0");
+            } else {
+              l.target_bytes = static_cast<std::size_t>(*size);
+              target = located{"", n.Mark(), k};
+            }
+          }
+        }},
+       {"max_connections",
+        [this, &l](const YAML::Node& n, const std::string& k) {
+          load_count(n, k, l.max_connections);
+        }},
+       {"max_body_bytes", [this, &l](const YAML::Node& n, const std::string& k) {
+          if (auto size = load_size(n, k)) {
+            l.max_body_bytes = *size;
+          }
+        }}});
+  if (l.target_bytes > l.header_bytes) {
+    const YAML::Mark mark = target ? target->mark : node.Mark();
+    fail(mark, child(key, "target_bytes"),
+         "must not exceed limits.header_bytes (" + std::to_string(l.header_bytes) + ")");
+  }
+}
+
+void loader::load_duration(const YAML::Node& node, const std::string& key, duration& out) {
+  auto text = scalar(node, key);
+  if (!text) {
+    return;
+  }
+  const auto d = parse_duration(*text);
+  if (!d) {
+    fail(node.Mark(), key,
+         "invalid duration " + in_quotes(*text) + " (expected e.g. 250ms, 5s, 2m, 1h)");
+  } else if (d->count() <= 0) {
+    fail(node.Mark(), key, "must be greater than 0");
+  } else {
+    out = *d;
+  }
+}
+
+std::optional<std::uint64_t> loader::load_size(const YAML::Node& node, const std::string& key) {
+  auto text = scalar(node, key);
+  if (!text) {
+    return std::nullopt;
+  }
+  auto size = parse_size(*text);
+  if (!size) {
+    fail(node.Mark(), key,
+         "invalid size " + in_quotes(*text) + " (expected e.g. 512, 16KiB, 8MiB, 1GiB)");
+  }
+  return size;
+}
+
+void loader::load_count(const YAML::Node& node, const std::string& key, std::size_t& out) {
+  auto text = scalar(node, key);
+  if (!text) {
+    return;
+  }
+  const auto value = parse_unsigned(*text);
+  if (!value || *value == 0 || *value > std::numeric_limits<std::uint32_t>::max()) {
+    fail(node.Mark(), key, "expected a positive integer, got " + in_quotes(*text));
+    return;
+  }
+  out = static_cast<std::size_t>(*value);
+}
+
+void loader::load_policy(const YAML::Node& node, const std::string& key, forwarded_policy& out) {
+  auto text = scalar(node, key);
+  if (!text) {
+    return;
+  }
+  if (*text == "off") {
+    out = forwarded_policy::off;
+  } else if (*text == "append") {
+    out = forwarded_policy::append;
+  } else if (*text == "replace") {
+    out = forwarded_policy::replace;
+  } else {
+    fail(node.Mark(), key, "expected off, append or replace, got " + in_quotes(*text));
+  }
+}
+
+void loader::load_workers(const YAML::Node& node, const std::string& key) {
+  auto text = scalar(node, key);
+  if (!text) {
+    return;
+  }
+  if (*text == "auto") {
+    cfg_.workers = 0;
+    return;
+  }
+  const auto value = parse_unsigned(*text);
+  if (!value || *value < 1 || *value > 256) {
+    fail(node.Mark(), key, "expected auto or a number from 1 to 256, got " + in_quotes(*text));
+    return;
+  }
+  cfg_.workers = static_cast<unsigned>(*value);
+}
+
+} // namespace
+
+load_result load_string(std::string_view text, std::string_view file, const env_lookup& env) {
+  loader l(file, env);
+  try {
+    const std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
+    if (documents.size() > 1) {
+      // Report at the start of the second document.
+      l.fail(documents[1].Mark(), "", "only one YAML document is allowed");
+    } else {
+      l.load_document(documents.empty() ? YAML::Node() : documents.front());
+    }
+  } catch (const YAML::Exception& e) {
+    // Syntax errors (ParserException) and anything yaml-cpp rejects while building nodes.
+    l.fail(e.mark, "", "YAML syntax error: " + e.msg);
+  } catch (const std::exception& e) {
+    l.fail(YAML::Mark::null_mark(), "", std::string("cannot load config: ") + e.what());
+  }
+
+  load_result result;
+  // Problems are found section by section; sort them into file order (stable: same position
+  // keeps discovery order, e.g. missing keys in the order of the schema).
+  std::stable_sort(l.errors_.begin(), l.errors_.end(), [](const error& a, const error& b) {
+    return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+  });
+  result.errors = std::move(l.errors_);
+  if (result.errors.empty()) {
+    result.cfg = std::move(l.cfg_);
+  }
+  return result;
+}
+
+load_result load_file(const std::string& path, const env_lookup& env) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    load_result result;
+    result.errors.push_back(
+        error{path, 0, 0, "", std::string("cannot read file: ") + std::strerror(errno)});
+    return result;
+  }
+  std::string text;
+  char buffer[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, f)) > 0) {
+    text.append(buffer, n);
+  }
+  const bool failed = std::ferror(f) != 0;
+  const int read_errno = errno;
+  std::fclose(f);
+  if (failed) {
+    load_result result;
+    result.errors.push_back(
+        error{path, 0, 0, "", std::string("cannot read file: ") + std::strerror(read_errno)});
+    return result;
+  }
+  return load_string(text, path, env);
+}
+
+} // namespace wk::config

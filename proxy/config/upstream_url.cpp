@@ -1,1 +1,189 @@
-// placeholder: being written
+#include "config/upstream_url.hpp"
+
+#include <boost/url.hpp>
+
+#include <cstdint>
+#include <optional>
+
+namespace wk::config {
+
+namespace urls = boost::urls;
+
+namespace {
+
+char to_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// A DNS name as a resolver accepts it: dot-separated labels of 1..63 letters, digits, '-' or '_'
+// (no leading or trailing '-'), 253 characters at most. The last label must not be all digits:
+// "10.0.0.256" is a broken IPv4 address, not a name to look up.
+bool is_host_name(std::string_view name) {
+  if (name.empty() || name.size() > 253) {
+    return false;
+  }
+  bool last_all_digits = false;
+  std::size_t start = 0;
+  while (start <= name.size()) {
+    std::size_t end = name.find('.', start);
+    if (end == std::string_view::npos) {
+      end = name.size();
+    }
+    const std::string_view label = name.substr(start, end - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    last_all_digits = true;
+    for (char c : label) {
+      const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+      if (!alpha && !is_digit(c) && c != '-' && c != '_') {
+        return false;
+      }
+      last_all_digits = last_all_digits && is_digit(c);
+    }
+    start = end + 1;
+  }
+  return !last_all_digits;
+}
+
+// 0..65535 from decimal digits only (no sign, no spaces).
+std::optional<std::uint16_t> parse_port(std::string_view text) {
+  if (text.empty() || text.size() > 5) {
+    return std::nullopt;
+  }
+  unsigned value = 0;
+  for (char c : text) {
+    if (!is_digit(c)) {
+      return std::nullopt;
+    }
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (value > 65535) {
+    return std::nullopt;
+  }
+  return static_cast<std::uint16_t>(value);
+}
+
+} // namespace
+
+std::variant<upstream, std::string> parse_upstream_url(std::string_view url) {
+  if (url.empty()) {
+    return std::string("URL is empty");
+  }
+  const auto parsed = urls::parse_uri(urls::string_view(url.data(), url.size()));
+  if (!parsed) {
+    return "invalid URL \"" + std::string(url) +
+           "\" (expected http://HOST[:PORT] or https://HOST[:PORT])";
+  }
+  const urls::url_view& u = *parsed;
+
+  upstream out;
+  out.url = std::string(url);
+  if (u.scheme_id() == urls::scheme::http) {
+    out.tls = false;
+    out.port = 80;
+  } else if (u.scheme_id() == urls::scheme::https) {
+    out.tls = true;
+    out.port = 443;
+  } else {
+    return std::string("scheme must be http or https");
+  }
+  if (!u.has_authority() || u.encoded_host().empty()) {
+    return std::string("a host is required");
+  }
+  if (u.has_userinfo()) {
+    return std::string("user info (\"user@\") is not allowed");
+  }
+  if (u.has_query()) {
+    return std::string("a query (\"?...\") is not allowed");
+  }
+  if (u.has_fragment()) {
+    return std::string("a fragment (\"#...\") is not allowed");
+  }
+  if (!u.encoded_path().empty() && u.encoded_path() != "/") {
+    return std::string("a path is not allowed (only \"/\")");
+  }
+
+  bool dns_name = false;
+  switch (u.host_type()) {
+  case urls::host_type::ipv4:
+    out.host = u.host_ipv4_address().to_string();
+    break;
+  case urls::host_type::ipv6:
+    out.host = u.host_ipv6_address().to_string();
+    break;
+  case urls::host_type::name: {
+    const urls::pct_string_view encoded = u.encoded_host_name();
+    const std::string_view raw(encoded.data(), encoded.size());
+    if (!is_host_name(raw)) {
+      return "invalid host \"" + std::string(raw) + "\"";
+    }
+    for (char c : raw) {
+      out.host += to_lower(c);
+    }
+    dns_name = true;
+    break;
+  }
+  default:
+    return std::string("a host is required");
+  }
+
+  if (u.has_port()) {
+    const urls::string_view port_text = u.port();
+    const auto port = parse_port(std::string_view(port_text.data(), port_text.size()));
+    if (!port || *port == 0) {
+      return "invalid port \"" + std::string(port_text.data(), port_text.size()) +
+             "\" (expected 1-65535)";
+    }
+    out.port = *port;
+  }
+  if (out.tls && dns_name) {
+    out.sni = out.host;  // RFC 6066 section 3: SNI carries DNS names only, never IP literals
+  }
+  return out;
+}
+
+std::variant<listener, std::string> parse_listen_address(std::string_view text) {
+  listener out;
+  out.address = std::string(text);
+  std::string_view port_text;
+  if (!text.empty() && text.front() == '[') {
+    const std::size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return std::string("expected \"[IPv6]:PORT\"");
+    }
+    const std::string_view host = text.substr(1, close - 1);
+    port_text = text.substr(close + 2);
+    const auto v6 = urls::parse_ipv6_address(urls::string_view(host.data(), host.size()));
+    if (!v6) {
+      return "invalid IPv6 address \"" + std::string(host) + "\"";
+    }
+    out.host = v6->to_string();  // canonical text, so equal addresses compare equal
+  } else {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      return std::string("expected \"IP:PORT\" (the port is required)");
+    }
+    std::string_view host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return std::string("an IPv6 address must be in brackets, e.g. \"[::1]:8080\"");
+    }
+    if (host.empty()) {
+      host = "0.0.0.0";  // ":80" listens on every IPv4 address
+    }
+    const auto v4 = urls::parse_ipv4_address(urls::string_view(host.data(), host.size()));
+    if (!v4) {
+      return "host must be an IP address, got \"" + std::string(host) + "\"";
+    }
+    out.host = v4->to_string();
+  }
+  const auto port = parse_port(port_text);
+  if (!port) {
+    return "invalid port \"" + std::string(port_text) + "\" (expected 0-65535)";
+  }
+  out.port = *port;
+  return out;
+}
+
+} // namespace wk::config

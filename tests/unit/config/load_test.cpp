@@ -1,1 +1,472 @@
-// placeholder: being written
+#include "config/load.hpp"
+
+#include <doctest/doctest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace cfg = wk::config;
+namespace chrono = std::chrono;
+
+// Lets doctest print the messages of a failed comparison.
+template <> struct doctest::StringMaker<std::vector<std::string>> {
+  static doctest::String convert(const std::vector<std::string>& lines) {
+    std::string out = "{";
+    for (const std::string& line : lines) {
+      out += "\n  \"" + line + "\"";
+    }
+    out += lines.empty() ? "}" : "\n}";
+    return out.c_str();
+  }
+};
+
+namespace {
+
+const std::string fixtures = std::string(WK_FIXTURES_DIR) + "/config/";
+
+cfg::env_lookup fake_env(std::map<std::string, std::string, std::less<>> vars = {}) {
+  return [vars = std::move(vars)](std::string_view name) -> std::optional<std::string> {
+    const auto it = vars.find(name);
+    if (it == vars.end()) {
+      return std::nullopt;
+    }
+    return it->second;
+  };
+}
+
+std::vector<std::string> messages(const cfg::load_result& result) {
+  std::vector<std::string> out;
+  for (const cfg::error& e : result.errors) {
+    out.push_back(e.to_string());
+  }
+  return out;
+}
+
+// The minimal config of DESIGN.md section 4, without its comments.
+const std::string minimal = "version: 1\n"
+                            "listen: [\"127.0.0.1:8080\"]\n"
+                            "origin: http://127.0.0.1:8081\n"
+                            "cloudfront: http://d111111abcdef8.cloudfront.net\n"
+                            "domains: [example.com, www.example.com]\n";
+
+// The minimal config with `extra` appended (lines 6 and on).
+cfg::load_result load_with(const std::string& extra,
+                           std::map<std::string, std::string, std::less<>> vars = {}) {
+  return cfg::load_string(minimal + extra, "test.yaml", fake_env(std::move(vars)));
+}
+
+} // namespace
+
+TEST_CASE("the minimal config loads with every other key defaulted") {
+  const auto result = cfg::load_file(fixtures + "good/minimal.yaml", fake_env());
+  REQUIRE(result.errors.empty());
+  REQUIRE(result.cfg.has_value());
+  const cfg::config& c = *result.cfg;
+  CHECK(c.file == fixtures + "good/minimal.yaml");
+  CHECK(c.version == 1);
+  REQUIRE(c.listen.size() == 1);
+  CHECK(c.listen[0].address == "127.0.0.1:8080");
+  CHECK(c.listen[0].host == "127.0.0.1");
+  CHECK(c.listen[0].port == 8080);
+  CHECK(c.origin.name == "origin");
+  CHECK(c.origin.url == "http://127.0.0.1:8081");
+  CHECK_FALSE(c.origin.tls);
+  CHECK(c.origin.host == "127.0.0.1");
+  CHECK(c.origin.port == 8081);
+  CHECK(c.cloudfront.name == "cloudfront");
+  CHECK(c.cloudfront.host == "d111111abcdef8.cloudfront.net");
+  CHECK(c.cloudfront.port == 80);
+  CHECK(c.cloudfront.sni.empty());
+  CHECK(c.validation.domains == std::vector<std::string>{"example.com", "www.example.com"});
+
+  const cfg::config defaults;
+  CHECK(c.validation.prefix == defaults.validation.prefix);
+  CHECK(c.validation.methods == defaults.validation.methods);
+  CHECK(c.timeouts.connect == defaults.timeouts.connect);
+  CHECK(c.timeouts.body_idle == defaults.timeouts.body_idle);
+  CHECK(c.limits.header_bytes == defaults.limits.header_bytes);
+  CHECK(c.limits.max_body_bytes == 0);
+  CHECK(c.headers.x_forwarded_for == cfg::forwarded_policy::append);
+  CHECK(c.dns.refresh == defaults.dns.refresh);
+  CHECK(c.access_log.output == cfg::log_output::stdout_stream);
+  CHECK(c.workers == 0);
+}
+
+TEST_CASE("a full config sets every key, with substitution in list items and URLs") {
+  const auto result = cfg::load_file(
+      fixtures + "good/full.yaml",
+      fake_env({{"WK_LISTEN", "127.0.0.1:9090"}, {"WK_ORIGIN_HOST", "origin.example.net"}}));
+  REQUIRE(messages(result) == std::vector<std::string>{});
+  const cfg::config& c = *result.cfg;
+
+  REQUIRE(c.listen.size() == 3);
+  CHECK(c.listen[0].address == "127.0.0.1:9090");
+  CHECK(c.listen[0].port == 9090);
+  CHECK(c.listen[1].address == "[::1]:0");
+  CHECK(c.listen[1].host == "::1");
+  CHECK(c.listen[2].host == "0.0.0.0");
+  CHECK(c.listen[2].port == 8443);
+
+  CHECK(c.origin.url == "https://origin.example.net:8443/");
+  CHECK(c.origin.tls);
+  CHECK(c.origin.host == "origin.example.net");
+  CHECK(c.origin.port == 8443);
+  CHECK(c.origin.sni == "origin.example.net");
+  CHECK_FALSE(c.origin.verify);
+  CHECK(c.origin.ca_file == fixtures + "good/../ca.pem");  // relative to the config file
+  CHECK(c.cloudfront.tls);
+  CHECK(c.cloudfront.host == "d111111abcdef8.cloudfront.net");
+  CHECK(c.cloudfront.sni == "d111111abcdef8.cloudfront.net");
+  CHECK(c.cloudfront.verify);
+
+  CHECK(c.validation.prefix == "/.well-known/acme-files/");
+  CHECK(c.validation.domains ==
+        std::vector<std::string>{"example.com", "*.example.org", "extra.example.net"});
+  CHECK(c.validation.methods == std::vector<std::string>{"GET"});
+
+  CHECK(c.timeouts.connect == chrono::milliseconds(250));
+  CHECK(c.timeouts.header_read == chrono::milliseconds(1500));
+  CHECK(c.timeouts.idle == chrono::minutes(2));
+  CHECK(c.timeouts.upstream_response == chrono::hours(1));
+  CHECK(c.timeouts.upstream_idle == chrono::seconds(3));
+  CHECK(c.timeouts.body_idle == chrono::seconds(15));
+
+  CHECK(c.limits.header_bytes == 64 * 1024);
+  CHECK(c.limits.header_count == 50);
+  CHECK(c.limits.target_bytes == 4 * 1024);
+  CHECK(c.limits.max_connections == 20);
+  CHECK(c.limits.max_body_bytes == 1ULL << 30);
+
+  CHECK(c.headers.x_forwarded_for == cfg::forwarded_policy::replace);
+  CHECK(c.headers.x_forwarded_proto == cfg::forwarded_policy::off);
+  CHECK(c.dns.refresh == chrono::seconds(10));
+  CHECK(c.access_log.output == cfg::log_output::stderr_stream);
+  CHECK(c.workers == 4);
+}
+
+TEST_CASE("bad config files report every error with file, line, column, key and reason") {
+  struct row {
+    std::string_view fixture;
+    std::vector<std::string> errors;  // after "FILE:"
+  };
+  const std::string domain_shape = " (expected a host name, \"*.\" + a host name, or \"*\")";
+  const std::vector<row> rows{
+      {"unknown_key.yaml",
+       {"7:3: timeouts.conect: unknown key (expected one of: connect, header_read, idle, "
+        "upstream_response, upstream_idle, body_idle)",
+        "8:1: colour: unknown key (expected one of: version, listen, origin, cloudfront, domains, "
+        "validation, timeouts, limits, headers, dns, access_log, workers)"}},
+      {"wrong_type.yaml",
+       {"2:9: listen: expected a list, got a single value",
+        "3:9: origin: expected a URL or a mapping with url, got a list",
+        "5:10: domains: expected a list, got a single value",
+        "6:11: timeouts: expected a mapping, got a single value"}},
+      {"bad_scheme.yaml",
+       {"3:9: origin: scheme must be http or https",
+        "5:8: cloudfront.url: invalid URL \"d111111abcdef8.cloudfront.net\" (expected "
+        "http://HOST[:PORT] or https://HOST[:PORT])"}},
+      {"missing_keys.yaml",
+       {"2:1: origin: missing required key", "2:1: cloudfront: missing required key",
+        "2:1: domains: missing required key"}},
+      {"bad_duration.yaml",
+       {"7:12: timeouts.connect: invalid duration \"5 seconds\" (expected e.g. 250ms, 5s, 2m, 1h)",
+        "8:9: timeouts.idle: invalid duration \"-1s\" (expected e.g. 250ms, 5s, 2m, 1h)",
+        "9:16: timeouts.header_read: must be greater than 0",
+        "11:12: dns.refresh: invalid duration \"1d\" (expected e.g. 250ms, 5s, 2m, 1h)"}},
+      {"unset_env.yaml",
+       {"2:10: listen[0]: environment variable WK_UNSET_PORT is not set",
+        "3:9: origin: unterminated \"${\" (missing \"}\")",
+        "5:24: domains[1]: invalid environment variable name \"1BAD\""}},
+      {"bad_domain.yaml",
+       {"6:5: domains[0]: invalid domain \"exa mple.com\"" + domain_shape,
+        "7:5: domains[1]: invalid domain \"*foo.com\"" + domain_shape,
+        "8:5: domains[2]: invalid domain \"a.*.com\"" + domain_shape,
+        "9:5: domains[3]: invalid domain \"http://x\"" + domain_shape,
+        "10:5: domains[4]: invalid domain \"\"" + domain_shape,
+        "13:5: domains[7]: duplicate domain \"example.com\""}},
+      {"tls_only_keys.yaml",
+       {"5:8: origin.sni: only applies to an https:// upstream",
+        "6:11: origin.verify: only applies to an https:// upstream"}},
+      {"syntax.yaml", {"3:1: YAML syntax error: end of sequence flow not found"}},
+      {"many_errors.yaml",
+       {"1:10: version: must be 1, got \"2\"",
+        "2:28: listen[1]: duplicate listen address \"127.0.0.1:8080\" (same as listen[0])",
+        "2:46: listen[2]: invalid listen address \"localhost:80\": host must be an IP address, "
+        "got \"localhost\"",
+        "3:9: origin: a path is not allowed (only \"/\")",
+        "6:11: cloudfront.verify: expected true or false, got \"maybe\"",
+        "7:12: cloudfront.ca_file: cannot read CA file \"" + fixtures +
+            "bad/missing-ca.pem\": No such file or directory",
+        "10:12: validation.domains: the allow-list is given twice (domains and "
+        "validation.domains); keep one",
+        "11:18: validation.methods[1]: only GET and HEAD are supported, got \"POST\"",
+        "12:11: validation.prefix: must not contain \"//\", got \"/.well-known//x/\"",
+        "14:17: limits.header_bytes: must be at least 1024 bytes",
+        "15:17: limits.header_count: expected a positive integer, got \"-1\"",
+        "16:10: workers: expected auto or a number from 1 to 256, got \"0\"",
+        "17:13: access_log: expected stdout, stderr or off, got \"syslog\""}},
+  };
+  for (const row& r : rows) {
+    CAPTURE(r.fixture);
+    const std::string path = fixtures + "bad/" + std::string(r.fixture);
+    const auto result = cfg::load_file(path, fake_env());
+    CHECK_FALSE(result.cfg.has_value());
+    std::vector<std::string> expected;
+    for (const std::string& e : r.errors) {
+      expected.push_back(path + ":" + e);
+    }
+    CHECK(messages(result) == expected);
+  }
+}
+
+TEST_CASE("each value is checked against its own rule") {
+  struct row {
+    std::string_view name;
+    std::string extra;                // appended to the minimal config, from line 6
+    std::vector<std::string> errors;  // full messages; empty: the config loads
+  };
+  const std::vector<row> rows{
+      {"timeouts accept every unit", "timeouts: {connect: 250ms, idle: 1.5, body_idle: 1h}\n", {}},
+      {"a zero timeout is refused",
+       "timeouts:\n  connect: 0ms\n",
+       {"test.yaml:7:12: timeouts.connect: must be greater than 0"}},
+      {"a timeout below a millisecond is refused",
+       "timeouts:\n  connect: 0.5ms\n",
+       {"test.yaml:7:12: timeouts.connect: must be greater than 0"}},
+      {"limits accept sizes and counts",
+       "limits: {header_bytes: 1KiB, target_bytes: 1024, header_count: 1, max_body_bytes: 0}\n",
+       {}},
+      {"target_bytes may not exceed header_bytes",
+       "limits:\n  header_bytes: 16k\n  target_bytes: 17k\n",
+       {"test.yaml:8:17: limits.target_bytes: must not exceed limits.header_bytes (16384)"}},
+      {"a bad size is refused",
+       "limits:\n  max_body_bytes: 1.5G\n",
+       {"test.yaml:7:19: limits.max_body_bytes: invalid size \"1.5G\" (expected e.g. 512, 16KiB, "
+        "8MiB, 1GiB)"}},
+      {"a count is a positive integer",
+       "limits:\n  max_connections: 0\n",
+       {"test.yaml:7:20: limits.max_connections: expected a positive integer, got \"0\""}},
+      {"header policies", "headers: {x_forwarded_for: \"off\", x_forwarded_proto: replace}\n", {}},
+      {"an unknown header policy is refused",
+       "headers:\n  x_forwarded_for: drop\n",
+       {"test.yaml:7:20: headers.x_forwarded_for: expected off, append or replace, got \"drop\""}},
+      {"workers may be auto or a count", "workers: 256\n", {}},
+      {"workers above 256 are refused",
+       "workers: 257\n",
+       {"test.yaml:6:10: workers: expected auto or a number from 1 to 256, got \"257\""}},
+      {"access_log may be off", "access_log: \"off\"\n", {}},
+      {"methods are upper-cased", "validation: {methods: [get, Head]}\n", {}},
+      {"an empty method list is refused",
+       "validation:\n  methods: []\n",
+       {"test.yaml:7:12: validation.methods: must not be empty"}},
+      {"a method that is not a token is refused",
+       "validation:\n  methods: [\"G T\"]\n",
+       {"test.yaml:7:13: validation.methods[0]: invalid method \"G T\""}},
+      {"a prefix must start and end with a slash",
+       "validation:\n  prefix: /.well-known\n",
+       {"test.yaml:7:11: validation.prefix: must start and end with \"/\", got \"/.well-known\""}},
+      {"a prefix may not hold percent signs",
+       "validation:\n  prefix: /%2e/\n",
+       {"test.yaml:7:11: validation.prefix: must not contain \"%\", \"?\", \"#\", \"\\\", spaces "
+        "or control characters, got \"/%2e/\""}},
+      {"a prefix may not hold dot segments",
+       "validation:\n  prefix: /./x/\n",
+       {"test.yaml:7:11: validation.prefix: must not contain \".\" or \"..\" segments, got "
+        "\"/./x/\""}},
+      {"the root prefix is allowed", "validation: {prefix: /}\n", {}},
+      {"an empty value is reported at its key",
+       "dns:\n  refresh:\nworkers: 2\n",
+       {"test.yaml:7:3: dns.refresh: missing value"}},
+      {"an empty section is the same as no section", "timeouts:\nlimits: {}\n", {}},
+      {"a key given twice is refused",
+       "workers: 2\nworkers: 3\n",
+       {"test.yaml:7:1: workers: duplicate key"}},
+      {"a key that is not a name is refused",
+       "timeouts:\n  [a]: 5s\n",
+       {"test.yaml:7:3: timeouts: keys must be plain names"}},
+  };
+  for (const row& r : rows) {
+    CAPTURE(r.name);
+    const auto result = load_with(r.extra);
+    CHECK(messages(result) == r.errors);
+    CHECK(result.cfg.has_value() == r.errors.empty());
+  }
+}
+
+TEST_CASE("listen entries") {
+  const auto load_listen = [](const std::string& listen) {
+    return cfg::load_string("version: 1\n"
+                            "listen: " +
+                                listen +
+                                "\n"
+                                "origin: http://127.0.0.1:8081\n"
+                                "cloudfront: http://d111111abcdef8.cloudfront.net\n"
+                                "domains: [example.com]\n",
+                            "test.yaml", fake_env({{"PORT", "8080"}}));
+  };
+  SUBCASE("strings and mappings mix, and port 0 may repeat") {
+    const auto result =
+        load_listen("[\"127.0.0.1:${PORT}\", {address: \"[::1]:0\"}, \"[::1]:0\", \":81\"]");
+    REQUIRE(result.errors.empty());
+    REQUIRE(result.cfg->listen.size() == 4);
+    CHECK(result.cfg->listen[0].port == 8080);
+    CHECK(result.cfg->listen[3].host == "0.0.0.0");
+  }
+  SUBCASE("the same address written two ways is a duplicate") {
+    const auto result = load_listen("[\"0.0.0.0:80\", {address: \":80\"}]");
+    CHECK(messages(result) ==
+          std::vector<std::string>{"test.yaml:2:34: listen[1].address: duplicate listen address "
+                                   "\":80\" (same as listen[0])"});
+  }
+  SUBCASE("an empty item is reported where the list starts") {
+    CHECK(messages(load_listen("[{address: \"127.0.0.1:1\"}, ~]")) ==
+          std::vector<std::string>{"test.yaml:2:9: listen[1]: missing value"});
+  }
+  SUBCASE("an empty list is refused") {
+    CHECK(messages(load_listen("[]")) ==
+          std::vector<std::string>{"test.yaml:2:9: listen: must not be empty"});
+  }
+  SUBCASE("a mapping needs an address and nothing else") {
+    CHECK(messages(load_listen("[{port: 80}]")) ==
+          std::vector<std::string>{
+              "test.yaml:2:10: listen[0].address: missing required key",
+              "test.yaml:2:11: listen[0].port: unknown key (expected one of: address)"});
+  }
+}
+
+TEST_CASE("upstreams over https") {
+  const auto load_origin = [](const std::string& origin) {
+    return cfg::load_string("version: 1\n"
+                            "listen: [\"127.0.0.1:8080\"]\n"
+                            "origin: " +
+                                origin +
+                                "\n"
+                                "cloudfront: http://d111111abcdef8.cloudfront.net\n"
+                                "domains: [example.com]\n",
+                            fixtures + "inline.yaml", fake_env());
+  };
+  SUBCASE("an IP literal gets no SNI unless one is given") {
+    const auto result = load_origin("https://10.0.0.1");
+    REQUIRE(result.errors.empty());
+    CHECK(result.cfg->origin.sni.empty());
+    const auto given = load_origin("{url: \"https://10.0.0.1\", sni: Origin.Example.com}");
+    REQUIRE(given.errors.empty());
+    CHECK(given.cfg->origin.sni == "origin.example.com");
+  }
+  SUBCASE("an empty sni sends none") {
+    const auto result = load_origin("{url: \"https://origin.example.com\", sni: \"\"}");
+    REQUIRE(result.errors.empty());
+    CHECK(result.cfg->origin.sni.empty());
+  }
+  SUBCASE("an sni must be a DNS name") {
+    CHECK(messages(load_origin("{url: \"https://10.0.0.1\", sni: 10.0.0.1}")) ==
+          std::vector<std::string>{fixtures + "inline.yaml:3:40: origin.sni: must be a DNS name, "
+                                              "got \"10.0.0.1\""});
+  }
+  SUBCASE("a ca_file is found next to the config file") {
+    const auto result = load_origin("{url: \"https://10.0.0.1\", ca_file: ca.pem, verify: true}");
+    REQUIRE(result.errors.empty());
+    CHECK(result.cfg->origin.ca_file == fixtures + "ca.pem");
+    CHECK(result.cfg->origin.verify);
+  }
+  SUBCASE("a ca_file that is a directory is refused") {
+    CHECK(messages(load_origin("{url: \"https://10.0.0.1\", ca_file: good}")) ==
+          std::vector<std::string>{fixtures +
+                                   "inline.yaml:3:44: origin.ca_file: cannot read CA "
+                                   "file \"" +
+                                   fixtures + "good\": not a regular file"});
+  }
+  SUBCASE("the url is required in the mapping form") {
+    CHECK(messages(load_origin("{verify: false}")) ==
+          std::vector<std::string>{fixtures + "inline.yaml:3:9: origin.url: missing required key"});
+  }
+}
+
+TEST_CASE("the domain allow-list") {
+  SUBCASE("may live under validation instead") {
+    const auto result = cfg::load_string("version: 1\n"
+                                         "listen: [\"127.0.0.1:8080\"]\n"
+                                         "origin: http://127.0.0.1:8081\n"
+                                         "cloudfront: http://d111111abcdef8.cloudfront.net\n"
+                                         "validation:\n"
+                                         "  domains: [\"*\", \"*.Example.com\"]\n",
+                                         "test.yaml", fake_env());
+    REQUIRE(result.errors.empty());
+    CHECK(result.cfg->validation.domains == std::vector<std::string>{"*", "*.example.com"});
+  }
+  SUBCASE("may not be empty") {
+    const auto result = cfg::load_string("version: 1\n"
+                                         "listen: [\"127.0.0.1:8080\"]\n"
+                                         "origin: http://127.0.0.1:8081\n"
+                                         "cloudfront: http://d111111abcdef8.cloudfront.net\n"
+                                         "domains: []\n",
+                                         "test.yaml", fake_env());
+    CHECK(messages(result) ==
+          std::vector<std::string>{"test.yaml:5:10: domains: must not be empty"});
+  }
+}
+
+TEST_CASE("documents that are not a config mapping") {
+  struct row {
+    std::string_view name;
+    std::string text;
+    std::vector<std::string> errors;
+  };
+  const std::vector<row> rows{
+      {"an empty file misses every required key",
+       "# nothing here\n",
+       {"test.yaml:1:1: version: missing required key",
+        "test.yaml:1:1: listen: missing required key",
+        "test.yaml:1:1: origin: missing required key",
+        "test.yaml:1:1: cloudfront: missing required key",
+        "test.yaml:1:1: domains: missing required key"}},
+      {"a list at the top level",
+       "- a\n- b\n",
+       {"test.yaml:1:1: expected a mapping at the top level, got a list"}},
+      {"two documents",
+       minimal + "---\nversion: 1\n",
+       {"test.yaml:7:1: only one YAML document is allowed"}},
+      {"a tab in indentation",
+       "version: 1\nlisten:\n\t- x\n",
+       {"test.yaml:3:2: YAML syntax error: illegal block entry"}},
+  };
+  for (const row& r : rows) {
+    CAPTURE(r.name);
+    const auto result = cfg::load_string(r.text, "test.yaml", fake_env());
+    CHECK(messages(result) == r.errors);
+    CHECK_FALSE(result.cfg.has_value());
+  }
+}
+
+TEST_CASE("a file that cannot be read is one error without a line") {
+  SUBCASE("missing") {
+    const auto result = cfg::load_file(fixtures + "no-such-file.yaml", fake_env());
+    CHECK(messages(result) == std::vector<std::string>{
+                                  fixtures + "no-such-file.yaml: cannot read file: No such file or "
+                                             "directory"});
+  }
+  SUBCASE("a directory") {
+    const auto result = cfg::load_file(fixtures + "good", fake_env());
+    CHECK(messages(result) ==
+          std::vector<std::string>{fixtures + "good: cannot read file: Is a directory"});
+  }
+}
+
+TEST_CASE("error messages leave out the parts that are unknown") {
+  struct row {
+    cfg::error e;
+    std::string_view text;
+  };
+  const row rows[] = {
+      {{"a.yaml", 3, 7, "timeouts.connect", "bad"}, "a.yaml:3:7: timeouts.connect: bad"},
+      {{"a.yaml", 3, 0, "k", "bad"}, "a.yaml:3: k: bad"},
+      {{"a.yaml", 0, 0, "", "bad"}, "a.yaml: bad"},
+      {{"", 3, 7, "k", "bad"}, "3:7: k: bad"},
+      {{"", 0, 0, "k", "bad"}, "k: bad"},
+      {{"", 0, 0, "", "bad"}, "bad"},
+  };
+  for (const row& r : rows) {
+    CHECK(r.e.to_string() == r.text);
+  }
+}

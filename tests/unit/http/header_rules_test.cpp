@@ -1,1 +1,168 @@
-// placeholder: being written
+#include "http/header_rules.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace bhttp = boost::beast::http;
+using wk::config::forwarded_policy;
+using wk::http::forward_options;
+
+namespace {
+
+using field_list = std::vector<std::pair<std::string, std::string>>;
+
+bhttp::fields make_fields(const field_list& list) {
+  bhttp::fields f;
+  for (const auto& [k, v] : list) {
+    f.insert(k, v);
+  }
+  return f;
+}
+
+field_list to_list(const bhttp::fields& f) {
+  field_list out;
+  for (const auto& x : f) {
+    out.emplace_back(std::string(x.name_string()), std::string(x.value()));
+  }
+  return out;
+}
+
+forward_options origin_options() {
+  forward_options o;
+  o.client_ip = "192.0.2.7";
+  o.proto = "http";
+  return o;
+}
+
+} // namespace
+
+TEST_CASE("hop-by-hop and framing fields are never forwarded") {
+  for (const char* name : {"Connection", "keep-alive", "Proxy-Connection", "TE",
+                           "Transfer-Encoding", "Upgrade", "Trailer", "Content-Length", "Expect",
+                           "Proxy-Authorization"}) {
+    CAPTURE(name);
+    CHECK(wk::http::is_hop_by_hop(name));
+  }
+  for (const char* name : {"Host", "Cookie", "Authorization", "X-Forwarded-For", "Accept"}) {
+    CAPTURE(name);
+    CHECK_FALSE(wk::http::is_hop_by_hop(name));
+  }
+}
+
+TEST_CASE("the origin request keeps end-to-end fields in order and drops hop-by-hop ones") {
+  auto in = make_fields({{"Host", "example.com"},
+                         {"Connection", "keep-alive, X-Secret"},
+                         {"X-Secret", "named in Connection"},
+                         {"Cookie", "a=1"},
+                         {"Transfer-Encoding", "chunked"},
+                         {"Accept", "*/*"},
+                         {"Upgrade", "websocket"}});
+  bhttp::fields out;
+  wk::http::build_upstream_request_fields(in, out, origin_options());
+  CHECK(to_list(out) == field_list{{"Host", "example.com"},
+                                   {"Cookie", "a=1"},
+                                   {"Accept", "*/*"},
+                                   {"X-Forwarded-For", "192.0.2.7"},
+                                   {"X-Forwarded-Proto", "http"}});
+}
+
+TEST_CASE("X-Forwarded-For follows its policy") {
+  auto in = make_fields({{"Host", "h"}, {"X-Forwarded-For", "10.0.0.1"},
+                         {"X-Forwarded-For", "10.0.0.2"}});
+  auto opt = origin_options();
+  opt.x_forwarded_proto = forwarded_policy::off;
+  bhttp::fields out;
+  SUBCASE("append joins what the client sent and adds the client address") {
+    opt.x_forwarded_for = forwarded_policy::append;
+    wk::http::build_upstream_request_fields(in, out, opt);
+    CHECK(out["X-Forwarded-For"] == "10.0.0.1, 10.0.0.2, 192.0.2.7");
+    CHECK(out.count("X-Forwarded-For") == 1);
+  }
+  SUBCASE("replace keeps only the client address") {
+    opt.x_forwarded_for = forwarded_policy::replace;
+    wk::http::build_upstream_request_fields(in, out, opt);
+    CHECK(to_list(out) == field_list{{"Host", "h"}, {"X-Forwarded-For", "192.0.2.7"}});
+  }
+  SUBCASE("off passes the client's fields through untouched") {
+    opt.x_forwarded_for = forwarded_policy::off;
+    wk::http::build_upstream_request_fields(in, out, opt);
+    CHECK(to_list(out) == field_list{{"Host", "h"},
+                                     {"X-Forwarded-For", "10.0.0.1"},
+                                     {"X-Forwarded-For", "10.0.0.2"}});
+  }
+}
+
+TEST_CASE("X-Forwarded-Proto follows its policy") {
+  auto opt = origin_options();
+  opt.x_forwarded_for = forwarded_policy::off;
+  bhttp::fields out;
+  SUBCASE("append keeps a value the client sent") {
+    wk::http::build_upstream_request_fields(
+        make_fields({{"Host", "h"}, {"X-Forwarded-Proto", "https"}}), out, opt);
+    CHECK(to_list(out) == field_list{{"Host", "h"}, {"X-Forwarded-Proto", "https"}});
+  }
+  SUBCASE("append sets it when absent") {
+    wk::http::build_upstream_request_fields(make_fields({{"Host", "h"}}), out, opt);
+    CHECK(out["X-Forwarded-Proto"] == "http");
+  }
+  SUBCASE("replace overwrites the client's value") {
+    opt.x_forwarded_proto = forwarded_policy::replace;
+    wk::http::build_upstream_request_fields(
+        make_fields({{"Host", "h"}, {"X-Forwarded-Proto", "https"}}), out, opt);
+    CHECK(to_list(out) == field_list{{"Host", "h"}, {"X-Forwarded-Proto", "http"}});
+  }
+}
+
+TEST_CASE("the validation route forwards only what a certificate authority needs") {
+  auto in = make_fields({{"Host", "example.com"},
+                         {"User-Agent", "validator/1.0"},
+                         {"Cookie", "session=secret"},
+                         {"Authorization", "Bearer secret"},
+                         {"Accept", "*/*"},
+                         {"X-Custom", "x"},
+                         {"X-Forwarded-Proto", "https"}});
+  auto opt = origin_options();
+  opt.validation_route = true;
+  bhttp::fields out;
+  wk::http::build_upstream_request_fields(in, out, opt);
+  CHECK(to_list(out) == field_list{{"Host", "example.com"},
+                                   {"User-Agent", "validator/1.0"},
+                                   {"Accept", "*/*"},
+                                   {"X-Forwarded-For", "192.0.2.7"},
+                                   {"X-Forwarded-Proto", "http"}});
+}
+
+TEST_CASE("an absolute-form authority replaces Host, and a missing Host gets the default") {
+  auto opt = origin_options();
+  opt.x_forwarded_for = forwarded_policy::off;
+  opt.x_forwarded_proto = forwarded_policy::off;
+  bhttp::fields out;
+  SUBCASE("authority wins over the Host header") {
+    opt.authority = "tenant.example:8080";
+    wk::http::build_upstream_request_fields(make_fields({{"Host", "other.example"}}), out, opt);
+    CHECK(to_list(out) == field_list{{"Host", "tenant.example:8080"}});
+  }
+  SUBCASE("HTTP/1.0 without Host gets the upstream's host") {
+    opt.default_host = "127.0.0.1";
+    wk::http::build_upstream_request_fields(make_fields({{"Accept", "*/*"}}), out, opt);
+    CHECK(to_list(out) == field_list{{"Accept", "*/*"}, {"Host", "127.0.0.1"}});
+  }
+}
+
+TEST_CASE("response fields lose hop-by-hop fields and those named in Connection") {
+  auto in = make_fields({{"Content-Type", "text/plain"},
+                         {"Connection", "close, X-Internal"},
+                         {"X-Internal", "1"},
+                         {"Keep-Alive", "timeout=5"},
+                         {"Set-Cookie", "a=1"},
+                         {"Set-Cookie", "b=2"},
+                         {"Transfer-Encoding", "chunked"}});
+  bhttp::fields out;
+  wk::http::build_downstream_response_fields(in, out);
+  CHECK(to_list(out) == field_list{{"Content-Type", "text/plain"},
+                                   {"Set-Cookie", "a=1"},
+                                   {"Set-Cookie", "b=2"}});
+}

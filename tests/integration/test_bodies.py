@@ -1,0 +1,141 @@
+"""Request and response bodies: streamed intact (sha256) with flat memory, chunked both ways,
+Expect: 100-continue answered by the proxy, and the request body cap."""
+
+import json
+import os
+import tempfile
+import unittest
+
+from wkharness import (TENANT, ProxyTestCase, build_request, chunked_body, curl, pattern_bytes,
+                       pattern_chunks, pattern_sha256, request)
+
+BIG = 20 * 1024 * 1024
+RSS_GROWTH_LIMIT_KB = 10 * 1024  # well below the 20 MiB bodies
+
+
+class BodiesTest(ProxyTestCase):
+    def temp_file(self, data: bytes) -> str:
+        fd, path = tempfile.mkstemp(prefix="wkproxy-body-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        self.addCleanup(os.unlink, path)
+        return path
+
+    def warm_baseline(self, proxy):
+        """RSS after the proxy has served a couple of ordinary requests (buffers allocated)."""
+        for path in ("/warm", "/bytes/100000"):
+            self.assertEqual(request(proxy.port, "GET", path).status, 200)
+        r = request(proxy.port, "POST", "/upload", body=b"w" * 100000)
+        self.assertEqual(r.status, 200)
+        return proxy.rss_kb()
+
+    def test_20mb_download_is_intact_and_memory_stays_flat(self):
+        origin, cf, proxy = self.start_all()
+        base = self.warm_baseline(proxy)
+        c = self.client(proxy, timeout=60)
+        r = c.request("GET", f"/bytes/{BIG}", hash_only=True)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body_length, BIG)
+        self.assertEqual(r.body_sha256, pattern_sha256(BIG))
+        growth = proxy.peak_rss_kb() - base
+        self.assertLess(growth, RSS_GROWTH_LIMIT_KB,
+                        f"proxy RSS grew by {growth} KiB while relaying a {BIG >> 20} MiB body")
+
+    def test_20mb_upload_is_intact_and_memory_stays_flat(self):
+        origin, cf, proxy = self.start_all()
+        base = self.warm_baseline(proxy)
+        c = self.client(proxy, timeout=60)
+        c.send(build_request("POST", "/upload", headers=[("Content-Length", str(BIG)),
+                                                         ("Content-Type", "application/x-test")]))
+        for piece in pattern_chunks(BIG):
+            c.send(piece)
+        r = c.read_response()
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"sha256": pattern_sha256(BIG), "length": BIG,
+                                    "framing": "length"})
+        rec = origin.requests[-1]
+        self.assertEqual(rec.header("content-length"), str(BIG))
+        growth = proxy.peak_rss_kb() - base
+        self.assertLess(growth, RSS_GROWTH_LIMIT_KB,
+                        f"proxy RSS grew by {growth} KiB while relaying a {BIG >> 20} MiB upload")
+
+    def test_chunked_upload_with_curl(self):
+        origin, cf, proxy = self.start_all()
+        n = 3_000_001
+        path = self.temp_file(pattern_bytes(n))
+        r = curl(proxy.url("/upload"), "-H", f"Host: {TENANT}", "-H", "Transfer-Encoding: chunked",
+                 "--data-binary", f"@{path}")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(json.loads(r.body)["sha256"], pattern_sha256(n))
+        self.assertEqual(json.loads(r.body)["length"], n)
+
+    def test_chunked_upload_raw_with_extensions_and_trailers(self):
+        origin, cf, proxy = self.start_all()
+        data = pattern_bytes(200_000)
+        body = chunked_body(data, sizes=(1, 17, 4096, 65536, 3))
+        body = body.replace(b"\r\n", b";ext=1\r\n", 1)  # a chunk extension on the first chunk
+        body = body[:-2] + b"X-Trailer: yes\r\n\r\n"  # a trailer field after the last chunk
+        c = self.client(proxy)
+        c.send(build_request("POST", "/upload", headers=[("Transfer-Encoding", "chunked")]) + body)
+        r = c.read_response()
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json()["sha256"], r.json()["length"]),
+                         (pattern_sha256(200_000), 200_000))
+        self.assertEqual(origin.errors, [])
+        # The connection stays usable: the chunked framing was consumed exactly.
+        self.assertEqual(c.request("GET", "/after").status, 200)
+
+    def test_expect_100_continue_with_curl_is_answered_by_the_proxy(self):
+        origin, cf, proxy = self.start_all()
+        n = 1_000_000
+        path = self.temp_file(pattern_bytes(n))
+        r = curl(proxy.url("/upload"), "-v", "-H", f"Host: {TENANT}",
+                 "-H", "Expect: 100-continue", "--expect100-timeout", "20",
+                 "--data-binary", f"@{path}", timeout=60)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(json.loads(r.body)["sha256"], pattern_sha256(n))
+        self.assertRegex(r.stderr, r"< HTTP/1\.1 100", "curl never received 100 Continue")
+        rec = origin.requests[-1]
+        self.assertIsNone(rec.header("expect"), f"the backend must get no Expect header: {rec}")
+
+    def test_expect_100_continue_raw_interim_before_body(self):
+        origin, cf, proxy = self.start_all()
+        c = self.client(proxy)
+        body = pattern_bytes(50_000)
+        c.send(build_request("POST", "/upload", headers=[("Content-Length", str(len(body))),
+                                                         ("Expect", "100-continue")]))
+        interim = c.reader.read_until(b"\r\n\r\n", 65536)
+        self.assertRegex(interim, rb"^HTTP/1\.1 100 ", interim)
+        c.send(body)
+        r = c.read_response()
+        self.assertEqual((r.status, r.json()["sha256"]), (200, pattern_sha256(50_000)), r)
+        self.assertIsNone(origin.requests[-1].header("expect"))
+
+    def test_chunked_download_raw_and_with_curl(self):
+        origin, cf, proxy = self.start_all()
+        n = 5_000_003
+        c = self.client(proxy, timeout=30)
+        r = c.request("GET", f"/chunked/{n}", hash_only=True)
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(r.framing, ("chunked", "length"))
+        self.assertEqual((r.body_length, r.body_sha256), (n, pattern_sha256(n)))
+        self.assertEqual(c.request("GET", "/bytes/7").body, pattern_bytes(7))
+        r = curl(proxy.url(f"/chunked/{n}"), "-H", f"Host: {TENANT}")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(len(r.body), n)
+        self.assertEqual(r.body, pattern_bytes(n))
+
+    def test_body_over_max_body_bytes_gets_413(self):
+        origin, cf, proxy = self.start_all(limits={"max_body_bytes": "1KiB"})
+        r = request(proxy.port, "POST", "/upload", body=b"a" * 1000)
+        self.assertEqual((r.status, r.json()["length"]), (200, 1000), r)
+        origin.reset()
+        c = self.client(proxy)
+        c.send(build_request("POST", "/upload", body=b"b" * 4096))
+        r = c.read_response()
+        self.assertLocalError(r, 413, c.closed_by_peer())
+        self.assertEqual(origin.requests, [], "a body over the cap must not reach the origin")
+
+
+if __name__ == "__main__":
+    unittest.main()

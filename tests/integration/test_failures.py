@@ -1,0 +1,193 @@
+"""Failures stay contained: a dead or stalled or untrusted upstream gives 502/504 on its own route
+while the other route works; bad client input gets 4xx and reaches no backend; clients that
+vanish mid-body leave the proxy healthy."""
+
+import socket
+import time
+import unittest
+
+from wkharness import (RawClient, TENANT, ProxyTestCase, build_request, free_port,
+                       pattern_chunks, pattern_sha256, request, send_raw)
+
+TOKEN_PATH = "/.well-known/pki-validation/f.txt"
+
+
+class UpstreamFailureTest(ProxyTestCase):
+    def assertValidationWorks(self, proxy):
+        r = request(proxy.port, "GET", TOKEN_PATH)
+        self.assertEqual((r.status, r.body), (200, b"token-body-for-f.txt"), r)
+
+    def assertOriginWorks(self, proxy):
+        r = request(proxy.port, "GET", "/healthy")
+        self.assertEqual((r.status, r.header("x-backend")), (200, "origin"), r)
+
+    def test_origin_down_gives_502_while_validation_route_works(self):
+        cf = self.start_backend("cloudfront", tls=True)
+        proxy = self.start_proxy(f"http://127.0.0.1:{free_port()}", cf)
+        r, closed = send_raw(proxy.port, build_request("GET", "/app"))
+        self.assertLocalError(r, 502, closed)
+        self.assertValidationWorks(proxy)
+        log = proxy.wait_for_log(2)
+        failed = [x for x in log if x["target"] == "/app"][0]
+        self.assertEqual((failed["status"], failed["upstream"]), (502, "origin"))
+        self.assertNotEqual(failed["error"], "")
+
+    def test_cloudfront_down_gives_502_while_origin_works(self):
+        origin = self.start_backend("origin")
+        proxy = self.start_proxy(origin, {"url": f"https://localhost:{free_port()}",
+                                          "sni": "cloudfront.test", "ca_file": self.ca.ca_pem})
+        r, closed = send_raw(proxy.port, build_request("GET", TOKEN_PATH))
+        self.assertLocalError(r, 502, closed)
+        self.assertOriginWorks(proxy)
+        self.assertEqual([x.target for x in origin.requests], ["/healthy"])
+
+    def test_upstream_stall_gives_504_after_upstream_response_timeout(self):
+        origin, cf, proxy = self.start_all(timeouts={"upstream_response": "1s"})
+        t0 = time.monotonic()
+        r, closed = send_raw(proxy.port, build_request("GET", "/stall/8"), timeout=15)
+        elapsed = time.monotonic() - t0
+        self.assertLocalError(r, 504, closed)
+        self.assertGreaterEqual(elapsed, 0.9)
+        self.assertLess(elapsed, 5, "the 504 should come about upstream_response after the request")
+        self.assertOriginWorks(proxy)
+        self.assertValidationWorks(proxy)
+
+    def test_cloudfront_cert_from_unrelated_ca_gives_502_origin_still_fine(self):
+        origin = self.start_backend("origin")
+        cf = self.start_backend("cloudfront", tls=True, other_ca=True)
+        proxy = self.start_proxy(origin, cf)
+        r, closed = send_raw(proxy.port, build_request("GET", TOKEN_PATH))
+        self.assertLocalError(r, 502, closed)
+        self.assertEqual(cf.requests, [], "no request may be sent over an unverified connection")
+        self.assertOriginWorks(proxy)
+
+    def test_cloudfront_cert_for_another_name_gives_502(self):
+        # Trusted CA, but the certificate does not cover the configured SNI name.
+        origin = self.start_backend("origin")
+        cf = self.start_backend("cloudfront", tls=True)
+        proxy = self.start_proxy(origin, self.cloudfront_upstream(cf, sni="not-cloudfront.test"))
+        r, closed = send_raw(proxy.port, build_request("GET", TOKEN_PATH))
+        self.assertLocalError(r, 502, closed)
+        self.assertEqual(cf.requests, [])
+        self.assertOriginWorks(proxy)
+
+    def test_invalid_upstream_responses_give_502(self):
+        origin, cf, proxy = self.start_all()
+        for path in ("/garbage", "/bad-framing", "/close"):
+            with self.subTest(path=path):
+                r, closed = send_raw(proxy.port, build_request("GET", path))
+                self.assertLocalError(r, 502, closed)
+        self.assertOriginWorks(proxy)
+
+
+class ClientFailureTest(ProxyTestCase):
+    def setUp(self):
+        self.origin, self.cf, self.proxy = self.start_all(
+            limits={"header_bytes": "32KiB", "header_count": 100, "target_bytes": "8KiB"})
+
+    def assertNothingReachedBackends(self):
+        self.assertEqual(self.origin.requests, [])
+        self.assertEqual(self.cf.requests, [])
+
+    def test_client_disconnect_mid_upload_leaves_proxy_healthy(self):
+        c = RawClient(self.proxy.port)
+        c.send(build_request("POST", "/upload", headers=[("Content-Length", str(10 << 20))]))
+        sent = 0
+        for piece in pattern_chunks(1 << 20):
+            c.send(piece)
+            sent += len(piece)
+        self.origin.wait_for_requests(1)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()  # reset, with 9 MiB of the body never sent
+        r = request(self.proxy.port, "POST", "/upload", body=b"ok" * 1000)
+        self.assertEqual((r.status, r.json()["length"]), (200, 2000), r)
+        self.assertTrue(self.proxy.alive())
+
+    def test_client_disconnect_mid_download_leaves_proxy_healthy(self):
+        for how in ("close", "reset"):
+            with self.subTest(how=how):
+                c = RawClient(self.proxy.port)
+                c.send(build_request("GET", f"/bytes/{50 << 20}"))
+                c.reader.read_until(b"\r\n\r\n", 65536)
+                got = 0
+                for piece in c.reader.iter_exact(1 << 20):
+                    got += len(piece)
+                if how == "reset":
+                    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                      b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                c.close()
+                r = request(self.proxy.port, "GET", "/bytes/100000", hash_only=True)
+                self.assertEqual((r.status, r.body_sha256), (200, pattern_sha256(100000)))
+        self.assertTrue(self.proxy.alive())
+
+    def test_malformed_requests_get_400_and_reach_no_backend(self):
+        bad = {
+            "garbage request line": b"THIS IS NOT HTTP\r\n\r\n",
+            "missing version": b"GET /\r\nHost: tenant.example\r\n\r\n",
+            "header without colon": b"GET / HTTP/1.1\r\nHost: tenant.example\r\nBroken\r\n\r\n",
+            "space before colon": b"GET / HTTP/1.1\r\nHost : tenant.example\r\n\r\n",
+            "conflicting Content-Length": b"POST /upload HTTP/1.1\r\nHost: tenant.example\r\n"
+                                          b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+            "Content-Length and chunked": b"POST /upload HTTP/1.1\r\nHost: tenant.example\r\n"
+                                          b"Content-Length: 5\r\nTransfer-Encoding: chunked"
+                                          b"\r\n\r\n0\r\n\r\n",
+            "bad chunk size": b"POST /upload HTTP/1.1\r\nHost: tenant.example\r\n"
+                              b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+            "no Host in HTTP/1.1": b"GET / HTTP/1.1\r\nUser-Agent: x\r\n\r\n",
+        }
+        for name, data in bad.items():
+            with self.subTest(name):
+                r, closed = send_raw(self.proxy.port, data)
+                self.assertLocalError(r, 400, closed)
+        # "bad chunk size" may have started streaming upstream; the rest must never get there.
+        self.assertEqual([x.target for x in self.cf.requests], [])
+        self.assertTrue(all(x.target == "/upload" and not x.complete
+                            for x in self.origin.requests), self.origin.requests)
+
+    def test_connect_gets_405(self):
+        r, closed = send_raw(self.proxy.port,
+                             b"CONNECT tenant.example:443 HTTP/1.1\r\nHost: tenant.example:443"
+                             b"\r\n\r\n")
+        self.assertLocalError(r, 405, closed)
+        self.assertNothingReachedBackends()
+
+    def test_oversized_header_gets_431(self):
+        r, closed = send_raw(self.proxy.port, build_request(
+            "GET", "/", headers=[("X-Big", "a" * (40 * 1024))]))
+        self.assertLocalError(r, 431, closed)
+        r, closed = send_raw(self.proxy.port, build_request(
+            "GET", "/", headers=[(f"X-H{i}", "v") for i in range(150)]))
+        self.assertLocalError(r, 431, closed)
+        self.assertNothingReachedBackends()
+        r = request(self.proxy.port, "GET", "/", headers=[("X-Big", "a" * (16 * 1024))])
+        self.assertEqual(r.status, 200, "a header within the limits must pass")
+
+    def test_long_target_gets_414(self):
+        r, closed = send_raw(self.proxy.port, build_request("GET", "/" + "a" * (9 * 1024)))
+        self.assertLocalError(r, 414, closed)
+        self.assertNothingReachedBackends()
+        r = request(self.proxy.port, "GET", "/" + "b" * 4000)
+        self.assertEqual(r.status, 200, "a target within the limit must pass")
+
+    def test_slow_header_gets_closed_after_header_read_timeout(self):
+        origin, cf, proxy = self.start_all(timeouts={"header_read": "1s"})
+        c = self.client(proxy, timeout=10)
+        c.send(b"GET / HTTP/1.1\r\nHost: tenant.example\r\n")  # never finished
+        t0 = time.monotonic()
+        data = b""
+        try:
+            while True:
+                piece = c.sock.recv(65536)
+                if not piece:
+                    break
+                data += piece
+        except ConnectionError:
+            pass
+        elapsed = time.monotonic() - t0
+        self.assertLess(elapsed, 5, "the unfinished header should be cut off by header_read")
+        self.assertTrue(data == b"" or data.startswith(b"HTTP/1.1 408"), data[:200])
+        self.assertEqual(origin.requests, [])
+
+
+if __name__ == "__main__":
+    unittest.main()

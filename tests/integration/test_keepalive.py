@@ -1,0 +1,157 @@
+"""Keep-alive on both sides, upstream connection reuse, pipelining, and bodiless responses."""
+
+import threading
+import unittest
+
+from wkharness import (TENANT, ProxyTestCase, build_request, curl, pattern_sha256, request,
+                       wait_until)
+
+TOKEN_PATH = "/.well-known/pki-validation/p.txt"
+
+
+class KeepAliveTest(ProxyTestCase):
+    def test_sequential_requests_on_one_client_connection_use_one_upstream_connection(self):
+        origin, cf, proxy = self.start_all()
+        c = self.client(proxy)
+        for i in range(20):
+            r = c.request("GET", f"/seq/{i}")
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()["target"], f"/seq/{i}")
+        self.assertEqual(len(origin.requests), 20)
+        self.assertEqual(origin.connections, 1,
+                         f"20 sequential requests should reuse 1 upstream connection, origin "
+                         f"accepted {origin.connections}")
+        self.assertEqual({rec.conn_id for rec in origin.requests}, {1})
+
+    def test_separate_client_connections_share_the_upstream_pool(self):
+        origin, cf, proxy = self.start_all(workers=1)
+        for i in range(10):
+            r = curl(proxy.url(f"/curl/{i}"), "-H", f"Host: {TENANT}")
+            self.assertEqual(r.status, 200, r)
+        self.assertEqual(len(origin.requests), 10)
+        self.assertLess(origin.connections, 10, "no upstream connection was reused")
+        self.assertLessEqual(origin.connections, 2)
+
+    def test_validation_route_reuses_its_tls_connection(self):
+        origin, cf, proxy = self.start_all()
+        c = self.client(proxy)
+        for i in range(5):
+            r = c.request("GET", f"/.well-known/pki-validation/t{i}.txt")
+            self.assertEqual((r.status, r.body), (200, f"token-body-for-t{i}.txt".encode()), r)
+        self.assertEqual(len(cf.requests), 5)
+        self.assertEqual(cf.connections, 1, "the TLS upstream connection should be pooled")
+
+    def test_pipelined_requests_are_answered_in_order_and_routed_each_on_their_own(self):
+        origin, cf, proxy = self.start_all()
+        c = self.client(proxy)
+        c.send(build_request("GET", "/first") + build_request("GET", TOKEN_PATH) +
+               build_request("POST", "/upload", body=b"z" * 5000) +
+               build_request("GET", "/last", host="www.tenant.example"))
+        r1 = c.read_response()
+        r2 = c.read_response()
+        r3 = c.read_response()
+        r4 = c.read_response()
+        self.assertEqual((r1.status, r1.header("x-backend"), r1.json()["target"]),
+                         (200, "origin", "/first"))
+        self.assertEqual((r2.status, r2.header("x-backend"), r2.body),
+                         (200, "cloudfront", b"token-body-for-p.txt"))
+        self.assertEqual((r3.status, r3.json()["length"]), (200, 5000))
+        self.assertEqual((r4.status, r4.json()["target"]), (200, "/last"))
+        self.assertEqual([rec.target for rec in origin.requests], ["/first", "/upload", "/last"])
+        self.assertEqual([rec.target for rec in cf.requests], [TOKEN_PATH])
+        self.assertEqual(origin.requests[2].header("host"), "www.tenant.example")
+        # The connection is still usable afterwards.
+        r5 = c.request("GET", "/after")
+        self.assertEqual(r5.status, 200, r5)
+
+    def test_head_response_has_headers_but_no_body(self):
+        origin, cf, proxy = self.start_all()
+        c = self.client(proxy)
+        r = c.request("HEAD", "/bytes/1000")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("content-length"), "1000")
+        self.assertEqual(r.body, b"")
+        r = c.request("HEAD", TOKEN_PATH)
+        self.assertEqual((r.status, r.body, r.header("x-backend")), (200, b"", "cloudfront"))
+        # Framing intact: the next response on the connection parses and is complete.
+        r = c.request("GET", "/bytes/1000")
+        self.assertEqual((r.status, r.body_sha256), (200, pattern_sha256(1000)))
+        self.assertEqual([x.method for x in origin.requests], ["HEAD", "GET"])
+
+    def test_204_and_304_have_no_body_and_keep_the_connection(self):
+        origin, cf, proxy = self.start_all()
+        c = self.client(proxy)
+        c.send(build_request("GET", "/status/204") + build_request("GET", "/status/304") +
+               build_request("GET", "/bytes/10"))
+        r204, r304, r = c.read_response(), c.read_response(), c.read_response()
+        self.assertEqual((r204.status, r204.body), (204, b""))
+        self.assertEqual((r304.status, r304.body), (304, b""))
+        self.assertIsNone(r204.header("transfer-encoding"))
+        self.assertIn(r204.header("content-length"), (None, "0"))
+        self.assertEqual((r.status, r.body_sha256), (200, pattern_sha256(10)))
+        self.assertEqual(origin.connections, 1)
+
+    def test_connection_close_from_client_closes_after_the_response(self):
+        origin, cf, proxy = self.start_all()
+        c = self.client(proxy)
+        r = c.request("GET", "/bye", headers=[("Connection", "close")])
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(c.closed_by_peer(), "the proxy should close after Connection: close")
+
+    def test_http10_client_gets_a_response_and_backend_gets_http11(self):
+        origin, cf, proxy = self.start_all()
+        c = self.client(proxy)
+        c.send(build_request("GET", "/old", version="HTTP/1.0"))
+        r = c.read_response()
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(c.closed_by_peer(), "an HTTP/1.0 client without keep-alive is closed")
+        (rec,) = origin.requests
+        self.assertEqual((rec.version, rec.header("host")), ("HTTP/1.1", TENANT))
+
+    def test_backend_closing_its_connection_is_not_reused(self):
+        origin, cf, proxy = self.start_all()
+        c = self.client(proxy)
+        r = c.request("GET", "/close-after")
+        self.assertEqual((r.status, r.body), (200, b"closing\n"), r)
+        # The backend's Connection: close is hop-by-hop: the client connection stays open.
+        r = c.request("GET", "/next")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(origin.connections, 2)
+
+    def test_stale_pooled_connection_closed_by_backend_while_idle(self):
+        # The backend drops idle connections after 0.3 s, well before upstream_idle (4 s): the
+        # proxy must notice the pooled connection is dead and not fail the next request.
+        origin, cf, proxy = self.start_all(origin_kw={"idle_timeout": 0.3})
+        c = self.client(proxy)
+        self.assertEqual(c.request("GET", "/one").status, 200)
+        wait_until(lambda: origin.open_connections == 0, 5, what="backend to close idle conn")
+        r = c.request("GET", "/two")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(origin.connections, 2)
+
+    def test_concurrent_clients_are_all_served(self):
+        origin, cf, proxy = self.start_all()
+        results, errors = [], []
+
+        def worker(i):
+            try:
+                with self.client(proxy) as c:
+                    for j in range(5):
+                        path = TOKEN_PATH if j % 2 else f"/c/{i}/{j}"
+                        results.append(c.request("GET", path).status)
+            except Exception as e:  # reported below
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        self.assertEqual(errors, [])
+        self.assertEqual(results, [200] * 40)
+        self.assertLessEqual(origin.connections, 8)
+        self.assertEqual(len(origin.requests) + len(cf.requests), 40)
+
+
+if __name__ == "__main__":
+    unittest.main()
