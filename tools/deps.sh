@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what building and testing wkproxy needs, from Debian 12's own packages.
+# Skips apt-get entirely when everything is already there.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev
+  libssl-dev libyaml-cpp-dev doctest-dev
+  # integration tests: real clients and a test CA made at test time
+  python3 curl openssl ca-certificates
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
