@@ -92,7 +92,7 @@ bool is_http_parse_error(const boost::system::error_code& ec) {
 
 // Maps a failed request-header read to what the client is told.
 failure classify_header_error(const boost::system::error_code& ec, const beast::flat_buffer& buf,
-                              const config::limits& limits) {
+                              const request_parser& parser) {
   if (ec == bhttp::error::end_of_stream || ec == net::error::eof ||
       ec == net::error::connection_reset || ec == net::error::operation_aborted ||
       ec == bhttp::error::partial_message) {
@@ -102,14 +102,12 @@ failure classify_header_error(const boost::system::error_code& ec, const beast::
     return buf.size() == 0 ? failure::client_gone : failure::header_timeout;
   }
   if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
-    // 414 when the request line alone is over the target limit, else 431.
-    std::string_view data(static_cast<const char*>(buf.data().data()), buf.size());
-    auto eol = data.find('\n');
-    auto line = eol == std::string_view::npos ? data.size() : eol;
-    return line > limits.target_bytes ? failure::target_too_long : failure::header_too_large;
+    // Beast parses the request line as soon as it is complete: if it never was, the line alone
+    // is over the limit (414); otherwise the fields are (431).
+    return parser.get().target().empty() ? failure::target_too_long : failure::header_too_large;
   }
-  if (ec == bhttp::error::bad_version) {
-    return failure::bad_request;
+  if (ec == bhttp::error::body_limit) {
+    return failure::body_too_large;  // Content-Length over limits.max_body_bytes
   }
   return failure::bad_request;
 }
@@ -514,7 +512,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   beast::get_lowest_layer(client).expires_after(cfg.timeouts.header_read);
   auto [ec, n] = co_await bhttp::async_read_header(client, cbuf, parser, nothrow);
   if (ec) {
-    st.error = classify_header_error(ec, cbuf, cfg.limits);
+    st.error = classify_header_error(ec, cbuf, parser);
     if (st.error == failure::client_gone) {
       co_return false;  // nothing of a request arrived: no log line
     }

@@ -182,5 +182,23 @@ class SplitRoutingTest(ProxyTestCase):
         self.assertEqual((rj["route"], rj["upstream"], rj["status"]), ("reject", "", 400))
 
 
+class ForwardedHeaderPolicyTest(ProxyTestCase):
+    CLIENT = [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")]
+
+    def forwarded(self, policy):
+        origin, cf, proxy = self.start_all(headers={"x_forwarded_for": policy,
+                                                    "x_forwarded_proto": policy})
+        r = request(proxy.port, "GET", "/policy", headers=self.CLIENT)
+        self.assertEqual(r.status, 200, r)
+        (rec,) = origin.requests
+        return rec.headers.get_all("x-forwarded-for"), rec.headers.get_all("x-forwarded-proto")
+
+    def test_replace_drops_what_the_client_sent(self):
+        self.assertEqual(self.forwarded("replace"), ([LOOPBACK], ["http"]))
+
+    def test_off_leaves_client_values_untouched(self):
+        self.assertEqual(self.forwarded("off"), (["203.0.113.7"], ["https"]))
+
+
 if __name__ == "__main__":
     unittest.main()

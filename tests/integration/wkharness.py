@@ -355,6 +355,17 @@ def _body_framing(headers: Headers):
 # Recording backend
 
 
+def _sendall(sock, data: bytes, timeout=60.0):
+    """sendall with a generous deadline: the backend's sockets poll reads with a short timeout,
+    which must not turn the proxy's backpressure on a response body into a failed send."""
+    old = sock.gettimeout()
+    sock.settimeout(timeout)
+    try:
+        sock.sendall(data)
+    finally:
+        sock.settimeout(old)
+
+
 class RecordedRequest:
     """One request as a backend received it."""
 
@@ -397,6 +408,7 @@ class RecordingBackend:
       /chunked/N        the same N bytes with Transfer-Encoding: chunked
       /stall/SECONDS    sleep, then answer 200
       /upload           consume the body, answer JSON {"sha256", "length", "framing"}
+      ?read_delay=S     (any path) wait S seconds before reading the request body
       /status/CODE      answer CODE (no body for 1xx/204/304)
       /close            close the connection without answering
       /garbage          answer bytes that are not HTTP, then close
@@ -585,10 +597,13 @@ class RecordingBackend:
                               raw_head=head, framing=framing)
         path = rec.path
         if headers.get("expect", "").lower() == "100-continue":
-            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            _sendall(sock, b"HTTP/1.1 100 Continue\r\n\r\n")
         # Record before reading the body so a test can see a request whose body never finishes.
         with self._lock:
             self._requests.append(rec)
+        delay = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query).get("read_delay")
+        if delay:  # hold the body unread for a while: the proxy must apply backpressure
+            self._sleep(float(delay[0]))
         h = hashlib.sha256()
         small = bytearray()
         total = 0
@@ -622,7 +637,7 @@ class RecordingBackend:
         data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         if not head_only:
             data += body
-        sock.sendall(data)
+        _sendall(sock, data)
 
     def _sleep(self, seconds):
         deadline = time.monotonic() + seconds
@@ -642,7 +657,7 @@ class RecordingBackend:
                            head_only=True, keep_alive=keep_alive)
                 if not head_only:
                     for piece in pattern_chunks(n):
-                        sock.sendall(piece)
+                        _sendall(sock, piece)
             else:
                 self._send(sock, 200, "OK", [("Content-Type", "application/octet-stream"),
                                              ("Transfer-Encoding", "chunked")],
@@ -654,8 +669,8 @@ class RecordingBackend:
                         while big:
                             piece, big = big[:sizes[i % len(sizes)]], big[sizes[i % len(sizes)]:]
                             i += 1
-                            sock.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
-                    sock.sendall(b"0\r\n\r\n")
+                            _sendall(sock, b"%x\r\n" % len(piece) + piece + b"\r\n")
+                    _sendall(sock, b"0\r\n\r\n")
             return keep_alive
         m = re.fullmatch(r"/stall/(\d+(?:\.\d+)?)", path)
         if m:
@@ -686,10 +701,10 @@ class RecordingBackend:
         if path == "/close":
             return False
         if path == "/garbage":
-            sock.sendall(b"THIS IS NOT HTTP AT ALL\r\n\r\n")
+            _sendall(sock, b"THIS IS NOT HTTP AT ALL\r\n\r\n")
             return False
         if path == "/bad-framing":
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n"
+            _sendall(sock, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n"
                          b"hello!!")
             return False
         if path == "/close-after":
