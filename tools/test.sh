@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Builds everything and runs the whole test suite (unit + integration) with ctest.
-# PRESET=dev (default) or PRESET=asan-ubsan.
+# Builds everything and runs the whole test suite (unit + integration) with ctest, twice: the
+# dev build (warnings as errors) and the AddressSanitizer + UBSan build (leaks checked at each
+# proxy exit). PRESETS="dev" (or "asan-ubsan") runs only that one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh
-preset="${PRESET:-dev}"
-cmake --preset "$preset" >/dev/null
-cmake --build --preset "$preset"
-ctest --preset "$preset" -j2
+status=0
+for preset in ${PRESETS:-dev asan-ubsan}; do
+  echo "=== preset $preset"
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset"
+  ctest --preset "$preset" -j2 || status=1
+done
+exit $status
