@@ -39,15 +39,11 @@ namespace {
 
 constexpr auto nothrow = net::as_tuple(net::use_awaitable);
 
-// Bytes moved per read/write step of a body, in each direction. Memory per busy connection
-// stays bounded whatever the body size.
-constexpr std::size_t body_chunk = 16 * 1024;
 // A backend's response header may be larger than what we accept from clients.
 constexpr std::uint32_t upstream_header_limit = 64 * 1024;
 
 using request_parser = bhttp::request_parser<bhttp::buffer_body>;
 using response_parser = bhttp::response_parser<bhttp::buffer_body>;
-using body_buffer = std::array<char, body_chunk>;
 
 // Everything known about one request, filled in as it moves through the stages; the last
 // stage turns it into the access-log line.
@@ -566,7 +562,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   bhttp::request<bhttp::buffer_body> out;
   build_upstream_request(parser, st, conn, cfg, out);
 
-  auto chunk = std::make_unique<body_buffer>();
+  auto chunk = w->take_buffer();
   std::unique_ptr<upstream::connection> up;
   // A pooled connection may have been closed by the backend just as we reused it: such a
   // failure before anything was exchanged is retried on another connection (twice at most).
@@ -607,6 +603,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
     co_await send_error(client, st, cfg.timeouts);
     st.client_keep_alive = false;
   }
+  w->give_buffer(std::move(chunk));
   write_access_log(w, st, conn);
   co_return st.client_keep_alive && parser.is_done() && !w->stopping;
 }
@@ -624,6 +621,22 @@ struct connection_count {
 };
 
 } // namespace
+
+std::unique_ptr<body_buffer> worker_state::take_buffer() {
+  if (free_buffers.empty()) {
+    return std::make_unique<body_buffer>();
+  }
+  auto b = std::move(free_buffers.back());
+  free_buffers.pop_back();
+  return b;
+}
+
+void worker_state::give_buffer(std::unique_ptr<body_buffer> b) {
+  // Keep as many as were ever busy at once, up to a bound (1,024 x 16 KiB = 16 MiB).
+  if (free_buffers.size() < 1024) {
+    free_buffers.push_back(std::move(b));
+  }
+}
 
 void worker_state::begin_stop() {
   stopping = true;

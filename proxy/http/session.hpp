@@ -14,9 +14,11 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <unordered_set>
+#include <vector>
 
 namespace wk::http {
 
@@ -27,6 +29,11 @@ struct session_handle {
   bool idle = false;
 };
 
+// Bytes moved per read/write step of a body, in each direction. Memory per busy connection
+// stays bounded whatever the body size.
+inline constexpr std::size_t body_chunk_size = 16 * 1024;
+using body_buffer = std::array<char, body_chunk_size>;
+
 // Per-worker state. Used only on its worker's thread (no locks), except `active`, which the
 // main thread reads while draining.
 struct worker_state {
@@ -36,7 +43,12 @@ struct worker_state {
   bool stopping = false;
   std::unordered_set<session_handle*> sessions;
   std::atomic<std::size_t> active{0};
-  std::uint64_t next_request_id = 0;
+  // Body buffers are taken for one request and given back after it: steady state allocates
+  // nothing, and idle keep-alive connections hold no buffer.
+  std::vector<std::unique_ptr<body_buffer>> free_buffers;
+
+  std::unique_ptr<body_buffer> take_buffer();
+  void give_buffer(std::unique_ptr<body_buffer> b);
 
   // Marks the worker as stopping and closes connections that are between requests; busy
   // ones close after their current response.
