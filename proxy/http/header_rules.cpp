@@ -105,6 +105,10 @@ void build_upstream_request_fields(const bhttp::fields& in, bhttp::fields& out,
       out.insert(bhttp::field::host, host);
     }
   }
+  if (!opt.upgrade.empty()) {
+    out.insert(bhttp::field::upgrade, opt.upgrade);
+    out.insert(bhttp::field::connection, "upgrade");
+  }
   if (opt.x_forwarded_for != forwarded_policy::off && !opt.client_ip.empty()) {
     xff += xff.empty() ? "" : ", ";
     xff += opt.client_ip;
@@ -118,13 +122,21 @@ void build_upstream_request_fields(const bhttp::fields& in, bhttp::fields& out,
   }
 }
 
-void build_downstream_response_fields(const bhttp::fields& in, bhttp::fields& out) {
+void build_downstream_response_fields(const bhttp::fields& in, bhttp::fields& out,
+                                      bool switching) {
   for (const auto& f : in) {
     auto name = f.name_string();
+    if (switching && f.name() == bhttp::field::upgrade) {
+      out.insert(f.name(), name, f.value());
+      continue;
+    }
     if (skipped(in, name)) {
       continue;
     }
     out.insert(f.name(), name, f.value());
+  }
+  if (switching) {
+    out.insert(bhttp::field::connection, "upgrade");
   }
 }
 

@@ -18,6 +18,7 @@ struct forward_options {
   std::string_view proto;       // "http" or "https", for X-Forwarded-Proto
   std::string_view authority;   // non-empty: replaces Host (absolute-form target)
   std::string_view default_host;  // used when the client sent no Host (HTTP/1.0)
+  std::string_view upgrade;  // non-empty: forward "Upgrade: <this>" and "Connection: upgrade"
 };
 
 // True for the hop-by-hop fields of RFC 9110 section 7.6.1 and the framing fields the proxy
@@ -27,7 +28,8 @@ bool is_hop_by_hop(std::string_view name);
 
 // Fills `out` with the fields of the client's request `in` that go to a backend:
 // end-to-end fields in order, minus hop-by-hop ones and those named in Connection;
-// Host (possibly replaced); X-Forwarded-For/-Proto by policy. On the validation route only
+// Host (possibly replaced); X-Forwarded-For/-Proto by policy; Upgrade + Connection: upgrade
+// when opt.upgrade is set (the one hop-by-hop exchange a proxy passes on, RFC 9110 7.8). On the validation route only
 // Host, User-Agent, Accept, Accept-Encoding, Accept-Language, If-None-Match,
 // If-Modified-Since, Cache-Control and the X-Forwarded-* fields are kept (never Cookie or
 // Authorization: CloudFront must not see the customer's credentials).
@@ -35,8 +37,9 @@ void build_upstream_request_fields(const boost::beast::http::fields& in,
                                    boost::beast::http::fields& out, const forward_options& opt);
 
 // Fills `out` with the fields of a backend response that go to the client: everything but
-// hop-by-hop fields and those named in Connection.
+// hop-by-hop fields and those named in Connection. For a 101 answer to an upgrade
+// (`switching` true), Upgrade is kept and "Connection: upgrade" added.
 void build_downstream_response_fields(const boost::beast::http::fields& in,
-                                      boost::beast::http::fields& out);
+                                      boost::beast::http::fields& out, bool switching = false);
 
 } // namespace wk::http

@@ -3,6 +3,7 @@
 #include "http/failure.hpp"
 #include "http/header_rules.hpp"
 #include "http/local_reply.hpp"
+#include "net/tunnel.hpp"
 #include "upstream/connector.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -66,6 +67,8 @@ struct request_state {
   bool request_sent = false;      // the whole request reached the backend
   bool upstream_reusable = false; // the backend connection can go back to the pool
   bool retryable = false;         // failed on a reused connection before any exchange
+  bool upgrade_requested = false; // origin route, Upgrade + Connection: upgrade forwarded
+  bool tunnel = false;            // the backend answered 101: bytes flow both ways now
 };
 
 struct connection_info {
@@ -178,6 +181,19 @@ bool asks_upgrade(const bhttp::fields& f) {
   return false;
 }
 
+// An upgrade a proxy can pass on: an Upgrade field and "upgrade" in Connection (RFC 9110 7.8).
+bool wants_upgrade(const bhttp::fields& f) {
+  if (f.count(bhttp::field::upgrade) == 0) {
+    return false;
+  }
+  for (auto token : bhttp::token_list{f[bhttp::field::connection]}) {
+    if (beast::iequals(token, "upgrade")) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // Builds the request header a backend receives: re-serialized from the parsed message, with
 // framing chosen here (never copied from the client).
 void build_upstream_request(const request_parser& parser, const request_state& st,
@@ -195,6 +211,9 @@ void build_upstream_request(const request_parser& parser, const request_state& s
   opt.proto = "http";
   opt.authority = st.decision.authority;
   opt.default_host = st.upstream->cfg.host;
+  if (st.upgrade_requested) {
+    opt.upgrade = req[bhttp::field::upgrade];
+  }
   build_upstream_request_fields(req, out, opt);
   if (parser.chunked()) {
     out.chunked(true);
@@ -248,6 +267,28 @@ net::awaitable<boost::system::error_code> relay_interim(Client& client, const re
   build_downstream_response_fields(rp.get(), interim);
   auto [ec, n] = co_await bhttp::async_write(client, interim, nothrow);
   co_return ec;
+}
+
+// Relays a 101 answer to an upgrade request; the session then runs the tunnel.
+template <class Client>
+net::awaitable<void> switch_protocols(Client& client, const response_parser& rp,
+                                      request_state& st, const config::config& cfg) {
+  bhttp::response<bhttp::empty_body> res;
+  res.result(bhttp::status::switching_protocols);
+  res.reason(rp.get().reason());
+  res.version(11);
+  build_downstream_response_fields(rp.get(), res, true);
+  beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
+  auto [ec, n] = co_await bhttp::async_write(client, res, nothrow);
+  st.response_started = true;
+  st.status = 101;
+  if (ec) {
+    st.error = failure::client_gone;
+    co_return;
+  }
+  st.tunnel = true;
+  st.upstream_reusable = false;
+  st.client_keep_alive = false;
 }
 
 // Sends the request (header, then the body streamed from the client) on `up`.
@@ -377,9 +418,12 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& cl
     auto status = rp->get().result_int();
     if (status >= 100 && status < 200) {
       if (status == 101) {
-        // Upgrade is never forwarded, so a switch of protocols is a backend error here.
-        st.error = failure::upstream_bad_response;
-        st.detail = "unexpected 101 Switching Protocols";
+        if (!st.upgrade_requested) {
+          st.error = failure::upstream_bad_response;
+          st.detail = "101 Switching Protocols without an upgrade request";
+          co_return;
+        }
+        co_await switch_protocols(client, *rp, st, cfg);
         co_return;
       }
       if (st.http11) {
@@ -463,6 +507,13 @@ net::awaitable<void> exchange(Up& up, upstream::connection& conn, Client& client
     co_return;
   }
   co_await relay_response(up, conn.buffer, client, chunk, st, cfg);
+  if (st.tunnel && st.error == failure::none) {
+    auto down = std::make_unique<body_buffer>();
+    auto stats = co_await wk::net::run_tunnel(client, cbuf, up, conn.buffer, chunk,
+                                              *down, cfg.timeouts.idle);
+    st.bytes_in += stats.client_to_upstream;
+    st.bytes_out += stats.upstream_to_client;
+  }
 }
 
 void write_access_log(worker_state* w, const request_state& st, const connection_info& conn) {
@@ -540,6 +591,8 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   facts.has_body = !parser.is_done();
   facts.upgrade = asks_upgrade(req);
   st.decision = routing::route(rt->routes, facts);
+  st.upgrade_requested = st.decision.kind == routing::route_kind::origin && st.http11 &&
+                         wants_upgrade(req);
   if (st.decision.kind == routing::route_kind::reject) {
     st.error = st.decision.status == 405 ? failure::method_not_allowed : failure::bad_request;
     st.detail = st.decision.reason;

@@ -166,3 +166,32 @@ TEST_CASE("response fields lose hop-by-hop fields and those named in Connection"
                                    {"Set-Cookie", "a=1"},
                                    {"Set-Cookie", "b=2"}});
 }
+
+TEST_CASE("an upgrade is passed on as Upgrade plus Connection: upgrade, nothing else hop-by-hop") {
+  auto in = make_fields({{"Host", "h"},
+                         {"Connection", "Upgrade, Keep-Alive"},
+                         {"Upgrade", "websocket"},
+                         {"Keep-Alive", "timeout=5"},
+                         {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}});
+  auto opt = origin_options();
+  opt.x_forwarded_for = forwarded_policy::off;
+  opt.x_forwarded_proto = forwarded_policy::off;
+  opt.upgrade = "websocket";
+  bhttp::fields out;
+  wk::http::build_upstream_request_fields(in, out, opt);
+  CHECK(to_list(out) == field_list{{"Host", "h"},
+                                   {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
+                                   {"Upgrade", "websocket"},
+                                   {"Connection", "upgrade"}});
+}
+
+TEST_CASE("a 101 answer keeps Upgrade and says Connection: upgrade") {
+  auto in = make_fields({{"Upgrade", "websocket"},
+                         {"Connection", "Upgrade"},
+                         {"Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="}});
+  bhttp::fields out;
+  wk::http::build_downstream_response_fields(in, out, true);
+  CHECK(to_list(out) == field_list{{"Upgrade", "websocket"},
+                                   {"Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="},
+                                   {"Connection", "upgrade"}});
+}
