@@ -1,14 +1,12 @@
 #include "routing/host_match.hpp"
 
+#include "routing/uri_text.hpp"
+
 #include <algorithm>
 #include <cstddef>
 
 namespace wk::routing {
 namespace {
-
-char to_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
 
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
@@ -113,14 +111,6 @@ bool is_ipv6(std::string_view s) {
     }
   }
   return compressed ? groups <= 7 : groups == 8;
-}
-
-std::string lower_copy(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    c = to_lower(c);
-  }
-  return out;
 }
 
 } // namespace

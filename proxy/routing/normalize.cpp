@@ -1,37 +1,13 @@
 #include "routing/normalize.hpp"
 
 #include "routing/host_match.hpp"
+#include "routing/uri_text.hpp"
 
 #include <cstddef>
 #include <optional>
 
 namespace wk::routing {
 namespace {
-
-constexpr std::string_view hex_digits = "0123456789ABCDEF";
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
-// RFC 3986 section 2.3.
-bool is_unreserved(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
-
-char to_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) {
@@ -57,36 +33,6 @@ bool valid_percent_encoding(std::string_view s) {
     i += 2;
   }
   return true;
-}
-
-// Rewrites each valid triplet: decoded when it encodes an unreserved character (if
-// `decode_unreserved`), otherwise kept with upper-case hex (RFC 3986 section 6.2.2.1-2).
-// Expects valid percent-encoding.
-std::string canonical_escapes(std::string_view s, bool decode_unreserved) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%' || i + 2 >= s.size()) {
-      out.push_back(s[i]);
-      continue;
-    }
-    const int hi = hex_value(s[i + 1]);
-    const int lo = hex_value(s[i + 2]);
-    if (hi < 0 || lo < 0) {
-      out.push_back(s[i]);
-      continue;
-    }
-    const auto decoded = static_cast<char>(hi * 16 + lo);
-    if (decode_unreserved && is_unreserved(decoded)) {
-      out.push_back(decoded);
-    } else {
-      out.push_back('%');
-      out.push_back(hex_digits[static_cast<std::size_t>(hi)]);
-      out.push_back(hex_digits[static_cast<std::size_t>(lo)]);
-    }
-    i += 2;
-  }
-  return out;
 }
 
 bool has_triplet(std::string_view s, std::string_view upper_triplet) {
@@ -132,14 +78,6 @@ bool has_port(std::string_view authority) {
   const auto close = authority.rfind(']');
   const auto colon = authority.rfind(':');
   return colon != std::string_view::npos && (close == std::string_view::npos || colon > close);
-}
-
-std::string lower_copy(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    c = to_lower(c);
-  }
-  return out;
 }
 
 } // namespace

@@ -1,5 +1,7 @@
 #include "routing/route.hpp"
 
+#include "routing/uri_text.hpp"
+
 #include <algorithm>
 #include <cstddef>
 #include <optional>
@@ -7,54 +9,7 @@
 namespace wk::routing {
 namespace {
 
-constexpr std::string_view hex_digits = "0123456789ABCDEF";
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
-bool is_unreserved(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
-
-// The raw path with unreserved escapes decoded and other escapes' hex upper-cased, dot segments
-// still in place: how the path reads to a server that decodes but does not resolve "..".
-std::string decode_unreserved(std::string_view raw_path) {
-  std::string out;
-  out.reserve(raw_path.size());
-  for (std::size_t i = 0; i < raw_path.size(); ++i) {
-    const char c = raw_path[i];
-    if (c != '%' || i + 2 >= raw_path.size() || hex_value(raw_path[i + 1]) < 0 ||
-        hex_value(raw_path[i + 2]) < 0) {
-      out.push_back(c);
-      continue;
-    }
-    const int hi = hex_value(raw_path[i + 1]);
-    const int lo = hex_value(raw_path[i + 2]);
-    const auto decoded = static_cast<char>(hi * 16 + lo);
-    if (is_unreserved(decoded)) {
-      out.push_back(decoded);
-    } else {
-      out.push_back('%');
-      out.push_back(hex_digits[static_cast<std::size_t>(hi)]);
-      out.push_back(hex_digits[static_cast<std::size_t>(lo)]);
-    }
-    i += 2;
-  }
-  return out;
-}
-
-// How a lenient server reads `decoded` (output of decode_unreserved): "%2F", "%5C" and "\" as
+// How a lenient server reads `decoded` (output of canonical_escapes(path, true)): "%2F", "%5C" and "\" as
 // "/", runs of "/" merged, then dot segments resolved.
 std::string slash_lenient_reading(std::string_view decoded) {
   std::string out;
@@ -149,7 +104,7 @@ decision route(const route_table& table, const request_facts& facts) {
   const std::string_view prefix = table.prefix;
   const bool in_prefix = t.path.starts_with(prefix);
   if (t.form == target_form::origin || t.form == target_form::absolute) {
-    const std::string decoded = decode_unreserved(t.raw_path);
+    const std::string decoded = canonical_escapes(t.raw_path, true);
     if (!in_prefix && decoded.starts_with(prefix)) {
       return reject(std::move(d), 400, "ambiguous request target");
     }
