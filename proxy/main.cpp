@@ -43,7 +43,7 @@ int check_config(const std::string& path) {
   return 0;
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   wk::app::server_options opt;

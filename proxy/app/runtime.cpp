@@ -25,7 +25,7 @@ bool make_target(const config::upstream& u, upstream::resolver_registry& dns, up
   return true;
 }
 
-} // namespace
+}  // namespace
 
 std::variant<std::shared_ptr<const runtime>, std::vector<std::string>>
 build_runtime(config::config cfg, upstream::resolver_registry& dns) {
@@ -48,4 +48,4 @@ build_runtime(config::config cfg, upstream::resolver_registry& dns) {
   return std::shared_ptr<const runtime>(std::move(rt));
 }
 
-} // namespace wk::app
+}  // namespace wk::app

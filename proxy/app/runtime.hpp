@@ -29,4 +29,4 @@ struct runtime {
 std::variant<std::shared_ptr<const runtime>, std::vector<std::string>>
 build_runtime(config::config cfg, upstream::resolver_registry& dns);
 
-} // namespace wk::app
+}  // namespace wk::app

@@ -159,7 +159,7 @@ asio::awaitable<void> signal_loop(server_state* s) {
   }
 }
 
-} // namespace
+}  // namespace
 
 int run_server(const server_options& opt) {
   std::signal(SIGPIPE, SIG_IGN);
@@ -203,4 +203,4 @@ int run_server(const server_options& opt) {
   return 0;
 }
 
-} // namespace wk::app
+}  // namespace wk::app

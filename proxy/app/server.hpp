@@ -15,4 +15,4 @@ struct server_options {
 // 1 when the config is invalid or a listener cannot be opened (before anything is served).
 int run_server(const server_options& opt);
 
-} // namespace wk::app
+}  // namespace wk::app

@@ -24,7 +24,8 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
 // Over the connection limit: a fast 503 (best effort, never blocking) and close.
 void refuse(tcp::socket& s) {
-  static const std::string reply = http::error_reply(http::failure::too_many_connections, "", false);
+  static const std::string reply =
+      http::error_reply(http::failure::too_many_connections, "", false);
   (void)::send(s.native_handle(), reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   boost::system::error_code ec;
   s.close(ec);
@@ -69,7 +70,7 @@ asio::awaitable<void> housekeeping(http::worker_state* w) {
   }
 }
 
-} // namespace
+}  // namespace
 
 worker::worker(unsigned index, std::shared_ptr<const runtime> rt)
     : index_(index), work_(asio::make_work_guard(ioc_)) {
@@ -77,7 +78,9 @@ worker::worker(unsigned index, std::shared_ptr<const runtime> rt)
   state_.log.set_output(state_.runtime->cfg->access_log.output);
 }
 
-worker::~worker() { stop_and_join(); }
+worker::~worker() {
+  stop_and_join();
+}
 
 void worker::start(const std::vector<std::unique_ptr<net::listener_socket>>& listeners) {
   for (const auto& l : listeners) {
@@ -106,8 +109,9 @@ void worker::spawn_accept(tcp::acceptor* acceptor, std::shared_ptr<net::listener
                  observe::log_exception{"accept loop"});
 }
 
-void worker::spawn_housekeeping() { asio::co_spawn(ioc_, housekeeping(&state_),
-                 observe::log_exception{"housekeeping"}); }
+void worker::spawn_housekeeping() {
+  asio::co_spawn(ioc_, housekeeping(&state_), observe::log_exception{"housekeeping"});
+}
 
 void worker::publish(std::shared_ptr<const runtime> rt) {
   asio::post(ioc_, [this, rt = std::move(rt)]() mutable {
@@ -140,4 +144,4 @@ void worker::stop_and_join() {
   state_.log.flush();
 }
 
-} // namespace wk::app
+}  // namespace wk::app

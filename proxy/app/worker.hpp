@@ -51,4 +51,4 @@ private:
   std::thread thread_;
 };
 
-} // namespace wk::app
+}  // namespace wk::app

@@ -19,4 +19,4 @@ std::string upstream::key() const {
   return out;
 }
 
-} // namespace wk::config
+}  // namespace wk::config

@@ -97,4 +97,4 @@ struct config {
   unsigned workers = 0;  // 0 = one per core
 };
 
-} // namespace wk::config
+}  // namespace wk::config

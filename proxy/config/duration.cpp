@@ -36,7 +36,7 @@ std::size_t number_length(std::string_view text) {
   return n;
 }
 
-} // namespace
+}  // namespace
 
 std::optional<duration> parse_duration(std::string_view text) {
   const std::size_t n = number_length(text);
@@ -113,4 +113,4 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
   return *number * multiplier;
 }
 
-} // namespace wk::config
+}  // namespace wk::config

@@ -14,4 +14,4 @@ std::optional<duration> parse_duration(std::string_view text);
 // Sizes: "512", "16k"/"16KiB", "8m"/"8MiB", "1g"/"1GiB" (powers of 1024). std::nullopt on error.
 std::optional<std::uint64_t> parse_size(std::string_view text);
 
-} // namespace wk::config
+}  // namespace wk::config

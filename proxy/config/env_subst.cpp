@@ -4,9 +4,13 @@ namespace wk::config {
 
 namespace {
 
-bool is_name_start(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
+bool is_name_start(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
 
-bool is_name_char(char c) { return is_name_start(c) || (c >= '0' && c <= '9'); }
+bool is_name_char(char c) {
+  return is_name_start(c) || (c >= '0' && c <= '9');
+}
 
 bool is_valid_name(std::string_view name) {
   if (name.empty() || !is_name_start(name.front())) {
@@ -20,7 +24,7 @@ bool is_valid_name(std::string_view name) {
   return true;
 }
 
-} // namespace
+}  // namespace
 
 std::variant<std::string, subst_error> substitute_env(std::string_view value,
                                                       const env_lookup& env) {
@@ -66,4 +70,4 @@ std::variant<std::string, subst_error> substitute_env(std::string_view value,
   return out;
 }
 
-} // namespace wk::config
+}  // namespace wk::config

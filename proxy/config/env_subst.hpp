@@ -15,6 +15,7 @@ struct subst_error {
 
 // Returns the value with every reference replaced, or the first problem found: an unset
 // variable without a default, an unterminated "${", or an invalid variable name.
-std::variant<std::string, subst_error> substitute_env(std::string_view value, const env_lookup& env);
+std::variant<std::string, subst_error> substitute_env(std::string_view value,
+                                                      const env_lookup& env);
 
-} // namespace wk::config
+}  // namespace wk::config

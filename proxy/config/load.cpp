@@ -58,13 +58,21 @@ env_lookup process_env() {
 
 namespace {
 
-char to_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+char to_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
-char to_upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
+char to_upper(char c) {
+  return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+}
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
-std::string in_quotes(std::string_view text) { return "\"" + std::string(text) + "\""; }
+std::string in_quotes(std::string_view text) {
+  return "\"" + std::string(text) + "\"";
+}
 
 // Decimal digits only, no sign; std::nullopt on anything else or overflow.
 std::optional<std::uint64_t> parse_unsigned(std::string_view text) {
@@ -819,7 +827,7 @@ void loader::load_workers(const YAML::Node& node, const std::string& key) {
   cfg_.workers = static_cast<unsigned>(*value);
 }
 
-} // namespace
+}  // namespace
 
 load_result load_string(std::string_view text, std::string_view file, const env_lookup& env) {
   loader l(file, env);
@@ -877,4 +885,4 @@ load_result load_file(const std::string& path, const env_lookup& env) {
   return load_string(text, path, env);
 }
 
-} // namespace wk::config
+}  // namespace wk::config

@@ -42,4 +42,4 @@ load_result load_string(std::string_view text, std::string_view file, const env_
 // Reads and parses a file (errors name the file; an unreadable file is one error).
 load_result load_file(const std::string& path, const env_lookup& env);
 
-} // namespace wk::config
+}  // namespace wk::config

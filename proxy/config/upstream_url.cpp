@@ -11,9 +11,13 @@ namespace urls = boost::urls;
 
 namespace {
 
-char to_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+char to_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 // A DNS name as a resolver accepts it: dot-separated labels of 1..63 letters, digits, '-' or '_'
 // (no leading or trailing '-'), 253 characters at most. The last label must not be all digits:
@@ -64,7 +68,7 @@ std::optional<std::uint16_t> parse_port(std::string_view text) {
   return static_cast<std::uint16_t>(value);
 }
 
-} // namespace
+}  // namespace
 
 std::variant<upstream, std::string> parse_upstream_url(std::string_view url) {
   if (url.empty()) {
@@ -186,4 +190,4 @@ std::variant<listener, std::string> parse_listen_address(std::string_view text) 
   return out;
 }
 
-} // namespace wk::config
+}  // namespace wk::config

@@ -19,4 +19,4 @@ std::variant<upstream, std::string> parse_upstream_url(std::string_view url);
 // literal. On failure returns the reason.
 std::variant<listener, std::string> parse_listen_address(std::string_view text);
 
-} // namespace wk::config
+}  // namespace wk::config

@@ -56,10 +56,16 @@ constexpr failure_info info(failure f) {
   return {500, "internal", "internal proxy error"};
 }
 
-} // namespace
+}  // namespace
 
-unsigned status_for(failure f) { return info(f).status; }
-std::string_view name_of(failure f) { return info(f).name; }
-std::string_view describe(failure f) { return info(f).text; }
+unsigned status_for(failure f) {
+  return info(f).status;
+}
+std::string_view name_of(failure f) {
+  return info(f).name;
+}
+std::string_view describe(failure f) {
+  return info(f).text;
+}
 
-} // namespace wk::http
+}  // namespace wk::http

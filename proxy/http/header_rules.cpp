@@ -13,7 +13,9 @@ namespace bhttp = boost::beast::http;
 
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) { return beast::iequals(a, b); }
+bool iequals(std::string_view a, std::string_view b) {
+  return beast::iequals(a, b);
+}
 
 // Names listed in every Connection field of `in` (RFC 9110 section 7.6.1).
 bool named_in_connection(const bhttp::fields& in, std::string_view name) {
@@ -30,8 +32,8 @@ bool named_in_connection(const bhttp::fields& in, std::string_view name) {
 
 bool allowed_on_validation_route(std::string_view name) {
   static constexpr std::array<std::string_view, 8> allowed{
-      "Host",          "User-Agent",        "Accept",       "Accept-Encoding",
-      "Accept-Language", "If-None-Match", "If-Modified-Since", "Cache-Control"};
+      "Host",          "User-Agent",        "Accept",       "Accept-Encoding", "Accept-Language",
+      "If-None-Match", "If-Modified-Since", "Cache-Control"};
   for (auto a : allowed) {
     if (iequals(a, name)) {
       return true;
@@ -44,13 +46,20 @@ bool skipped(const bhttp::fields& in, std::string_view name) {
   return is_hop_by_hop(name) || named_in_connection(in, name);
 }
 
-} // namespace
+}  // namespace
 
 bool is_hop_by_hop(std::string_view name) {
-  static constexpr std::array<std::string_view, 11> hop{
-      "Connection",          "Keep-Alive",      "Proxy-Connection", "TE",
-      "Transfer-Encoding",   "Upgrade",         "Trailer",          "Content-Length",
-      "Expect",              "Proxy-Authenticate", "Proxy-Authorization"};
+  static constexpr std::array<std::string_view, 11> hop{"Connection",
+                                                        "Keep-Alive",
+                                                        "Proxy-Connection",
+                                                        "TE",
+                                                        "Transfer-Encoding",
+                                                        "Upgrade",
+                                                        "Trailer",
+                                                        "Content-Length",
+                                                        "Expect",
+                                                        "Proxy-Authenticate",
+                                                        "Proxy-Authorization"};
   for (auto h : hop) {
     if (iequals(h, name)) {
       return true;
@@ -114,16 +123,15 @@ void build_upstream_request_fields(const bhttp::fields& in, bhttp::fields& out,
     xff += opt.client_ip;
     out.insert("X-Forwarded-For", xff);
   }
-  bool set_proto = opt.x_forwarded_proto == forwarded_policy::replace ||
-                   (opt.x_forwarded_proto == forwarded_policy::append &&
-                    (!has_xfp || opt.validation_route));
+  bool set_proto =
+      opt.x_forwarded_proto == forwarded_policy::replace ||
+      (opt.x_forwarded_proto == forwarded_policy::append && (!has_xfp || opt.validation_route));
   if (set_proto && !opt.proto.empty()) {
     out.insert("X-Forwarded-Proto", opt.proto);
   }
 }
 
-void build_downstream_response_fields(const bhttp::fields& in, bhttp::fields& out,
-                                      bool switching) {
+void build_downstream_response_fields(const bhttp::fields& in, bhttp::fields& out, bool switching) {
   for (const auto& f : in) {
     auto name = f.name_string();
     if (switching && f.name() == bhttp::field::upgrade) {
@@ -140,4 +148,4 @@ void build_downstream_response_fields(const bhttp::fields& in, bhttp::fields& ou
   }
 }
 
-} // namespace wk::http
+}  // namespace wk::http

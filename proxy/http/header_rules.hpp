@@ -14,11 +14,11 @@ struct forward_options {
   bool validation_route = false;  // forward only the small allow-list of headers a CA sends
   config::forwarded_policy x_forwarded_for = config::forwarded_policy::append;
   config::forwarded_policy x_forwarded_proto = config::forwarded_policy::append;
-  std::string_view client_ip;   // added to X-Forwarded-For
-  std::string_view proto;       // "http" or "https", for X-Forwarded-Proto
-  std::string_view authority;   // non-empty: replaces Host (absolute-form target)
+  std::string_view client_ip;     // added to X-Forwarded-For
+  std::string_view proto;         // "http" or "https", for X-Forwarded-Proto
+  std::string_view authority;     // non-empty: replaces Host (absolute-form target)
   std::string_view default_host;  // used when the client sent no Host (HTTP/1.0)
-  std::string_view upgrade;  // non-empty: forward "Upgrade: <this>" and "Connection: upgrade"
+  std::string_view upgrade;       // non-empty: forward "Upgrade: <this>" and "Connection: upgrade"
 };
 
 // True for the hop-by-hop fields of RFC 9110 section 7.6.1 and the framing fields the proxy
@@ -29,8 +29,8 @@ bool is_hop_by_hop(std::string_view name);
 // Fills `out` with the fields of the client's request `in` that go to a backend:
 // end-to-end fields in order, minus hop-by-hop ones and those named in Connection;
 // Host (possibly replaced); X-Forwarded-For/-Proto by policy; Upgrade + Connection: upgrade
-// when opt.upgrade is set (the one hop-by-hop exchange a proxy passes on, RFC 9110 7.8). On the validation route only
-// Host, User-Agent, Accept, Accept-Encoding, Accept-Language, If-None-Match,
+// when opt.upgrade is set (the one hop-by-hop exchange a proxy passes on, RFC 9110 7.8). On the
+// validation route only Host, User-Agent, Accept, Accept-Encoding, Accept-Language, If-None-Match,
 // If-Modified-Since, Cache-Control and the X-Forwarded-* fields are kept (never Cookie or
 // Authorization: CloudFront must not see the customer's credentials).
 void build_upstream_request_fields(const boost::beast::http::fields& in,
@@ -42,4 +42,4 @@ void build_upstream_request_fields(const boost::beast::http::fields& in,
 void build_downstream_response_fields(const boost::beast::http::fields& in,
                                       boost::beast::http::fields& out, bool switching = false);
 
-} // namespace wk::http
+}  // namespace wk::http

@@ -38,4 +38,4 @@ std::string error_reply(failure f, std::string_view detail, bool head) {
   return status_reply(status_for(f), body, false, head);
 }
 
-} // namespace wk::http
+}  // namespace wk::http

@@ -17,4 +17,4 @@ std::string error_reply(failure f, std::string_view detail, bool head);
 // A plain reply with the given status and body, used for tunnelled admin-free answers.
 std::string status_reply(unsigned status, std::string_view body, bool keep_alive, bool head);
 
-} // namespace wk::http
+}  // namespace wk::http

@@ -63,12 +63,12 @@ struct request_state {
   bool http11 = true;
   bool head = false;
   bool client_keep_alive = false;
-  bool response_started = false;  // bytes of a response reached the client
-  bool request_sent = false;      // the whole request reached the backend
-  bool upstream_reusable = false; // the backend connection can go back to the pool
-  bool retryable = false;         // failed on a reused connection before any exchange
-  bool upgrade_requested = false; // origin route, Upgrade + Connection: upgrade forwarded
-  bool tunnel = false;            // the backend answered 101: bytes flow both ways now
+  bool response_started = false;   // bytes of a response reached the client
+  bool request_sent = false;       // the whole request reached the backend
+  bool upstream_reusable = false;  // the backend connection can go back to the pool
+  bool retryable = false;          // failed on a reused connection before any exchange
+  bool upgrade_requested = false;  // origin route, Upgrade + Connection: upgrade forwarded
+  bool tunnel = false;             // the backend answered 101: bytes flow both ways now
 };
 
 struct connection_info {
@@ -83,7 +83,9 @@ boost::optional<std::uint64_t> body_limit_for(const config::limits& l) {
   return l.max_body_bytes;
 }
 
-bool is_timeout(const boost::system::error_code& ec) { return ec == beast::error::timeout; }
+bool is_timeout(const boost::system::error_code& ec) {
+  return ec == beast::error::timeout;
+}
 
 bool is_http_parse_error(const boost::system::error_code& ec) {
   return ec.category() == bhttp::make_error_code(bhttp::error::bad_chunk).category();
@@ -120,8 +122,7 @@ net::awaitable<boost::system::error_code> write_all(Stream& s, std::string_view 
 // Sends the local error reply for st.error (nothing when the failure has no status, or when a
 // response already started: then closing the connection is the only signal left).
 template <class Client>
-net::awaitable<void> send_error(Client& client, request_state& st,
-                                const config::timeouts& to) {
+net::awaitable<void> send_error(Client& client, request_state& st, const config::timeouts& to) {
   auto status = status_for(st.error);
   if (status == 0 || st.response_started) {
     co_return;
@@ -271,8 +272,8 @@ net::awaitable<boost::system::error_code> relay_interim(Client& client, const re
 
 // Relays a 101 answer to an upgrade request; the session then runs the tunnel.
 template <class Client>
-net::awaitable<void> switch_protocols(Client& client, const response_parser& rp,
-                                      request_state& st, const config::config& cfg) {
+net::awaitable<void> switch_protocols(Client& client, const response_parser& rp, request_state& st,
+                                      const config::config& cfg) {
   bhttp::response<bhttp::empty_body> res;
   res.result(bhttp::status::switching_protocols);
   res.reason(rp.get().reason());
@@ -488,8 +489,8 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& cl
     }
   }
   // A close-delimited upstream body ends with the connection: it cannot be reused.
-  bool upstream_delimited = rp->chunked() || rp->content_length() || st.head ||
-                            st.status == 204 || st.status == 304;
+  bool upstream_delimited =
+      rp->chunked() || rp->content_length() || st.head || st.status == 204 || st.status == 304;
   st.upstream_reusable = st.request_sent && rp->keep_alive() && upstream_delimited;
   if (!delimited) {
     st.client_keep_alive = false;
@@ -509,8 +510,8 @@ net::awaitable<void> exchange(Up& up, upstream::connection& conn, Client& client
   co_await relay_response(up, conn.buffer, client, chunk, st, cfg);
   if (st.tunnel && st.error == failure::none) {
     auto down = std::make_unique<body_buffer>();
-    auto stats = co_await wk::net::run_tunnel(client, cbuf, up, conn.buffer, chunk,
-                                              *down, cfg.timeouts.idle);
+    auto stats = co_await wk::net::run_tunnel(client, cbuf, up, conn.buffer, chunk, *down,
+                                              cfg.timeouts.idle);
     st.bytes_in += stats.client_to_upstream;
     st.bytes_out += stats.upstream_to_client;
   }
@@ -591,8 +592,8 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   facts.has_body = !parser.is_done();
   facts.upgrade = asks_upgrade(req);
   st.decision = routing::route(rt->routes, facts);
-  st.upgrade_requested = st.decision.kind == routing::route_kind::origin && st.http11 &&
-                         wants_upgrade(req);
+  st.upgrade_requested =
+      st.decision.kind == routing::route_kind::origin && st.http11 && wants_upgrade(req);
   if (st.decision.kind == routing::route_kind::reject) {
     st.error = st.decision.status == 405 ? failure::method_not_allowed : failure::bad_request;
     st.detail = st.decision.reason;
@@ -609,8 +610,8 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
     co_return false;
   }
   st.upstream = st.decision.kind == routing::route_kind::validation ? &rt->cloudfront : &rt->origin;
-  bool expect_continue = !parser.is_done() && beast::iequals(req[bhttp::field::expect],
-                                                               "100-continue");
+  bool expect_continue =
+      !parser.is_done() && beast::iequals(req[bhttp::field::expect], "100-continue");
 
   bhttp::request<bhttp::buffer_body> out;
   build_upstream_request(parser, st, conn, cfg, out);
@@ -638,8 +639,8 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
     if (auto* tls = std::get_if<upstream::tls_stream>(&up->stream)) {
       co_await exchange(*tls, *up, client, cbuf, parser, out, *chunk, st, cfg, expect_continue);
     } else {
-      co_await exchange(std::get<upstream::tcp_stream>(up->stream), *up, client, cbuf, parser,
-                        out, *chunk, st, cfg, expect_continue);
+      co_await exchange(std::get<upstream::tcp_stream>(up->stream), *up, client, cbuf, parser, out,
+                        *chunk, st, cfg, expect_continue);
     }
     if (st.error != failure::none && st.retryable && reused && !st.response_started) {
       up.reset();
@@ -658,7 +659,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   }
   w->give_buffer(std::move(chunk));
   write_access_log(w, st, conn);
-  co_return st.client_keep_alive && parser.is_done() && !w->stopping;
+  co_return st.client_keep_alive&& parser.is_done() && !w->stopping;
 }
 
 // Decrements the listener's and the worker's connection counts when a session ends.
@@ -673,7 +674,7 @@ struct connection_count {
   }
 };
 
-} // namespace
+}  // namespace
 
 std::unique_ptr<body_buffer> worker_state::take_buffer() {
   if (free_buffers.empty()) {
@@ -742,4 +743,4 @@ net::awaitable<void> serve_connection(worker_state* w, tcp::socket socket,
   client.close();
 }
 
-} // namespace wk::http
+}  // namespace wk::http

@@ -61,4 +61,4 @@ struct worker_state {
 boost::asio::awaitable<void> serve_connection(worker_state* w, boost::asio::ip::tcp::socket socket,
                                               std::shared_ptr<net::listener_slot> slot);
 
-} // namespace wk::http
+}  // namespace wk::http

@@ -45,4 +45,4 @@ open_listener(asio::io_context& ioc, const config::listener& l, std::size_t max_
   return ls;
 }
 
-} // namespace wk::net
+}  // namespace wk::net

@@ -25,7 +25,7 @@ struct listener_slot {
 
 struct listener_socket {
   config::listener cfg;
-  boost::asio::ip::tcp::endpoint bound;  // with the real port when the config said 0
+  boost::asio::ip::tcp::endpoint bound;     // with the real port when the config said 0
   boost::asio::ip::tcp::acceptor acceptor;  // owns the listening descriptor
   std::shared_ptr<listener_slot> slot;
 
@@ -40,4 +40,4 @@ open_listener(boost::asio::io_context& ioc, const config::listener& l, std::size
 // "127.0.0.1:8080" / "[::1]:8080".
 std::string endpoint_string(const boost::asio::ip::tcp::endpoint& ep);
 
-} // namespace wk::net
+}  // namespace wk::net

@@ -32,4 +32,4 @@ make_client_context(const config::upstream& u) {
   return ctx;
 }
 
-} // namespace wk::net
+}  // namespace wk::net

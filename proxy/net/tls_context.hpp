@@ -17,4 +17,4 @@ namespace wk::net {
 std::variant<std::shared_ptr<boost::asio::ssl::context>, std::string>
 make_client_context(const config::upstream& u);
 
-} // namespace wk::net
+}  // namespace wk::net

@@ -34,8 +34,7 @@ struct tunnel_state {
   bool closed = false;
 };
 
-template <class Stream>
-void shutdown_send(Stream& s) {
+template <class Stream> void shutdown_send(Stream& s) {
   boost::system::error_code ec;
   // For TLS this ends the TCP direction without close_notify: the peer sees the same
   // end-of-stream the other side of the tunnel produced.
@@ -43,8 +42,7 @@ void shutdown_send(Stream& s) {
                                                       ec);
 }
 
-template <class Stream>
-void close_stream(Stream& s) {
+template <class Stream> void close_stream(Stream& s) {
   boost::system::error_code ec;
   boost::beast::get_lowest_layer(s).socket().close(ec);
 }
@@ -64,12 +62,12 @@ boost::asio::awaitable<void> pump(From& from, To& to, boost::beast::flat_buffer&
     failed = static_cast<bool>(ec);
   }
   while (!failed) {
-    auto [rec, rn] = co_await from.async_read_some(boost::asio::buffer(buf.data(), buf.size()),
-                                                   nothrow);
+    auto [rec, rn] =
+        co_await from.async_read_some(boost::asio::buffer(buf.data(), buf.size()), nothrow);
     if (rn > 0) {
       st.last_activity = std::chrono::steady_clock::now();
-      auto [wec, wn] = co_await boost::asio::async_write(to, boost::asio::buffer(buf.data(), rn),
-                                                         nothrow);
+      auto [wec, wn] =
+          co_await boost::asio::async_write(to, boost::asio::buffer(buf.data(), rn), nothrow);
       count += wn;
       if (wec) {
         failed = true;
@@ -115,7 +113,7 @@ boost::asio::awaitable<void> idle_watchdog(A& a, B& b, tunnel_state& st,
   }
 }
 
-} // namespace detail
+}  // namespace detail
 
 // Runs the tunnel to its end; both streams are closed or half-closed afterwards. The buffers
 // are scratch space of the caller (one per direction).
@@ -132,10 +130,10 @@ run_tunnel(Client& client, boost::beast::flat_buffer& client_pending, Upstream& 
   boost::asio::steady_timer watchdog(co_await boost::asio::this_coro::executor);
   co_await (detail::pump(client, upstream, client_pending, buf_up, st, stats.client_to_upstream,
                          watchdog) &&
-            detail::pump(upstream, client, upstream_pending, buf_down, st,
-                         stats.upstream_to_client, watchdog) &&
+            detail::pump(upstream, client, upstream_pending, buf_down, st, stats.upstream_to_client,
+                         watchdog) &&
             detail::idle_watchdog(client, upstream, st, watchdog, idle));
   co_return stats;
 }
 
-} // namespace wk::net
+}  // namespace wk::net

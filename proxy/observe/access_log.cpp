@@ -41,12 +41,11 @@ void append_number(std::string& out, std::string_view key, std::uint64_t value) 
   out += std::to_string(value);
 }
 
-} // namespace
+}  // namespace
 
 void format_json(const access_record& r, std::string& out) {
   auto secs = std::chrono::time_point_cast<std::chrono::seconds>(r.time);
-  auto millis =
-      std::chrono::duration_cast<std::chrono::milliseconds>(r.time - secs).count();
+  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(r.time - secs).count();
   auto t = std::chrono::system_clock::to_time_t(secs);
   std::tm tm{};
   gmtime_r(&t, &tm);
@@ -98,4 +97,4 @@ void access_log::flush() {
   buffer_.clear();
 }
 
-} // namespace wk::observe
+}  // namespace wk::observe

@@ -14,17 +14,17 @@ namespace wk::observe {
 
 struct access_record {
   std::chrono::system_clock::time_point time;
-  std::string_view client;    // "ip:port"
-  std::string_view host;      // normalized host, "" when none
+  std::string_view client;  // "ip:port"
+  std::string_view host;    // normalized host, "" when none
   std::string_view method;
-  std::string_view target;    // as sent
-  std::string_view route;     // "origin" | "validation" | "reject"
-  std::string_view upstream;  // "origin" | "cloudfront" | ""
-  unsigned status = 0;        // 0: no response was sent
+  std::string_view target;      // as sent
+  std::string_view route;       // "origin" | "validation" | "reject"
+  std::string_view upstream;    // "origin" | "cloudfront" | ""
+  unsigned status = 0;          // 0: no response was sent
   std::uint64_t bytes_in = 0;   // request body bytes read from the client
   std::uint64_t bytes_out = 0;  // response body bytes written to the client
   double duration_ms = 0;
-  std::string_view error;     // failure name, "" when none
+  std::string_view error;  // failure name, "" when none
 };
 
 // Appends `r` as one JSON line (strings escaped) to `out`.
@@ -46,4 +46,4 @@ private:
   std::string buffer_;
 };
 
-} // namespace wk::observe
+}  // namespace wk::observe

@@ -46,4 +46,4 @@ void log_exception::operator()(const std::exception_ptr& e) const {
   }
 }
 
-} // namespace wk::observe
+}  // namespace wk::observe

@@ -12,9 +12,15 @@ enum class level { debug, info, warn, error };
 // Thread-safe; writes the whole line with one write(2).
 void log(level lv, std::string_view message);
 
-inline void info(std::string_view m) { log(level::info, m); }
-inline void warn(std::string_view m) { log(level::warn, m); }
-inline void error(std::string_view m) { log(level::error, m); }
+inline void info(std::string_view m) {
+  log(level::info, m);
+}
+inline void warn(std::string_view m) {
+  log(level::warn, m);
+}
+inline void error(std::string_view m) {
+  log(level::error, m);
+}
 
 // Completion handler for co_spawn: a coroutine that ended with an exception is logged (it is
 // a bug: expected failures are values), never silently dropped.
@@ -23,4 +29,4 @@ struct log_exception {
   void operator()(const std::exception_ptr& e) const;
 };
 
-} // namespace wk::observe
+}  // namespace wk::observe

@@ -107,13 +107,13 @@ bool is_ipv6(std::string_view s) {
       compressed = true;
       ++i;
     } else if (i == s.size()) {
-      return false; // a single trailing ':'
+      return false;  // a single trailing ':'
     }
   }
   return compressed ? groups <= 7 : groups == 8;
 }
 
-} // namespace
+}  // namespace
 
 std::optional<std::string> normalize_host(std::string_view value) {
   const std::string lowered = lower_copy(value);
@@ -143,7 +143,7 @@ std::optional<std::string> normalize_host(std::string_view value) {
     }
   }
   if (host.ends_with('.')) {
-    host.remove_suffix(1); // the absolute DNS form "example.com." names the same host
+    host.remove_suffix(1);  // the absolute DNS form "example.com." names the same host
   }
   if (host.empty() || host.front() == '.' || host.back() == '.' ||
       host.find("..") != std::string_view::npos ||
@@ -157,7 +157,7 @@ host_allow_list::host_allow_list(const std::vector<std::string>& patterns) {
   for (const auto& raw : patterns) {
     std::string pattern = lower_copy(raw);
     if (pattern.size() > 1 && pattern.ends_with('.')) {
-      pattern.pop_back(); // same trailing-dot rule as normalize_host
+      pattern.pop_back();  // same trailing-dot rule as normalize_host
     }
     if (pattern == "*") {
       any_ = true;
@@ -172,7 +172,7 @@ host_allow_list::host_allow_list(const std::vector<std::string>& patterns) {
 
 bool host_allow_list::allows(std::string_view normalized_host) const {
   if (normalized_host.empty()) {
-    return false; // no Host at all (HTTP/1.0) never reaches the validation route
+    return false;  // no Host at all (HTTP/1.0) never reaches the validation route
   }
   if (any_ || std::binary_search(exact_.begin(), exact_.end(), normalized_host)) {
     return true;
@@ -189,4 +189,4 @@ bool host_allow_list::allows(std::string_view normalized_host) const {
   return false;
 }
 
-} // namespace wk::routing
+}  // namespace wk::routing

@@ -28,4 +28,4 @@ private:
   bool any_ = false;
 };
 
-} // namespace wk::routing
+}  // namespace wk::routing

@@ -80,7 +80,7 @@ bool has_port(std::string_view authority) {
   return colon != std::string_view::npos && (close == std::string_view::npos || colon > close);
 }
 
-} // namespace
+}  // namespace
 
 normalize_result normalize_target(std::string_view raw, std::string_view method) {
   for (const char c : raw) {
@@ -163,23 +163,23 @@ std::string remove_dot_segments(std::string_view path) {
   };
   std::string_view in = path;
   while (!in.empty()) {
-    if (in.starts_with("../")) { // A
+    if (in.starts_with("../")) {  // A
       in.remove_prefix(3);
-    } else if (in.starts_with("./")) { // A
+    } else if (in.starts_with("./")) {  // A
       in.remove_prefix(2);
-    } else if (in.starts_with("/./")) { // B: "/./" -> "/"
+    } else if (in.starts_with("/./")) {  // B: "/./" -> "/"
       in.remove_prefix(2);
-    } else if (in == "/.") { // B: "/." -> "/"
+    } else if (in == "/.") {  // B: "/." -> "/"
       in = "/";
-    } else if (in.starts_with("/../")) { // C: "/../" -> "/", drop the last output segment
+    } else if (in.starts_with("/../")) {  // C: "/../" -> "/", drop the last output segment
       in.remove_prefix(3);
       pop_segment();
-    } else if (in == "/..") { // C
+    } else if (in == "/..") {  // C
       in = "/";
       pop_segment();
-    } else if (in == "." || in == "..") { // D
+    } else if (in == "." || in == "..") {  // D
       in = {};
-    } else { // E: move the first segment, with its leading "/", to the output
+    } else {  // E: move the first segment, with its leading "/", to the output
       const auto next = in.find('/', 1);
       const auto n = next == std::string_view::npos ? in.size() : next;
       out.append(in.substr(0, n));
@@ -189,4 +189,4 @@ std::string remove_dot_segments(std::string_view path) {
   return out;
 }
 
-} // namespace wk::routing
+}  // namespace wk::routing

@@ -40,4 +40,4 @@ normalize_result normalize_target(std::string_view raw, std::string_view method)
 // RFC 3986 section 5.2.4 remove_dot_segments on an already-decoded path.
 std::string remove_dot_segments(std::string_view path);
 
-} // namespace wk::routing
+}  // namespace wk::routing

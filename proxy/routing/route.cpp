@@ -9,7 +9,8 @@
 namespace wk::routing {
 namespace {
 
-// How a lenient server reads `decoded` (output of canonical_escapes(path, true)): "%2F", "%5C" and "\" as
+// How a lenient server reads `decoded` (output of canonical_escapes(path, true)): "%2F", "%5C" and
+// "\" as
 // "/", runs of "/" merged, then dot segments resolved.
 std::string slash_lenient_reading(std::string_view decoded) {
   std::string out;
@@ -50,15 +51,15 @@ std::string absolute_form_origin_target(const target& t, std::string_view raw) {
   return out;
 }
 
-} // namespace
+}  // namespace
 
 bool is_safe_token(std::string_view segment) {
   if (segment.empty() || segment == "." || segment == "..") {
     return false;
   }
   return std::all_of(segment.begin(), segment.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
   });
 }
 
@@ -108,8 +109,7 @@ decision route(const route_table& table, const request_facts& facts) {
     if (!in_prefix && decoded.starts_with(prefix)) {
       return reject(std::move(d), 400, "ambiguous request target");
     }
-    if (t.slash_ambiguous &&
-        (in_prefix || slash_lenient_reading(decoded).starts_with(prefix))) {
+    if (t.slash_ambiguous && (in_prefix || slash_lenient_reading(decoded).starts_with(prefix))) {
       return reject(std::move(d), 400, "ambiguous request target");
     }
   }
@@ -147,4 +147,4 @@ decision route(const route_table& table, const request_facts& facts) {
   return d;
 }
 
-} // namespace wk::routing
+}  // namespace wk::routing

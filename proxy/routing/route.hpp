@@ -24,21 +24,21 @@ struct route_table {
 };
 
 struct request_facts {
-  std::string_view method;      // as sent (methods are case-sensitive, RFC 9110 9.1)
-  std::string_view target;      // request-target as sent
-  std::string_view host;        // Host header value ("" when absent)
-  bool host_present = false;    // a Host header was sent (exactly one: checked by the caller)
-  bool http11 = true;           // HTTP/1.1 (Host is required) or 1.0
-  bool has_body = false;        // Content-Length > 0 or chunked
-  bool upgrade = false;         // the request asks for a protocol upgrade
+  std::string_view method;    // as sent (methods are case-sensitive, RFC 9110 9.1)
+  std::string_view target;    // request-target as sent
+  std::string_view host;      // Host header value ("" when absent)
+  bool host_present = false;  // a Host header was sent (exactly one: checked by the caller)
+  bool http11 = true;         // HTTP/1.1 (Host is required) or 1.0
+  bool has_body = false;      // Content-Length > 0 or chunked
+  bool upgrade = false;       // the request asks for a protocol upgrade
 };
 
 struct decision {
   route_kind kind = route_kind::origin;
-  unsigned status = 0;   // reject only: 400, 405, ...
-  std::string reason;    // reject only: short text for the body and log
-  std::string host;      // normalized host ("" when none)
-  std::string token;     // validation only: the file name under the prefix
+  unsigned status = 0;          // reject only: 400, 405, ...
+  std::string reason;           // reject only: short text for the body and log
+  std::string host;             // normalized host ("" when none)
+  std::string token;            // validation only: the file name under the prefix
   std::string upstream_target;  // validation: canonical path (+ "?query"); origin: as sent
                                 // (absolute-form reduced to its path and query)
   std::string authority;        // absolute-form only: replaces Host (RFC 9112 section 3.2.2)
@@ -49,4 +49,4 @@ decision route(const route_table& table, const request_facts& facts);
 // True for a file name allowed as a token: [A-Za-z0-9._-]+, not "." or "..".
 bool is_safe_token(std::string_view segment);
 
-} // namespace wk::routing
+}  // namespace wk::routing

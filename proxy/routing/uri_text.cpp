@@ -39,4 +39,4 @@ std::string canonical_escapes(std::string_view s, bool decode_unreserved) {
   return out;
 }
 
-} // namespace wk::routing
+}  // namespace wk::routing

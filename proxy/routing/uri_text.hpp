@@ -29,7 +29,9 @@ constexpr bool is_unreserved(char c) {
          c == '.' || c == '_' || c == '~';
 }
 
-constexpr char to_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+constexpr char to_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
 
 std::string lower_copy(std::string_view s);
 
@@ -38,4 +40,4 @@ std::string lower_copy(std::string_view s);
 // Invalid triplets are copied unchanged.
 std::string canonical_escapes(std::string_view s, bool decode_unreserved);
 
-} // namespace wk::routing
+}  // namespace wk::routing

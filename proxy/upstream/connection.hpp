@@ -23,7 +23,7 @@ struct connection {
   boost::beast::flat_buffer buffer;                    // bytes read but not yet parsed
   std::string key;                                     // the target's pool key
   std::chrono::steady_clock::time_point idle_since{};
-  std::uint64_t uses = 0;                              // requests sent on this connection
+  std::uint64_t uses = 0;  // requests sent on this connection
 
   explicit connection(tcp_stream s) : stream(std::in_place_type<tcp_stream>, std::move(s)) {}
   connection(tls_stream s, std::shared_ptr<boost::asio::ssl::context> ctx)
@@ -38,4 +38,4 @@ struct connection {
   }
 };
 
-} // namespace wk::upstream
+}  // namespace wk::upstream

@@ -56,13 +56,12 @@ bool prepare_tls(tls_stream& s, const config::upstream& u, std::string& detail) 
 std::string tls_error_text(tls_stream& s, const boost::system::error_code& ec) {
   long verify = SSL_get_verify_result(s.native_handle());
   if (verify != X509_V_OK) {
-    return std::string("certificate verification failed: ") +
-           X509_verify_cert_error_string(verify);
+    return std::string("certificate verification failed: ") + X509_verify_cert_error_string(verify);
   }
   return ec.message();
 }
 
-} // namespace
+}  // namespace
 
 net::awaitable<connect_outcome> connect(const target& t, const config::timeouts& to) {
   connect_outcome out;
@@ -101,8 +100,8 @@ net::awaitable<connect_outcome> connect(const target& t, const config::timeouts&
       co_return out;
     }
     tls.next_layer().expires_after(to.connect);
-    auto [hec] = co_await tls.async_handshake(ssl::stream_base::client,
-                                              net::as_tuple(net::use_awaitable));
+    auto [hec] =
+        co_await tls.async_handshake(ssl::stream_base::client, net::as_tuple(net::use_awaitable));
     if (hec) {
       out.error = hec == beast::error::timeout ? http::failure::upstream_connect_timeout
                                                : http::failure::upstream_tls;
@@ -123,4 +122,4 @@ net::awaitable<connect_outcome> connect(const target& t, const config::timeouts&
   co_return out;
 }
 
-} // namespace wk::upstream
+}  // namespace wk::upstream

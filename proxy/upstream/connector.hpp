@@ -23,4 +23,4 @@ struct connect_outcome {
 // Runs on the calling coroutine's executor (the worker's). Never throws for network errors.
 boost::asio::awaitable<connect_outcome> connect(const target& t, const config::timeouts& to);
 
-} // namespace wk::upstream
+}  // namespace wk::upstream

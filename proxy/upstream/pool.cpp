@@ -22,7 +22,7 @@ bool still_open(connection& c) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-} // namespace
+}  // namespace
 
 std::unique_ptr<connection> pool::take(const std::string& key) {
   auto it = idle_.find(key);
@@ -73,4 +73,4 @@ std::size_t pool::idle_count() const {
   return n;
 }
 
-} // namespace wk::upstream
+}  // namespace wk::upstream

@@ -38,4 +38,4 @@ private:
   std::unordered_map<std::string, std::vector<std::unique_ptr<connection>>> idle_;
 };
 
-} // namespace wk::upstream
+}  // namespace wk::upstream

@@ -32,8 +32,8 @@ net::awaitable<std::shared_ptr<const endpoints>> dns_cell::resolve(std::string& 
     co_return get();
   }
   tcp::resolver resolver(co_await net::this_coro::executor);
-  auto [ec, results] = co_await resolver.async_resolve(
-      host_, std::to_string(port_), net::as_tuple(net::use_awaitable));
+  auto [ec, results] = co_await resolver.async_resolve(host_, std::to_string(port_),
+                                                       net::as_tuple(net::use_awaitable));
   if (ec) {
     error = "cannot resolve " + host_ + ": " + ec.message();
     co_return std::make_shared<const endpoints>();
@@ -92,4 +92,4 @@ net::awaitable<void> resolver_registry::refresh_loop(resolver_registry* self) {
   }
 }
 
-} // namespace wk::upstream
+}  // namespace wk::upstream

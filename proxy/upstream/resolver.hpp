@@ -63,4 +63,4 @@ private:
   std::chrono::milliseconds interval_{30'000};
 };
 
-} // namespace wk::upstream
+}  // namespace wk::upstream

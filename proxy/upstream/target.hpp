@@ -14,9 +14,9 @@ namespace wk::upstream {
 
 struct target {
   config::upstream cfg;
-  std::string key;                                // cfg.key(): pool identity
-  std::shared_ptr<dns_cell> dns;                  // never null
-  std::shared_ptr<boost::asio::ssl::context> tls; // null for http upstreams
+  std::string key;                                 // cfg.key(): pool identity
+  std::shared_ptr<dns_cell> dns;                   // never null
+  std::shared_ptr<boost::asio::ssl::context> tls;  // null for http upstreams
 };
 
-} // namespace wk::upstream
+}  // namespace wk::upstream

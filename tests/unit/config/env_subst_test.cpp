@@ -22,7 +22,7 @@ cfg::env_lookup fake_env() {
   };
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("substitution replaces references and keeps everything else") {
   struct row {

@@ -44,7 +44,7 @@ cfg::config load_example(const std::string& name) {
   return *result.cfg;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("every example config loads without errors") {
   const auto files = example_files();

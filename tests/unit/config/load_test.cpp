@@ -56,7 +56,7 @@ cfg::load_result load_with(const std::string& extra,
   return cfg::load_string(minimal + extra, "test.yaml", fake_env(std::move(vars)));
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("the minimal config loads with every other key defaulted") {
   const auto result = cfg::load_file(fixtures + "good/minimal.yaml", fake_env());

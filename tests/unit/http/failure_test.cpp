@@ -13,15 +13,24 @@ TEST_CASE("each failure maps to the documented status") {
     unsigned status;
   };
   const row rows[] = {
-      {failure::bad_request, 400},           {failure::method_not_allowed, 405},
-      {failure::header_timeout, 408},        {failure::body_too_large, 413},
-      {failure::target_too_long, 414},       {failure::header_too_large, 431},
-      {failure::version_not_supported, 505}, {failure::upstream_unresolved, 502},
-      {failure::upstream_refused, 502},      {failure::upstream_connect_timeout, 504},
-      {failure::upstream_tls, 502},          {failure::upstream_reset, 502},
-      {failure::upstream_bad_response, 502}, {failure::upstream_timeout, 504},
-      {failure::client_gone, 0},             {failure::client_timeout, 0},
-      {failure::too_many_connections, 503},  {failure::internal, 500},
+      {failure::bad_request, 400},
+      {failure::method_not_allowed, 405},
+      {failure::header_timeout, 408},
+      {failure::body_too_large, 413},
+      {failure::target_too_long, 414},
+      {failure::header_too_large, 431},
+      {failure::version_not_supported, 505},
+      {failure::upstream_unresolved, 502},
+      {failure::upstream_refused, 502},
+      {failure::upstream_connect_timeout, 504},
+      {failure::upstream_tls, 502},
+      {failure::upstream_reset, 502},
+      {failure::upstream_bad_response, 502},
+      {failure::upstream_timeout, 504},
+      {failure::client_gone, 0},
+      {failure::client_timeout, 0},
+      {failure::too_many_connections, 503},
+      {failure::internal, 500},
   };
   for (const auto& r : rows) {
     CAPTURE(wk::http::name_of(r.f));
@@ -35,9 +44,12 @@ TEST_CASE("an error reply is a complete response that closes the connection") {
   const std::string body = "wkproxy: upstream did not answer in time: origin 127.0.0.1:1\n";
   CHECK(reply == "HTTP/1.1 504 Gateway Timeout\r\n"
                  "Content-Type: text/plain; charset=utf-8\r\n"
-                 "Content-Length: " + std::to_string(body.size()) + "\r\n"
-                 "Cache-Control: no-store\r\n"
-                 "Connection: close\r\n\r\n" + body);
+                 "Content-Length: " +
+                     std::to_string(body.size()) +
+                     "\r\n"
+                     "Cache-Control: no-store\r\n"
+                     "Connection: close\r\n\r\n" +
+                     body);
 }
 
 TEST_CASE("an error reply to HEAD keeps the length but sends no body") {

@@ -37,12 +37,12 @@ forward_options origin_options() {
   return o;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("hop-by-hop and framing fields are never forwarded") {
-  for (const char* name : {"Connection", "keep-alive", "Proxy-Connection", "TE",
-                           "Transfer-Encoding", "Upgrade", "Trailer", "Content-Length", "Expect",
-                           "Proxy-Authorization"}) {
+  for (const char* name :
+       {"Connection", "keep-alive", "Proxy-Connection", "TE", "Transfer-Encoding", "Upgrade",
+        "Trailer", "Content-Length", "Expect", "Proxy-Authorization"}) {
     CAPTURE(name);
     CHECK(wk::http::is_hop_by_hop(name));
   }
@@ -70,8 +70,8 @@ TEST_CASE("the origin request keeps end-to-end fields in order and drops hop-by-
 }
 
 TEST_CASE("X-Forwarded-For follows its policy") {
-  auto in = make_fields({{"Host", "h"}, {"X-Forwarded-For", "10.0.0.1"},
-                         {"X-Forwarded-For", "10.0.0.2"}});
+  auto in = make_fields(
+      {{"Host", "h"}, {"X-Forwarded-For", "10.0.0.1"}, {"X-Forwarded-For", "10.0.0.2"}});
   auto opt = origin_options();
   opt.x_forwarded_proto = forwarded_policy::off;
   bhttp::fields out;
@@ -162,9 +162,8 @@ TEST_CASE("response fields lose hop-by-hop fields and those named in Connection"
                          {"Transfer-Encoding", "chunked"}});
   bhttp::fields out;
   wk::http::build_downstream_response_fields(in, out);
-  CHECK(to_list(out) == field_list{{"Content-Type", "text/plain"},
-                                   {"Set-Cookie", "a=1"},
-                                   {"Set-Cookie", "b=2"}});
+  CHECK(to_list(out) ==
+        field_list{{"Content-Type", "text/plain"}, {"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"}});
 }
 
 TEST_CASE("an upgrade is passed on as Upgrade plus Connection: upgrade, nothing else hop-by-hop") {

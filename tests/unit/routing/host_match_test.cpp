@@ -39,7 +39,7 @@ void check_allows(const routing::host_allow_list& list, const std::vector<allow_
   }
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("normalize_host canonicalizes valid Host values") {
   SUBCASE("names are lower-cased") {

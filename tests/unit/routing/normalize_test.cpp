@@ -34,7 +34,7 @@ struct bad_row {
   std::string_view reason;  // empty: any reason
 };
 
-} // namespace
+}  // namespace
 
 TEST_CASE("remove_dot_segments follows RFC 3986 section 5.2.4") {
   SUBCASE("the RFC's own examples") {
@@ -50,8 +50,8 @@ TEST_CASE("remove_dot_segments follows RFC 3986 section 5.2.4") {
 
   SUBCASE("the abnormal examples of section 5.4.2, as merged paths") {
     const dot_row rows[] = {
-        {"/a/b/c/../../../g", "/g"},    // "../../../g"
-        {"/a/b/c/../../../../g", "/g"}, // "../../../../g"
+        {"/a/b/c/../../../g", "/g"},     // "../../../g"
+        {"/a/b/c/../../../../g", "/g"},  // "../../../../g"
         {"/./g", "/g"},
         {"/../g", "/g"},
         {"/a/b/c/g.", "/a/b/c/g."},
@@ -113,30 +113,30 @@ TEST_CASE("normalize_target accepts the request-target forms and canonicalizes t
        "/%41%7a%2D%2e%5F%7E", "/Az-._~", "", false, false},
       {"other escapes upper-cased", "/a%3bb%20c%c3%a9", "GET", target_form::origin, "",
        "/a%3bb%20c%c3%a9", "/a%3Bb%20c%C3%A9", "", false, false},
-      {"dot segments removed", "/a/./b/../c", "GET", target_form::origin, "", "/a/./b/../c",
-       "/a/c", "", false, false},
-      {"encoded dot segments removed", "/a/%2e%2E/b", "GET", target_form::origin, "",
-       "/a/%2e%2E/b", "/b", "", false, false},
-      {"dot segments above the root", "/../../x", "GET", target_form::origin, "", "/../../x",
-       "/x", "", false, false},
-      {"encoded slash is ambiguous", "/a%2fb", "GET", target_form::origin, "", "/a%2fb",
+      {"dot segments removed", "/a/./b/../c", "GET", target_form::origin, "", "/a/./b/../c", "/a/c",
+       "", false, false},
+      {"encoded dot segments removed", "/a/%2e%2E/b", "GET", target_form::origin, "", "/a/%2e%2E/b",
+       "/b", "", false, false},
+      {"dot segments above the root", "/../../x", "GET", target_form::origin, "", "/../../x", "/x",
+       "", false, false},
+      {"encoded slash is ambiguous", "/a%2fb", "GET", target_form::origin, "", "/a%2fb", "/a%2Fb",
+       "", false, true},
+      {"upper-case encoded slash is ambiguous", "/a%2Fb", "GET", target_form::origin, "", "/a%2Fb",
        "/a%2Fb", "", false, true},
-      {"upper-case encoded slash is ambiguous", "/a%2Fb", "GET", target_form::origin, "",
-       "/a%2Fb", "/a%2Fb", "", false, true},
       {"encoded backslash is ambiguous", "/a%5cb", "GET", target_form::origin, "", "/a%5cb",
        "/a%5Cb", "", false, true},
       {"backslash is tolerated but ambiguous", "/a\\b", "GET", target_form::origin, "", "/a\\b",
        "/a\\b", "", false, true},
-      {"empty segment is ambiguous", "/a//b", "GET", target_form::origin, "", "/a//b", "/a//b",
-       "", false, true},
-      {"leading double slash is ambiguous", "//a", "GET", target_form::origin, "", "//a", "//a",
-       "", false, true},
+      {"empty segment is ambiguous", "/a//b", "GET", target_form::origin, "", "/a//b", "/a//b", "",
+       false, true},
+      {"leading double slash is ambiguous", "//a", "GET", target_form::origin, "", "//a", "//a", "",
+       false, true},
       {"slashes in the query are not ambiguous", "/a?b=//%2f\\", "GET", target_form::origin, "",
        "/a", "/a", "b=//%2F\\", true, false},
       {"raw UTF-8 and non-RFC characters are tolerated", "/\xc3\xa9\"<>{}|^`", "GET",
        target_form::origin, "", "/\xc3\xa9\"<>{}|^`", "/\xc3\xa9\"<>{}|^`", "", false, false},
-      {"asterisk-form with OPTIONS", "*", "OPTIONS", target_form::asterisk, "", "/", "/", "",
-       false, false},
+      {"asterisk-form with OPTIONS", "*", "OPTIONS", target_form::asterisk, "", "/", "/", "", false,
+       false},
       {"absolute-form", "http://Example.COM:8080/A/./b?q=%2f", "GET", target_form::absolute,
        "example.com:8080", "/A/./b", "/A/b", "q=%2F", true, false},
       {"absolute-form with an upper-case https scheme", "HTTPS://example.com/x", "GET",

@@ -45,7 +45,7 @@ wk::upstream::connect_outcome run_connect(asio::io_context& ioc, const wk::upstr
   return fut.get();
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("connect tries each resolved address in turn") {
   asio::io_context ioc;
@@ -127,8 +127,8 @@ TEST_CASE("the pool hands back live connections and drops ones the peer closed")
 TEST_CASE("the pool expires connections idle for too long") {
   asio::io_context ioc;
   tcp::acceptor live(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  auto t = make_target(std::make_shared<wk::upstream::dns_cell>("127.0.0.1",
-                                                               live.local_endpoint().port()));
+  auto t = make_target(
+      std::make_shared<wk::upstream::dns_cell>("127.0.0.1", live.local_endpoint().port()));
   wk::upstream::pool pool;
   auto c = run_connect(ioc, t);
   REQUIRE(c.conn);
