@@ -3,7 +3,9 @@
 #include "app/runtime.hpp"
 #include "app/worker.hpp"
 #include "config/load.hpp"
+#include "http/failure.hpp"
 #include "net/listener.hpp"
+#include "observe/counters.hpp"
 #include "observe/log.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -27,6 +29,35 @@ namespace json = boost::json;
 namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+// "errors: bad_request=3 header_timeout=1; limits: pipelined=2", or "" when nothing was counted.
+std::string counters_summary() {
+  const auto& c = observe::process_counters();
+  std::string errors;
+  for (std::size_t i = 1; i < static_cast<std::size_t>(http::failure::count_); ++i) {
+    if (auto n = c.failures[i].load(std::memory_order_relaxed); n > 0) {
+      errors += (errors.empty() ? "" : " ") +
+                std::string(http::name_of(static_cast<http::failure>(i))) + "=" + std::to_string(n);
+    }
+  }
+  static constexpr std::string_view limit_names[] = {"connections", "requests_per_connection",
+                                                     "pipelined"};
+  static_assert(std::size(limit_names) == static_cast<std::size_t>(observe::limit_event::count_));
+  std::string limits;
+  for (std::size_t i = 0; i < c.limits.size(); ++i) {
+    if (auto n = c.limits[i].load(std::memory_order_relaxed); n > 0) {
+      limits += (limits.empty() ? "" : " ") + std::string(limit_names[i]) + "=" + std::to_string(n);
+    }
+  }
+  std::string out;
+  if (!errors.empty()) {
+    out += "errors: " + errors;
+  }
+  if (!limits.empty()) {
+    out += (out.empty() ? "" : "; ") + std::string("limits hit: ") + limits;
+  }
+  return out;
+}
 // How long a graceful stop waits for busy connections before closing them.
 constexpr std::chrono::seconds drain_timeout{30};
 
@@ -199,7 +230,8 @@ int run_server(const server_options& opt) {
     w->stop_and_join();
   }
   s.workers.clear();
-  observe::info("stopped");
+  auto summary = counters_summary();
+  observe::info(summary.empty() ? "stopped" : "stopped (" + summary + ")");
   return 0;
 }
 

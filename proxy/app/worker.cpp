@@ -1,6 +1,7 @@
 #include "app/worker.hpp"
 
 #include "http/local_reply.hpp"
+#include "observe/counters.hpp"
 #include "observe/log.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -49,6 +50,7 @@ asio::awaitable<void> accept_loop(http::worker_state* w, tcp::acceptor* acceptor
     }
     if (slot->active.fetch_add(1, std::memory_order_relaxed) >= slot->max_connections) {
       slot->active.fetch_sub(1, std::memory_order_relaxed);
+      observe::process_counters().count(observe::limit_event::connections);
       refuse(socket);
       continue;
     }

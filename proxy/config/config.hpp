@@ -58,11 +58,13 @@ struct timeouts {
 };
 
 struct limits {
-  std::size_t header_bytes = 32 * 1024;  // whole request header (431 beyond)
-  std::size_t header_count = 100;        // number of header fields (431 beyond)
-  std::size_t target_bytes = 8 * 1024;   // request target (414 beyond)
-  std::size_t max_connections = 10'000;  // open client connections per listener
-  std::uint64_t max_body_bytes = 0;      // request body cap (413 beyond); 0 = no cap
+  std::size_t header_bytes = 32 * 1024;            // whole request header (431 beyond)
+  std::size_t header_count = 100;                  // number of header fields (431 beyond)
+  std::size_t target_bytes = 8 * 1024;             // request target (414 beyond)
+  std::size_t max_connections = 10'000;            // open client connections per listener
+  std::uint64_t max_body_bytes = 0;                // request body cap (413 beyond); 0 = no cap
+  std::size_t max_requests_per_connection = 1000;  // then Connection: close on the last answer
+  std::size_t max_pipelined = 32;  // requests answered from one burst before the connection closes
 };
 
 struct headers {

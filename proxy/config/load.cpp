@@ -740,10 +740,18 @@ void loader::load_limits(const YAML::Node& node, const std::string& key) {
         [this, &l](const YAML::Node& n, const std::string& k) {
           load_count(n, k, l.max_connections);
         }},
-       {"max_body_bytes", [this, &l](const YAML::Node& n, const std::string& k) {
+       {"max_body_bytes",
+        [this, &l](const YAML::Node& n, const std::string& k) {
           if (auto size = load_size(n, k)) {
             l.max_body_bytes = *size;
           }
+        }},
+       {"max_requests_per_connection",
+        [this, &l](const YAML::Node& n, const std::string& k) {
+          load_count(n, k, l.max_requests_per_connection);
+        }},
+       {"max_pipelined", [this, &l](const YAML::Node& n, const std::string& k) {
+          load_count(n, k, l.max_pipelined);
         }}});
   if (l.target_bytes > l.header_bytes) {
     const YAML::Mark mark = target ? target->mark : node.Mark();

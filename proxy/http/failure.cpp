@@ -28,6 +28,8 @@ constexpr failure_info info(failure f) {
     return {431, "header_too_large", "request header fields too large"};
   case failure::version_not_supported:
     return {505, "version_not_supported", "HTTP version not supported"};
+  case failure::not_implemented:
+    return {501, "not_implemented", "transfer coding not implemented"};
   case failure::upstream_unresolved:
     return {502, "upstream_unresolved", "upstream name did not resolve"};
   case failure::upstream_refused:
@@ -51,6 +53,7 @@ constexpr failure_info info(failure f) {
   case failure::too_many_connections:
     return {503, "too_many_connections", "too many connections"};
   case failure::internal:
+  case failure::count_:
     return {500, "internal", "internal proxy error"};
   }
   return {500, "internal", "internal proxy error"};

@@ -16,6 +16,7 @@ enum class failure {
   target_too_long,        // request target over limits.target_bytes: 414
   header_too_large,       // header bytes or field count over the limit: 431
   version_not_supported,  // not HTTP/1.0 or 1.1: 505
+  not_implemented,        // a transfer coding other than chunked: 501
   // A backend's fault (5xx).
   upstream_unresolved,       // the name did not resolve: 502
   upstream_refused,          // no address accepted the TCP connection: 502
@@ -29,7 +30,8 @@ enum class failure {
   client_timeout,        // the client stopped sending a body: nothing more can be sent
   proxy_stopping,        // shutting down: 503
   too_many_connections,  // listener at limits.max_connections: 503
-  internal               // a bug: 500
+  internal,              // a bug: 500
+  count_                 // number of kinds (for counters)
 };
 
 // The HTTP status sent for a failure; 0 for failures where nothing can be sent.

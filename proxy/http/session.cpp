@@ -3,7 +3,9 @@
 #include "http/failure.hpp"
 #include "http/header_rules.hpp"
 #include "http/local_reply.hpp"
+#include "http/request_head.hpp"
 #include "net/tunnel.hpp"
+#include "observe/counters.hpp"
 #include "upstream/connector.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -27,6 +29,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace wk::http {
 
@@ -65,6 +68,9 @@ struct request_state {
   bool client_keep_alive = false;
   bool response_started = false;   // bytes of a response reached the client
   bool request_sent = false;       // the whole request reached the backend
+  std::size_t prefetched = 0;      // body bytes parsed into the body buffer before connecting
+  bool body_read_live = false;     // body bytes were read while streaming (no resend possible)
+  bool last = false;               // a connection limit: this answer closes the connection
   bool upstream_reusable = false;  // the backend connection can go back to the pool
   bool retryable = false;          // failed on a reused connection before any exchange
   bool upgrade_requested = false;  // origin route, Upgrade + Connection: upgrade forwarded
@@ -91,26 +97,119 @@ bool is_http_parse_error(const boost::system::error_code& ec) {
   return ec.category() == bhttp::make_error_code(bhttp::error::bad_chunk).category();
 }
 
-// Maps a failed request-header read to what the client is told.
-failure classify_header_error(const boost::system::error_code& ec, const beast::flat_buffer& buf,
-                              const request_parser& parser) {
-  if (ec == bhttp::error::end_of_stream || ec == net::error::eof ||
-      ec == net::error::connection_reset || ec == net::error::operation_aborted ||
-      ec == bhttp::error::partial_message) {
-    return failure::client_gone;
+failure failure_for(head_status s) {
+  switch (s) {
+  case head_status::invalid:
+    return failure::bad_request;
+  case head_status::bad_version:
+    return failure::version_not_supported;
+  case head_status::target_too_long:
+    return failure::target_too_long;
+  case head_status::too_large:
+    return failure::header_too_large;
+  case head_status::incomplete:
+  case head_status::complete:
+    break;
   }
-  if (is_timeout(ec)) {
-    return buf.size() == 0 ? failure::client_gone : failure::header_timeout;
+  return failure::internal;
+}
+
+// Reads until `cbuf` holds a whole request head, checks its raw bytes strictly
+// (request_head_scanner), then lets Beast parse exactly those bytes into `parser`. One header
+// deadline covers the whole head (slowloris). On failure, `detail` says why.
+template <class Client>
+net::awaitable<failure> read_request_head(Client& client, beast::flat_buffer& cbuf,
+                                          request_parser& parser, const config::limits& limits,
+                                          std::string& detail) {
+  request_head_scanner scanner{
+      head_limits{limits.header_bytes, limits.target_bytes, limits.header_count}};
+  head_scan r;
+  for (;;) {
+    auto data = cbuf.data();
+    r = scanner.scan({static_cast<const char*>(data.data()), data.size()});
+    if (r.status == head_status::complete) {
+      break;
+    }
+    if (r.status != head_status::incomplete) {
+      detail = r.reason;
+      co_return failure_for(r.status);
+    }
+    auto room = cbuf.max_size() - cbuf.size();
+    if (room == 0) {
+      detail = "request header over the limit";
+      co_return failure::header_too_large;
+    }
+    auto [ec, n] =
+        co_await client.async_read_some(cbuf.prepare(std::min<std::size_t>(room, 4096)), nothrow);
+    if (ec) {
+      co_return is_timeout(ec) && cbuf.size() > 0 ? failure::header_timeout : failure::client_gone;
+    }
+    cbuf.commit(n);
   }
-  if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
-    // Beast parses the request line as soon as it is complete: if it never was, the line alone
-    // is over the limit (414); otherwise the fields are (431).
-    return parser.get().target().empty() ? failure::target_too_long : failure::header_too_large;
+  cbuf.consume(r.skip);
+  boost::system::error_code ec;
+  auto used = parser.put(net::buffer(cbuf.data().data(), r.length), ec);
+  cbuf.consume(used);
+  if (ec || !parser.is_header_done()) {
+    // Framing Beast refuses: CL with TE, differing or invalid Content-Length, repeated chunked.
+    detail = ec ? ec.message() : "incomplete request header";
+    co_return ec == bhttp::error::body_limit ? failure::body_too_large : failure::bad_request;
   }
-  if (ec == bhttp::error::body_limit) {
-    return failure::body_too_large;  // Content-Length over limits.max_body_bytes
+  co_return failure::none;
+}
+
+// Chunked framing never has a bare LF: when the parser waits for more and leaves bytes
+// unconsumed, they start a framing line (chunk size, the CRLF after data, a trailer); a bare LF
+// there means the parser would wait forever. Call only in that state.
+bool bare_lf_in_chunk_framing(const request_parser& parser, const beast::flat_buffer& cbuf) {
+  if (!parser.chunked() || parser.is_done()) {
+    return false;
   }
-  return failure::bad_request;
+  auto data = cbuf.data();
+  std::string_view rest{static_cast<const char*>(data.data()), data.size()};
+  for (auto i = rest.find('\n'); i != std::string_view::npos; i = rest.find('\n', i + 1)) {
+    if (i == 0 || rest[i - 1] != '\r') {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Parses the body bytes that arrived with the header (the whole body, for most requests) into
+// `chunk` before any backend is involved, so that a malformed body is a 400 that reaches no
+// backend, and a small request goes out in one write.
+failure prefetch_body(request_parser& parser, beast::flat_buffer& cbuf, body_buffer& chunk,
+                      request_state& st) {
+  std::size_t filled = 0;
+  bool stuck = false;  // the parser waits for more and leaves bytes unconsumed: a framing line
+  while (!parser.is_done() && cbuf.size() > 0 && filled < chunk.size()) {
+    auto room = chunk.size() - filled;
+    parser.get().body().data = chunk.data() + filled;
+    parser.get().body().size = room;
+    boost::system::error_code ec;
+    auto used = parser.put(cbuf.data(), ec);
+    cbuf.consume(used);
+    filled += room - parser.get().body().size;
+    if (ec == bhttp::error::need_more || ec == bhttp::error::need_buffer) {
+      if (used == 0) {
+        stuck = ec == bhttp::error::need_more;
+        break;
+      }
+      continue;
+    }
+    if (ec) {
+      st.detail = "request body: " + ec.message();
+      st.prefetched = 0;
+      return ec == bhttp::error::body_limit ? failure::body_too_large : failure::bad_request;
+    }
+  }
+  st.prefetched = filled;
+  st.bytes_in += filled;
+  if (stuck && bare_lf_in_chunk_framing(parser, cbuf)) {
+    st.detail = "request body: bare LF in chunked framing";
+    return failure::bad_request;
+  }
+  return failure::none;
 }
 
 template <class Stream>
@@ -149,10 +248,13 @@ failure check_request(const request_parser& parser, const config::limits& limits
   }
   std::size_t fields = 0;
   std::size_t hosts = 0;
+  std::vector<std::string_view> codings;  // Transfer-Encoding values (no allocation when none)
   for (const auto& f : req) {
     ++fields;
     if (f.name() == bhttp::field::host) {
       ++hosts;
+    } else if (f.name() == bhttp::field::transfer_encoding) {
+      codings.push_back(f.value());
     }
   }
   if (fields > limits.header_count) {
@@ -163,9 +265,21 @@ failure check_request(const request_parser& parser, const config::limits& limits
     detail = "more than one Host header";
     return failure::bad_request;
   }
-  if (req.version() == 10 && req.count(bhttp::field::transfer_encoding) > 0) {
-    detail = "Transfer-Encoding in an HTTP/1.0 request";
-    return failure::bad_request;
+  if (!codings.empty()) {
+    if (req.version() == 10) {
+      detail = "Transfer-Encoding in an HTTP/1.0 request";
+      return failure::bad_request;
+    }
+    switch (check_transfer_encoding(codings)) {
+    case coding_verdict::chunked:
+      break;
+    case coding_verdict::malformed:
+      detail = "invalid Transfer-Encoding";
+      return failure::bad_request;
+    case coding_verdict::unsupported:
+      detail = "only the chunked transfer coding is supported";
+      return failure::not_implemented;
+    }
   }
   return failure::none;
 }
@@ -292,7 +406,8 @@ net::awaitable<void> switch_protocols(Client& client, const response_parser& rp,
   st.client_keep_alive = false;
 }
 
-// Sends the request (header, then the body streamed from the client) on `up`.
+// Sends the request on `up`: the header with the prefetched body bytes first (the whole
+// request, for most), then the rest of the body streamed from the client.
 template <class Up, class Client>
 net::awaitable<void> send_request(Up& up, Client& client, beast::flat_buffer& cbuf,
                                   request_parser& parser, bhttp::request<bhttp::buffer_body>& out,
@@ -300,84 +415,66 @@ net::awaitable<void> send_request(Up& up, Client& client, beast::flat_buffer& cb
                                   bool expect_continue) {
   auto& lowest = beast::get_lowest_layer(up);
   bhttp::request_serializer<bhttp::buffer_body> sr{out};
-  if (parser.is_done()) {
-    out.body().data = nullptr;
-    out.body().size = 0;
-    out.body().more = false;
-    lowest.expires_after(cfg.timeouts.upstream_response);
-    auto [ec, n] = co_await bhttp::async_write(up, sr, nothrow);
-    if (ec) {
-      st.error = is_timeout(ec) ? failure::upstream_timeout : failure::upstream_reset;
-      st.detail = "sending request: " + ec.message();
-      st.retryable = true;
-      co_return;
-    }
-    st.request_sent = true;
-    co_return;
-  }
-  out.body().data = nullptr;
-  out.body().size = 0;
-  out.body().more = true;
-  lowest.expires_after(cfg.timeouts.upstream_response);
-  if (auto [ec, n] = co_await bhttp::async_write_header(up, sr, nothrow); ec) {
-    st.error = failure::upstream_reset;
-    st.detail = "sending request header: " + ec.message();
-    st.retryable = st.bytes_in == 0;
-    co_return;
-  }
-  if (expect_continue && st.bytes_in == 0) {
-    // The proxy answers 100-continue itself once the backend is connected (RFC 9110 10.1.1);
-    // the backend never sees Expect.
-    beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
-    if (auto ec = co_await write_all(client, "HTTP/1.1 100 Continue\r\n\r\n"); ec) {
-      st.error = failure::client_gone;
-      co_return;
-    }
-  }
-  for (;;) {
-    parser.get().body().data = chunk.data();
-    parser.get().body().size = chunk.size();
-    beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
-    auto [rec, rn] = co_await bhttp::async_read_some(client, cbuf, parser, nothrow);
-    if (rec == bhttp::error::need_buffer) {
-      rec = {};
-    }
-    if (rec) {
-      if (rec == bhttp::error::body_limit) {
-        st.error = failure::body_too_large;
-      } else if (is_timeout(rec)) {
-        st.error = failure::client_timeout;
-      } else if (is_http_parse_error(rec) && rec != bhttp::error::partial_message &&
-                 rec != bhttp::error::end_of_stream) {
-        st.error = failure::bad_request;  // invalid chunk framing
-      } else {
-        st.error = failure::client_gone;
+  std::size_t got = st.prefetched;
+  bool done = parser.is_done();
+  for (bool first = true;; first = false) {
+    if (!first) {
+      parser.get().body().data = chunk.data();
+      parser.get().body().size = chunk.size();
+      beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
+      st.body_read_live = true;
+      auto [rec, rn] = co_await bhttp::async_read_some(client, cbuf, parser, nothrow);
+      if (rec == bhttp::error::need_buffer) {
+        rec = {};
       }
-      st.detail = "reading request body: " + rec.message();
-      co_return;
-    }
-    auto got = chunk.size() - parser.get().body().size;
-    st.bytes_in += got;
-    bool done = parser.is_done();
-    if (got == 0 && !done) {
-      continue;  // e.g. only a chunk header was parsed
+      if (rec) {
+        if (rec == bhttp::error::body_limit) {
+          st.error = failure::body_too_large;
+        } else if (is_timeout(rec)) {
+          st.error = failure::client_timeout;
+        } else if (is_http_parse_error(rec) && rec != bhttp::error::partial_message &&
+                   rec != bhttp::error::end_of_stream) {
+          st.error = failure::bad_request;  // invalid chunk framing
+        } else {
+          st.error = failure::client_gone;
+        }
+        st.detail = "reading request body: " + rec.message();
+        co_return;
+      }
+      got = chunk.size() - parser.get().body().size;
+      st.bytes_in += got;
+      done = parser.is_done();
+      if (got == 0 && !done) {
+        continue;  // e.g. only a chunk header was parsed
+      }
     }
     out.body().data = got ? chunk.data() : nullptr;
     out.body().size = got;
     out.body().more = !done;
-    lowest.expires_after(cfg.timeouts.body_idle);
+    lowest.expires_after(first ? cfg.timeouts.upstream_response : cfg.timeouts.body_idle);
     auto [wec, wn] = co_await bhttp::async_write(up, sr, nothrow);
     if (wec == bhttp::error::need_buffer) {
       wec = {};
     }
     if (wec) {
       st.error = is_timeout(wec) ? failure::upstream_timeout : failure::upstream_reset;
-      st.detail = "sending request body: " + wec.message();
+      st.detail = (first ? "sending request: " : "sending request body: ") + wec.message();
+      // Retried on another connection only if every byte sent so far can be sent again.
+      st.retryable = !st.body_read_live;
       co_return;
     }
     if (done) {
       st.request_sent = true;
       co_return;
+    }
+    if (first && expect_continue && st.bytes_in == 0) {
+      // The proxy answers 100-continue itself once the backend is connected (RFC 9110 10.1.1);
+      // the backend never sees Expect.
+      beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
+      if (auto ec = co_await write_all(client, "HTTP/1.1 100 Continue\r\n\r\n"); ec) {
+        st.error = failure::client_gone;
+        co_return;
+      }
     }
   }
 }
@@ -409,7 +506,7 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& cl
                  ec == bhttp::error::partial_message) {
         st.error = failure::upstream_reset;
         st.detail = "reading response header: " + ec.message();
-        st.retryable = ec != bhttp::error::partial_message && before == 0;
+        st.retryable = ec != bhttp::error::partial_message && before == 0 && !st.body_read_live;
       } else {
         st.error = failure::upstream_bad_response;
         st.detail = "reading response header: " + ec.message();
@@ -437,6 +534,20 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& cl
       continue;
     }
     break;
+  }
+  if (rp->get().count(bhttp::field::transfer_encoding) > 0) {
+    // Only chunked can be re-framed; any other coding would reach the client mislabelled.
+    std::vector<std::string_view> codings;
+    for (const auto& f : rp->get()) {
+      if (f.name() == bhttp::field::transfer_encoding) {
+        codings.push_back(f.value());
+      }
+    }
+    if (check_transfer_encoding(codings) != coding_verdict::chunked) {
+      st.error = failure::upstream_bad_response;
+      st.detail = "response Transfer-Encoding other than chunked";
+      co_return;
+    }
   }
 
   bhttp::response<bhttp::buffer_body> res;
@@ -541,6 +652,9 @@ void write_access_log(worker_state* w, const request_state& st, const connection
   r.bytes_out = st.bytes_out;
   r.duration_ms = std::chrono::duration<double, std::milli>(steady::now() - st.start).count();
   r.error = name_of(st.error);
+  if (st.error != failure::none) {
+    observe::process_counters().count_failure(static_cast<std::size_t>(st.error));
+  }
   w->log.write(r);
 }
 
@@ -548,7 +662,7 @@ void write_access_log(worker_state* w, const request_state& st, const connection
 // open for another request.
 template <class Client>
 net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat_buffer& cbuf,
-                                    const connection_info& conn) {
+                                    const connection_info& conn, bool last) {
   auto rt = w->runtime;  // this request's snapshot, even if a reload happens meanwhile
   const auto& cfg = *rt->cfg;
   request_state st;
@@ -558,13 +672,12 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   parser.header_limit(static_cast<std::uint32_t>(cfg.limits.header_bytes));
   parser.body_limit(body_limit_for(cfg.limits));
   beast::get_lowest_layer(client).expires_after(cfg.timeouts.header_read);
-  auto [ec, n] = co_await bhttp::async_read_header(client, cbuf, parser, nothrow);
-  if (ec) {
-    st.error = classify_header_error(ec, cbuf, parser);
+  if (auto f = co_await read_request_head(client, cbuf, parser, cfg.limits, st.detail);
+      f != failure::none) {
+    st.error = f;
     if (st.error == failure::client_gone) {
-      co_return false;  // nothing of a request arrived: no log line
+      co_return false;  // no whole request arrived: no log line
     }
-    st.detail = ec.message();
     co_await send_error(client, st, cfg.timeouts);
     write_access_log(w, st, conn);
     co_return false;
@@ -575,7 +688,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   st.target = req.target();
   st.http11 = req.version() == 11;
   st.head = req.method() == bhttp::verb::head;
-  st.client_keep_alive = req.keep_alive() && !w->stopping;
+  st.client_keep_alive = req.keep_alive() && !w->stopping && !last;
   if (auto f = check_request(parser, cfg.limits, st.detail); f != failure::none) {
     st.error = f;
     co_await send_error(client, st, cfg.timeouts);
@@ -613,10 +726,19 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   bool expect_continue =
       !parser.is_done() && beast::iequals(req[bhttp::field::expect], "100-continue");
 
+  auto chunk = w->take_buffer();
+  if (!parser.is_done()) {
+    if (auto f = prefetch_body(parser, cbuf, *chunk, st); f != failure::none) {
+      st.error = f;
+      w->give_buffer(std::move(chunk));
+      co_await send_error(client, st, cfg.timeouts);
+      write_access_log(w, st, conn);
+      co_return false;
+    }
+  }
+
   bhttp::request<bhttp::buffer_body> out;
   build_upstream_request(parser, st, conn, cfg, out);
-
-  auto chunk = w->take_buffer();
   std::unique_ptr<upstream::connection> up;
   // A pooled connection may have been closed by the backend just as we reused it: such a
   // failure before anything was exchanged is retried on another connection (twice at most).
@@ -718,12 +840,18 @@ net::awaitable<void> serve_connection(worker_state* w, tcp::socket socket,
   socket.set_option(tcp::no_delay(true), ec);
   beast::tcp_stream client(std::move(socket));
   handle.stream = &client;
-  beast::flat_buffer cbuf;
+  // Bounded: a request head, plus what one body read brings in (Beast reads at most 64 KiB).
+  beast::flat_buffer cbuf(w->runtime->cfg->limits.header_bytes + 80 * 1024);
 
+  std::size_t served = 0;  // requests on this connection
+  std::size_t burst = 0;   // requests answered since the connection last waited for input
   for (;;) {
     if (cbuf.size() == 0) {
       if (w->stopping) {
         break;
+      }
+      if (cbuf.capacity() > 4096) {
+        cbuf.shrink_to_fit();  // an idle connection keeps no large buffer
       }
       // Between requests: wait for the next one with the keep-alive idle deadline.
       handle.idle = true;
@@ -734,8 +862,18 @@ net::awaitable<void> serve_connection(worker_state* w, tcp::socket socket,
         break;
       }
       cbuf.commit(rn);
+      burst = 0;
     }
-    if (!co_await handle_request(w, client, cbuf, conn)) {
+    const auto& limits = w->runtime->cfg->limits;
+    bool last = false;
+    if (++served >= limits.max_requests_per_connection) {
+      last = true;
+      observe::process_counters().count(observe::limit_event::requests_per_connection);
+    } else if (++burst >= limits.max_pipelined) {
+      last = true;
+      observe::process_counters().count(observe::limit_event::pipelined);
+    }
+    if (!co_await handle_request(w, client, cbuf, conn, last) || last) {
       break;
     }
   }

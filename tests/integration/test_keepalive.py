@@ -153,5 +153,50 @@ class KeepAliveTest(ProxyTestCase):
         self.assertEqual(len(origin.requests) + len(cf.requests), 40)
 
 
+class ConnectionLimitsTest(ProxyTestCase):
+    def test_max_requests_per_connection_closes_after_the_last_answer(self):
+        origin, cf, proxy = self.start_all(limits={"max_requests_per_connection": 3})
+        c = self.client(proxy)
+        for i in range(2):
+            r = c.request("GET", f"/n/{i}")
+            self.assertEqual(r.status, 200, r)
+            self.assertNotEqual((r.header("connection") or "").lower(), "close")
+        r = c.request("GET", "/n/2")
+        self.assertEqual((r.status, (r.header("connection") or "").lower()), (200, "close"), r)
+        self.assertTrue(c.closed_by_peer(), "the connection should close after the 3rd answer")
+        self.assertEqual(len(origin.requests), 3)
+        proxy.stop()
+        self.assertIn("requests_per_connection=1", proxy.stderr())
+
+    def test_max_pipelined_answers_that_many_then_closes(self):
+        origin, cf, proxy = self.start_all(limits={"max_pipelined": 2})
+        c = self.client(proxy)
+        c.send(b"".join(build_request("GET", f"/p/{i}") for i in range(4)))
+        r1 = c.read_response()
+        r2 = c.read_response()
+        self.assertEqual((r1.status, r1.json()["target"]), (200, "/p/0"))
+        self.assertEqual((r2.status, r2.json()["target"], (r2.header("connection") or "").lower()),
+                         (200, "/p/1", "close"))
+        self.assertTrue(c.closed_by_peer(), "requests past the limit are not answered")
+        self.assertEqual([rec.target for rec in origin.requests], ["/p/0", "/p/1"])
+        # Requests that wait for their answer are not pipelined: no limit applies.
+        c2 = self.client(proxy)
+        for i in range(5):
+            self.assertEqual(c2.request("GET", f"/s/{i}").status, 200)
+        proxy.stop()
+        self.assertIn("pipelined=1", proxy.stderr())
+
+    def test_exit_summary_counts_rejected_requests(self):
+        origin, cf, proxy = self.start_all()
+        c = self.client(proxy)
+        c.send(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n folded\r\n\r\n")
+        r = c.read_response()
+        self.assertLocalError(r, 400, closed=True)
+        self.assertIn(b"obsolete line folding", r.body)
+        proxy.stop()
+        self.assertIn("bad_request=1", proxy.stderr())
+        self.assertEqual(origin.connections, 0)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -86,6 +86,8 @@ TEST_CASE("the example configs say what they promise") {
     CHECK(c.limits.target_bytes == defaults.limits.target_bytes);
     CHECK(c.limits.max_connections == defaults.limits.max_connections);
     CHECK(c.limits.max_body_bytes == defaults.limits.max_body_bytes);
+    CHECK(c.limits.max_requests_per_connection == defaults.limits.max_requests_per_connection);
+    CHECK(c.limits.max_pipelined == defaults.limits.max_pipelined);
     CHECK(c.headers.x_forwarded_for == defaults.headers.x_forwarded_for);
     CHECK(c.headers.x_forwarded_proto == defaults.headers.x_forwarded_proto);
     CHECK(c.dns.refresh == defaults.dns.refresh);

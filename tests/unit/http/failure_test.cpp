@@ -20,6 +20,7 @@ TEST_CASE("each failure maps to the documented status") {
       {failure::target_too_long, 414},
       {failure::header_too_large, 431},
       {failure::version_not_supported, 505},
+      {failure::not_implemented, 501},
       {failure::upstream_unresolved, 502},
       {failure::upstream_refused, 502},
       {failure::upstream_connect_timeout, 504},

@@ -1,0 +1,38 @@
+#pragma once
+// Process-wide event counters: every failure kind (by http::failure value) and every limit
+// hit. Relaxed atomics bumped on the error paths of any worker; read by the exit summary
+// and the metrics exporter. Not on the hot path of a successful request.
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace wk::observe {
+
+enum class limit_event : std::size_t {
+  connections,              // a connection refused at limits.max_connections
+  requests_per_connection,  // a connection closed at limits.max_requests_per_connection
+  pipelined,                // a connection closed at limits.max_pipelined
+  count_
+};
+
+struct counters {
+  static constexpr std::size_t max_failure_kinds = 32;
+  std::array<std::atomic<std::uint64_t>, max_failure_kinds> failures{};
+  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(limit_event::count_)> limits{};
+
+  void count_failure(std::size_t kind) {
+    if (kind < failures.size()) {
+      failures[kind].fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  void count(limit_event e) {
+    limits[static_cast<std::size_t>(e)].fetch_add(1, std::memory_order_relaxed);
+  }
+};
+
+// The one instance of the process.
+counters& process_counters();
+
+}  // namespace wk::observe

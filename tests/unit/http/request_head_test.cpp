@@ -1,0 +1,178 @@
+#include "http/request_head.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+using wk::http::check_transfer_encoding;
+using wk::http::coding_verdict;
+using wk::http::head_limits;
+using wk::http::head_scan;
+using wk::http::head_status;
+using wk::http::request_head_scanner;
+
+namespace {
+
+head_scan scan_all(std::string_view bytes, head_limits limits = {}) {
+  request_head_scanner s{limits};
+  return s.scan(bytes);
+}
+
+// Feeds the bytes one at a time, as a slow client would send them.
+head_scan scan_bytewise(std::string_view bytes, head_limits limits = {}) {
+  request_head_scanner s{limits};
+  head_scan r;
+  for (std::size_t n = 1; n <= bytes.size(); ++n) {
+    r = s.scan(bytes.substr(0, n));
+    if (r.status != head_status::incomplete) {
+      return r;
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("a well-formed head is complete at its final empty line") {
+  std::string head = "GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nX-Y:  z \t\r\n\r\n";
+  for (auto r : {scan_all(head + "BODY"), scan_bytewise(head)}) {
+    CHECK(r.status == head_status::complete);
+    CHECK(r.skip == 0);
+    CHECK(r.length == head.size());
+  }
+  CHECK(scan_all(head.substr(0, head.size() - 1)).status == head_status::incomplete);
+  CHECK(scan_all("").status == head_status::incomplete);
+}
+
+TEST_CASE("empty lines before the request line are skipped, a few at most") {
+  auto r = scan_all("\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  CHECK(r.status == head_status::complete);
+  CHECK(r.skip == 4);
+  CHECK(r.length == 27);
+  CHECK(scan_bytewise("\r\nGET / HTTP/1.0\r\n\r\n").status == head_status::complete);
+  CHECK(scan_all("\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n").status == head_status::invalid);
+  CHECK(scan_all("\nGET / HTTP/1.1\r\n\r\n").status == head_status::invalid);
+  CHECK(scan_all("\rGET / HTTP/1.1\r\n\r\n").status == head_status::invalid);
+}
+
+TEST_CASE("request lines") {
+  struct row {
+    const char* head;
+    head_status expected;
+  };
+  const std::vector<row> rows = {
+      {"GET / HTTP/1.0\r\n\r\n", head_status::complete},
+      {"OPTIONS * HTTP/1.1\r\n\r\n", head_status::complete},
+      {"get /x HTTP/1.1\r\n\r\n", head_status::complete},  // methods are case-sensitive tokens
+      {"GET http://a/b HTTP/1.1\r\n\r\n", head_status::complete},
+      {"GET  / HTTP/1.1\r\n\r\n", head_status::invalid},
+      {"GET / HTTP/1.1 \r\n\r\n", head_status::invalid},
+      {"GET /  HTTP/1.1\r\n\r\n", head_status::invalid},
+      {"GET\t/ HTTP/1.1\r\n\r\n", head_status::invalid},
+      {" GET / HTTP/1.1\r\n\r\n", head_status::invalid},
+      {"GET /\r\n\r\n", head_status::invalid},  // HTTP/0.9
+      {"GET / HTTP/1.1x\r\n\r\n", head_status::invalid},
+      {"GET / http/1.1\r\n\r\n", head_status::invalid},
+      {"GET / HTTP/11\r\n\r\n", head_status::invalid},
+      {"GET / HTTP/1.2\r\n\r\n", head_status::bad_version},
+      {"GET / HTTP/2.0\r\n\r\n", head_status::bad_version},
+      {"GET / HTTP/0.9\r\n\r\n", head_status::bad_version},
+      {"GE(T / HTTP/1.1\r\n\r\n", head_status::invalid},
+      {"GET /a\x01 HTTP/1.1\r\n\r\n", head_status::invalid},
+      {"GET /a\x7f HTTP/1.1\r\n\r\n", head_status::invalid},
+      {"GET /\xc3\xa9 HTTP/1.1\r\n\r\n", head_status::invalid},
+      {"GET / HTTP/1.1\n\r\n", head_status::invalid},
+      {"GET / HTTP/1.1\r\r\n\r\n", head_status::invalid},
+      {"GET /\r HTTP/1.1\r\n\r\n", head_status::invalid},
+  };
+  for (const auto& r : rows) {
+    CAPTURE(r.head);
+    CHECK(scan_all(r.head).status == r.expected);
+    CHECK(scan_bytewise(r.head).status == r.expected);
+  }
+}
+
+TEST_CASE("field lines") {
+  struct row {
+    std::string field;
+    head_status expected;
+  };
+  const std::vector<row> rows = {
+      {"X: y", head_status::complete},
+      {"X:y", head_status::complete},
+      {"X:", head_status::complete},
+      {"X: a\tb", head_status::complete},
+      {"X: caf\xc3\xa9", head_status::complete},  // obs-text is allowed in values
+      {"X : y", head_status::invalid},
+      {"X\t: y", head_status::invalid},
+      {": y", head_status::invalid},
+      {"X[1]: y", head_status::invalid},
+      {"X y", head_status::invalid},
+      {" X: y", head_status::invalid},
+      {std::string("X: a\0b", 6), head_status::invalid},
+      {"X: a\x01z", head_status::invalid},
+      {"X: a\x7fz", head_status::invalid},
+      {"X: a\rb", head_status::invalid},
+      {"X: y\nZ: w", head_status::invalid},
+  };
+  for (const auto& r : rows) {
+    std::string head = "GET / HTTP/1.1\r\nHost: a\r\n" + r.field + "\r\n\r\n";
+    CAPTURE(r.field);
+    CHECK(scan_all(head).status == r.expected);
+    CHECK(scan_bytewise(head).status == r.expected);
+  }
+  SUBCASE("obs-fold is rejected, not unfolded") {
+    CHECK(scan_all("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n").status == head_status::invalid);
+    CHECK(scan_all("GET / HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n").status == head_status::invalid);
+  }
+}
+
+TEST_CASE("limits: target 414, head bytes and field count 431") {
+  head_limits limits;
+  limits.header_bytes = 200;
+  limits.target_bytes = 50;
+  limits.field_count = 3;
+  std::string target(51, 'a');
+  CHECK(scan_all("GET /" + target + " HTTP/1.1\r\n\r\n", limits).status ==
+        head_status::target_too_long);
+  // Without the end of the line in sight the partial line is judged by its length.
+  CHECK(scan_all("GET /" + std::string(200, 'a'), limits).status == head_status::target_too_long);
+  CHECK(scan_all("GET /" + std::string(40, 'a'), limits).status == head_status::incomplete);
+  CHECK(scan_all("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", limits).status ==
+        head_status::complete);
+  CHECK(scan_all("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", limits).status ==
+        head_status::too_large);
+  CHECK(scan_all("GET / HTTP/1.1\r\nA: " + std::string(200, 'v') + "\r\n\r\n", limits).status ==
+        head_status::too_large);
+  CHECK(scan_bytewise("GET / HTTP/1.1\r\nA: " + std::string(300, 'v'), limits).status ==
+        head_status::too_large);
+}
+
+TEST_CASE("Transfer-Encoding: only a single chunked is framed") {
+  using v = std::vector<std::string_view>;
+  CHECK(check_transfer_encoding(v{"chunked"}) == coding_verdict::chunked);
+  CHECK(check_transfer_encoding(v{"Chunked"}) == coding_verdict::chunked);
+  CHECK(check_transfer_encoding(v{" chunked\t"}) == coding_verdict::chunked);
+  CHECK(check_transfer_encoding(v{"gzip, chunked"}) == coding_verdict::unsupported);
+  CHECK(check_transfer_encoding(v{"gzip", "chunked"}) == coding_verdict::unsupported);
+  CHECK(check_transfer_encoding(v{"xchunked"}) == coding_verdict::unsupported);
+  CHECK(check_transfer_encoding(v{"identity"}) == coding_verdict::unsupported);
+  CHECK(check_transfer_encoding(v{"chunked, identity"}) == coding_verdict::malformed);
+  CHECK(check_transfer_encoding(v{"chunked", "chunked"}) == coding_verdict::malformed);
+  CHECK(check_transfer_encoding(v{"chunked, chunked"}) == coding_verdict::malformed);
+  CHECK(check_transfer_encoding(v{""}) == coding_verdict::malformed);
+  CHECK(check_transfer_encoding(v{",chunked"}) == coding_verdict::malformed);
+  CHECK(check_transfer_encoding(v{"chunked,"}) == coding_verdict::malformed);
+  CHECK(check_transfer_encoding(v{"chunked;q=1"}) == coding_verdict::malformed);
+  CHECK(check_transfer_encoding(v{"chun ked"}) == coding_verdict::malformed);
+  CHECK(check_transfer_encoding(v{"\"chunked\""}) == coding_verdict::malformed);
+}
+
+TEST_CASE("field values that could split a message are not safe to send") {
+  CHECK(wk::http::is_safe_field_value("https://example.com/a?b"));
+  CHECK(wk::http::is_safe_field_value(""));
+  CHECK_FALSE(wk::http::is_safe_field_value("a\r\nSet-Cookie: x"));
+  CHECK_FALSE(wk::http::is_safe_field_value("a\nb"));
+  CHECK_FALSE(wk::http::is_safe_field_value(std::string_view("a\0b", 3)));
+}
