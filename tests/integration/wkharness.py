@@ -1277,3 +1277,160 @@ class ProxyTestCase(unittest.TestCase):
                         f"X-Forwarded-For {xff!r} should end with {client_ip}: {rec}")
         self.assertEqual(rec.headers.get_all("x-forwarded-proto"), ["http"], rec)
         self.assertEqual(rec.version, "HTTP/1.1", rec)
+
+
+# ------------------------------------------------------------------------------------------------
+# Differential-test additions (append-only): a backend that also counts the raw bytes it received
+# and can answer canned raw responses.
+
+
+class _CountingSocket:
+    """Wraps a plain socket; every byte recv() returns is reported to `on_bytes`."""
+
+    def __init__(self, sock, on_bytes):
+        self._sock = sock
+        self._on_bytes = on_bytes
+
+    def recv(self, n, *flags):
+        data = self._sock.recv(n, *flags)
+        if data:
+            self._on_bytes(data)
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class RawRecordingBackend(RecordingBackend):
+    """A RecordingBackend (plain TCP only) that also counts every byte received on every
+    connection (`bytes_received`; `received` keeps the first MiB, for strict re-parsing) and
+    serves canned raw responses:
+
+      /raw/NAME     send raw_responses[NAME] exactly as given, then close the connection
+
+    `reset()` clears the byte counters as well as the records."""
+
+    RAW_KEEP = 1 << 20
+
+    def __init__(self, name="origin", raw_responses=None, **kw):
+        super().__init__(name, **kw)
+        self.raw_responses: dict[str, bytes] = dict(raw_responses or {})
+        self._bytes_received = 0
+        self._received = bytearray()
+
+    def _note_bytes(self, data: bytes):
+        with self._lock:
+            self._bytes_received += len(data)
+            if len(self._received) < self.RAW_KEEP:
+                self._received += data[:self.RAW_KEEP - len(self._received)]
+
+    @property
+    def bytes_received(self) -> int:
+        with self._lock:
+            return self._bytes_received
+
+    @property
+    def received(self) -> bytes:
+        """The first bytes received since the last reset (all connections, arrival order)."""
+        with self._lock:
+            return bytes(self._received)
+
+    def reset(self):
+        super().reset()
+        with self._lock:
+            self._bytes_received = 0
+            self._received.clear()
+
+    def _serve_connection(self, sock, peer, conn_id):
+        if self.tls_context is None:
+            sock = _CountingSocket(sock, self._note_bytes)
+        return super()._serve_connection(sock, peer, conn_id)
+
+    def _respond(self, sock, rec, path, keep_alive) -> bool:
+        if path.startswith("/raw/"):
+            data = self.raw_responses.get(path[len("/raw/"):])
+            if data is None:
+                data = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            _sendall(sock, data)
+            return False
+        return super()._respond(sock, rec, path, keep_alive)
+
+
+class RawExchange:
+    """What exchange_raw saw: the parsed responses, why reading stopped early (or None), every
+    byte received, and the bytes that arrived after the last parsed response (when drained)."""
+
+    def __init__(self):
+        self.responses: list[Response] = []
+        self.problem: str | None = None
+        self.raw = b""
+        self.leftover = b""
+        self.closed = False  # the proxy closed the connection (seen while draining)
+
+    def __repr__(self):
+        return (f"<RawExchange responses={self.responses} problem={self.problem!r} "
+                f"raw={self.raw[:300]!r} leftover={self.leftover[:200]!r}>")
+
+
+def exchange_raw(port, data: bytes, responses=1, method="GET", timeout=3.0, drain=False,
+                 host=LOOPBACK) -> RawExchange:
+    """Send `data` in one sendall on a fresh connection and read up to `responses` responses
+    (stopping early when the proxy closes, sends something unparsable or `timeout` passes).
+    method: one method or a list (one per response; HEAD responses have no body). With
+    drain=True, keep reading until the proxy closes (or the timeout) and keep what arrived after
+    the last response in .leftover."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    out = RawExchange()
+    raw = bytearray()
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect((host, port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        class _Tee:
+            def recv(self, n):
+                piece = s.recv(n)
+                raw.extend(piece)
+                return piece
+
+        c = RawClient.__new__(RawClient)
+        c.sock = s
+        c.reader = SocketReader(_Tee())
+        try:
+            s.sendall(data)
+        except OSError as e:  # the proxy may answer and close before reading everything
+            out.problem = f"send failed: {e!r}"
+        deadline = time.monotonic() + timeout
+        methods = list(method) if isinstance(method, (list, tuple)) else [method] * responses
+        for i in range(responses):
+            s.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                out.responses.append(c.read_response(methods[i]))
+            except (socket.timeout, TimeoutError):
+                out.problem = f"timed out after {timeout}s waiting for response {i + 1}"
+                break
+            except (PeerClosed, ConnectionError) as e:
+                out.problem = f"connection closed before response {i + 1} was complete: {e!r}"
+                break
+            except ProtocolError as e:
+                out.problem = f"unparsable response {i + 1}: {e}"
+                break
+        if drain and out.problem is None:
+            extra = bytearray(c.reader.buf)
+            c.reader.buf.clear()
+            try:
+                while time.monotonic() < deadline:
+                    s.settimeout(max(0.05, deadline - time.monotonic()))
+                    piece = s.recv(65536)
+                    if not piece:
+                        out.closed = True
+                        break
+                    raw.extend(piece)
+                    extra += piece
+            except (socket.timeout, TimeoutError):
+                pass
+            except ConnectionError:
+                out.closed = True
+            out.leftover = bytes(extra)
+    out.raw = bytes(raw)
+    return out
