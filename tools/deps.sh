@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing wkproxy needs, from Debian 12's own packages.
 # Skips apt-get entirely when everything is already there.
+# Extra groups by argument: `fuzz` (clang and its libFuzzer runtime), `bench` (wrk, h2load,
+# nginx and HAProxy for side-by-side runs).
 set -euo pipefail
 
 packages=(
@@ -10,6 +12,13 @@ packages=(
   # integration tests: real clients and a test CA made at test time
   python3 curl openssl ca-certificates
 )
+for group in "$@"; do
+  case "$group" in
+    fuzz) packages+=(clang libclang-rt-14-dev) ;;
+    bench) packages+=(wrk nghttp2-client nginx-light haproxy) ;;
+    *) echo "deps.sh: unknown group $group" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

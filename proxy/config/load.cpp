@@ -4,6 +4,7 @@
 #include "config/env_subst.hpp"
 #include "config/upstream_url.hpp"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <functional>
 #include <limits>
 #include <set>
+#include <sstream>
 #include <utility>
 
 #include <fcntl.h>
@@ -835,17 +837,64 @@ void loader::load_workers(const YAML::Node& node, const std::string& key) {
   cfg_.workers = static_cast<unsigned>(*value);
 }
 
+// Notes whether a YAML document has any content and where it starts. Used to find a second
+// document without YAML::LoadAll, which never returns on some malformed input in yaml-cpp 0.7
+// (a stray "," at the top level: jbeder/yaml-cpp#1040, fixed upstream in 0.8).
+class document_probe : public YAML::EventHandler {
+public:
+  std::optional<YAML::Mark> content;  // where the document's first node starts
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { seen(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    seen(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    seen(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    seen(mark);
+  }
+  void OnMapEnd() override {}
+
+private:
+  void seen(const YAML::Mark& mark) {
+    if (!content) {
+      content = mark;
+    }
+  }
+};
+
+// The start of a second YAML document with content, if the text has one. Looks at two
+// documents at most, so it always ends.
+std::optional<YAML::Mark> second_document(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  document_probe first;
+  document_probe second;
+  if (!parser.HandleNextDocument(first) || !parser.HandleNextDocument(second)) {
+    return std::nullopt;
+  }
+  return second.content;
+}
+
 }  // namespace
 
 load_result load_string(std::string_view text, std::string_view file, const env_lookup& env) {
   loader l(file, env);
   try {
-    const std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
-    if (documents.size() > 1) {
-      // Report at the start of the second document.
-      l.fail(documents[1].Mark(), "", "only one YAML document is allowed");
+    const std::string owned(text);
+    const YAML::Node root = YAML::Load(owned);
+    if (auto mark = second_document(owned)) {
+      l.fail(*mark, "", "only one YAML document is allowed");
     } else {
-      l.load_document(documents.empty() ? YAML::Node() : documents.front());
+      l.load_document(root);
     }
   } catch (const YAML::Exception& e) {
     // Syntax errors (ParserException) and anything yaml-cpp rejects while building nodes.

@@ -149,8 +149,11 @@ head_scan request_head_scanner::scan(std::string_view bytes) {
     const void* lf = std::memchr(rest.data(), '\n', rest.size());
     if (lf == nullptr) {
       // A partial line: only its length can be judged yet.
+      // Judged exactly as the complete line will be, so the verdict does not depend on how
+      // the bytes were split across reads.
       auto head_so_far = bytes.size() - skip_;
-      if (!request_line_ && rest.size() > limits_.target_bytes + request_line_slack) {
+      auto line_so_far = rest.size() - (rest.ends_with('\r') ? 1 : 0);
+      if (!request_line_ && line_so_far > limits_.target_bytes + request_line_slack) {
         return fail(head_status::target_too_long, "request line over the limit");
       }
       if (head_so_far > limits_.header_bytes) {
@@ -162,19 +165,24 @@ head_scan request_head_scanner::scan(std::string_view bytes) {
       return r;
     }
     auto end = static_cast<std::size_t>(static_cast<const char*>(lf) - rest.data());
-    if (end == 0 || rest[end - 1] != '\r') {
-      return fail(head_status::invalid, "bare LF as a line ending");
-    }
-    auto line = rest.substr(0, end - 1);
-    if (line.find('\r') != std::string_view::npos) {
-      return fail(head_status::invalid, "bare CR in the request header");
-    }
+    const bool crlf = end > 0 && rest[end - 1] == '\r';
     auto line_end = next_ + end + 1;
+    // Sizes first, as for a partial line above.
+    if (!request_line_ && end - (crlf ? 1 : 0) > limits_.target_bytes + request_line_slack) {
+      return fail(head_status::target_too_long, "request line over the limit");
+    }
     if (line_end - skip_ > limits_.header_bytes) {
       if (!request_line_) {
         return fail(head_status::target_too_long, "request line over the limit");
       }
       return fail(head_status::too_large, "request header over the limit");
+    }
+    if (!crlf) {
+      return fail(head_status::invalid, "bare LF as a line ending");
+    }
+    auto line = rest.substr(0, end - 1);
+    if (line.find('\r') != std::string_view::npos) {
+      return fail(head_status::invalid, "bare CR in the request header");
     }
     if (!request_line_) {
       if (auto r = check_request_line(line, limits_); r.status != head_status::incomplete) {

@@ -4,6 +4,7 @@
 #include "http/header_rules.hpp"
 #include "http/local_reply.hpp"
 #include "http/request_head.hpp"
+#include "http/upstream_request.hpp"
 #include "net/tunnel.hpp"
 #include "observe/counters.hpp"
 #include "upstream/connector.hpp"
@@ -234,90 +235,11 @@ net::awaitable<void> send_error(Client& client, request_state& st, const config:
   co_await write_all(client, bytes);
 }
 
-// Checks that Beast's parser leaves to us (RFC 9112): version, target length, field count,
-// a single Host, no Transfer-Encoding on HTTP/1.0.
-failure check_request(const request_parser& parser, const config::limits& limits,
-                      std::string& detail) {
-  const auto& req = parser.get();
-  if (req.version() != 11 && req.version() != 10) {
-    detail = "only HTTP/1.0 and HTTP/1.1 are served";
-    return failure::version_not_supported;
-  }
-  if (req.target().size() > limits.target_bytes) {
-    return failure::target_too_long;
-  }
-  std::size_t fields = 0;
-  std::size_t hosts = 0;
-  std::vector<std::string_view> codings;  // Transfer-Encoding values (no allocation when none)
-  for (const auto& f : req) {
-    ++fields;
-    if (f.name() == bhttp::field::host) {
-      ++hosts;
-    } else if (f.name() == bhttp::field::transfer_encoding) {
-      codings.push_back(f.value());
-    }
-  }
-  if (fields > limits.header_count) {
-    detail = "more than " + std::to_string(limits.header_count) + " header fields";
-    return failure::header_too_large;
-  }
-  if (hosts > 1) {
-    detail = "more than one Host header";
-    return failure::bad_request;
-  }
-  if (!codings.empty()) {
-    if (req.version() == 10) {
-      detail = "Transfer-Encoding in an HTTP/1.0 request";
-      return failure::bad_request;
-    }
-    switch (check_transfer_encoding(codings)) {
-    case coding_verdict::chunked:
-      break;
-    case coding_verdict::malformed:
-      detail = "invalid Transfer-Encoding";
-      return failure::bad_request;
-    case coding_verdict::unsupported:
-      detail = "only the chunked transfer coding is supported";
-      return failure::not_implemented;
-    }
-  }
-  return failure::none;
-}
-
-bool asks_upgrade(const bhttp::fields& f) {
-  if (f.count(bhttp::field::upgrade) > 0) {
-    return true;
-  }
-  for (auto token : bhttp::token_list{f[bhttp::field::connection]}) {
-    if (beast::iequals(token, "upgrade")) {
-      return true;
-    }
-  }
-  return false;
-}
-
-// An upgrade a proxy can pass on: an Upgrade field and "upgrade" in Connection (RFC 9110 7.8).
-bool wants_upgrade(const bhttp::fields& f) {
-  if (f.count(bhttp::field::upgrade) == 0) {
-    return false;
-  }
-  for (auto token : bhttp::token_list{f[bhttp::field::connection]}) {
-    if (beast::iequals(token, "upgrade")) {
-      return true;
-    }
-  }
-  return false;
-}
-
-// Builds the request header a backend receives: re-serialized from the parsed message, with
-// framing chosen here (never copied from the client).
+// The fields, target and framing a backend receives (see upstream_request.hpp).
 void build_upstream_request(const request_parser& parser, const request_state& st,
                             const connection_info& conn, const config::config& cfg,
                             bhttp::request<bhttp::buffer_body>& out) {
   const auto& req = parser.get();
-  out.method_string(req.method_string());
-  out.target(st.decision.upstream_target);
-  out.version(11);
   forward_options opt;
   opt.validation_route = st.decision.kind == routing::route_kind::validation;
   opt.x_forwarded_for = cfg.headers.x_forwarded_for;
@@ -329,12 +251,12 @@ void build_upstream_request(const request_parser& parser, const request_state& s
   if (st.upgrade_requested) {
     opt.upgrade = req[bhttp::field::upgrade];
   }
-  build_upstream_request_fields(req, out, opt);
-  if (parser.chunked()) {
-    out.chunked(true);
-  } else if (auto cl = parser.content_length()) {
-    out.content_length(*cl);
+  body_framing framing;
+  framing.chunked = parser.chunked();
+  if (auto cl = parser.content_length(); cl && !framing.chunked) {
+    framing.length = *cl;
   }
+  build_upstream_request(req, st.decision, opt, framing, out);
 }
 
 // Builds the response header the client receives and decides its framing. Returns false when
@@ -689,21 +611,14 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   st.http11 = req.version() == 11;
   st.head = req.method() == bhttp::verb::head;
   st.client_keep_alive = req.keep_alive() && !w->stopping && !last;
-  if (auto f = check_request(parser, cfg.limits, st.detail); f != failure::none) {
+  if (auto f = check_request(req, cfg.limits, st.detail); f != failure::none) {
     st.error = f;
     co_await send_error(client, st, cfg.timeouts);
     write_access_log(w, st, conn);
     co_return false;
   }
 
-  routing::request_facts facts;
-  facts.method = req.method_string();
-  facts.target = req.target();
-  facts.host_present = req.count(bhttp::field::host) == 1;
-  facts.host = req[bhttp::field::host];
-  facts.http11 = st.http11;
-  facts.has_body = !parser.is_done();
-  facts.upgrade = asks_upgrade(req);
+  auto facts = facts_of(req, !parser.is_done());
   st.decision = routing::route(rt->routes, facts);
   st.upgrade_requested =
       st.decision.kind == routing::route_kind::origin && st.http11 && wants_upgrade(req);
@@ -726,6 +641,11 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   bool expect_continue =
       !parser.is_done() && beast::iequals(req[bhttp::field::expect], "100-continue");
 
+  // Built before any body byte is parsed: Beast adds trailer fields to the parsed header, and
+  // a trailer must never reach a backend as a header field.
+  bhttp::request<bhttp::buffer_body> out;
+  build_upstream_request(parser, st, conn, cfg, out);
+
   auto chunk = w->take_buffer();
   if (!parser.is_done()) {
     if (auto f = prefetch_body(parser, cbuf, *chunk, st); f != failure::none) {
@@ -736,9 +656,6 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
       co_return false;
     }
   }
-
-  bhttp::request<bhttp::buffer_body> out;
-  build_upstream_request(parser, st, conn, cfg, out);
   std::unique_ptr<upstream::connection> up;
   // A pooled connection may have been closed by the backend just as we reused it: such a
   // failure before anything was exchanged is retried on another connection (twice at most).

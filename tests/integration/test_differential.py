@@ -162,7 +162,17 @@ REQUEST_ROWS = [
     ("chunk_several_uppercase_hex_and_trailer_ok",
      post(b"Transfer-Encoding: chunked",
           body=b"A\r\n0123456789\r\n2\r\nab\r\n0\r\nX-Trailer: 1\r\n\r\n"),
-     Fwd(method="POST", target="/p", body=b"0123456789ab")),
+     Fwd(method="POST", target="/p", body=b"0123456789ab", absent=("x-trailer",))),
+    # Trailer fields never become header fields at the backend (found by fuzz_request: the
+    # parser merges trailers into the header it parsed; the upstream header is built before).
+    ("chunk_trailers_never_promoted_to_headers",
+     post(b"Transfer-Encoding: chunked",
+          body=b"3\r\nabc\r\n0\r\nHost: evil.example\r\nAuthorization: Basic eA==\r\n"
+               b"X-Injected: 1\r\n\r\n"),
+     Fwd(method="POST", target="/p", body=b"abc", absent=("x-injected", "authorization"))),
+    ("chunk_trailer_content_length", post(b"Transfer-Encoding: chunked",
+                                          body=b"3\r\nabc\r\n0\r\nContent-Length: 9\r\n\r\n"),
+     400),
 
     # -- field syntax ---------------------------------------------------------------------------
     ("obs_fold_sp", get_with(b"X-A: a", b" b"), 400),

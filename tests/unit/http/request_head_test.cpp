@@ -176,3 +176,18 @@ TEST_CASE("field values that could split a message are not safe to send") {
   CHECK_FALSE(wk::http::is_safe_field_value("a\nb"));
   CHECK_FALSE(wk::http::is_safe_field_value(std::string_view("a\0b", 3)));
 }
+
+TEST_CASE("the verdict does not depend on how the bytes arrive (found by fuzz_request)") {
+  head_limits limits;
+  limits.header_bytes = 4096;
+  limits.target_bytes = 1024;
+  // A request line over the limit with a bad character late in it: 414 whether the scanner
+  // sees the line whole or first sees the part without the bad character.
+  std::string head = "GET /" + std::string(1500, '7') + "\x01" + " HTTP/1.1\r\n\r\n";
+  CHECK(scan_all(head, limits).status == head_status::target_too_long);
+  CHECK(scan_bytewise(head, limits).status == head_status::target_too_long);
+  // A field line over the head limit with a bare CR: 431 either way.
+  std::string field = "GET / HTTP/1.1\r\nX: " + std::string(5000, 'v') + "\rx\r\n\r\n";
+  CHECK(scan_all(field, limits).status == head_status::too_large);
+  CHECK(scan_bytewise(field, limits).status == head_status::too_large);
+}

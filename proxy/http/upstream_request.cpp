@@ -1,0 +1,110 @@
+#include "http/upstream_request.hpp"
+
+#include "http/request_head.hpp"
+
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/rfc7230.hpp>
+
+#include <string_view>
+#include <vector>
+
+namespace wk::http {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+
+failure check_request(const bhttp::request_header<>& req, const config::limits& limits,
+                      std::string& detail) {
+  if (req.version() != 11 && req.version() != 10) {
+    detail = "only HTTP/1.0 and HTTP/1.1 are served";
+    return failure::version_not_supported;
+  }
+  if (req.target().size() > limits.target_bytes) {
+    return failure::target_too_long;
+  }
+  std::size_t fields = 0;
+  std::size_t hosts = 0;
+  std::vector<std::string_view> codings;  // Transfer-Encoding values (no allocation when none)
+  for (const auto& f : req) {
+    ++fields;
+    if (f.name() == bhttp::field::host) {
+      ++hosts;
+    } else if (f.name() == bhttp::field::transfer_encoding) {
+      codings.push_back(f.value());
+    }
+  }
+  if (fields > limits.header_count) {
+    detail = "more than " + std::to_string(limits.header_count) + " header fields";
+    return failure::header_too_large;
+  }
+  if (hosts > 1) {
+    detail = "more than one Host header";
+    return failure::bad_request;
+  }
+  if (!codings.empty()) {
+    if (req.version() == 10) {
+      detail = "Transfer-Encoding in an HTTP/1.0 request";
+      return failure::bad_request;
+    }
+    switch (check_transfer_encoding(codings)) {
+    case coding_verdict::chunked:
+      break;
+    case coding_verdict::malformed:
+      detail = "invalid Transfer-Encoding";
+      return failure::bad_request;
+    case coding_verdict::unsupported:
+      detail = "only the chunked transfer coding is supported";
+      return failure::not_implemented;
+    }
+  }
+  return failure::none;
+}
+
+namespace {
+
+bool connection_has_upgrade(const bhttp::fields& f) {
+  for (auto token : bhttp::token_list{f[bhttp::field::connection]}) {
+    if (beast::iequals(token, "upgrade")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+bool asks_upgrade(const bhttp::fields& f) {
+  return f.count(bhttp::field::upgrade) > 0 || connection_has_upgrade(f);
+}
+
+bool wants_upgrade(const bhttp::fields& f) {
+  return f.count(bhttp::field::upgrade) > 0 && connection_has_upgrade(f);
+}
+
+routing::request_facts facts_of(const bhttp::request_header<>& req, bool has_body) {
+  routing::request_facts facts;
+  facts.method = req.method_string();
+  facts.target = req.target();
+  facts.host_present = req.count(bhttp::field::host) == 1;
+  facts.host = req[bhttp::field::host];
+  facts.http11 = req.version() == 11;
+  facts.has_body = has_body;
+  facts.upgrade = asks_upgrade(req);
+  return facts;
+}
+
+void build_upstream_request(const bhttp::request_header<>& req, const routing::decision& decision,
+                            const forward_options& opt, body_framing framing,
+                            bhttp::request_header<>& out) {
+  out.method_string(req.method_string());
+  out.target(decision.upstream_target);
+  out.version(11);
+  build_upstream_request_fields(req, out, opt);
+  if (framing.chunked) {
+    out.set(bhttp::field::transfer_encoding, "chunked");
+  } else if (framing.length) {
+    out.set(bhttp::field::content_length, std::to_string(*framing.length));
+  }
+}
+
+}  // namespace wk::http
