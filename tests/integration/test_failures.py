@@ -189,5 +189,72 @@ class ClientFailureTest(ProxyTestCase):
         self.assertEqual(origin.requests, [])
 
 
+class LimitsAndTimeoutsTest(ProxyTestCase):
+    """Slow clients: one deadline for the whole header (slowloris), an idle deadline for bodies
+    that lets slow-but-alive uploads finish, and a connection cap with a fast 503."""
+
+    def test_header_trickled_a_byte_at_a_time_is_cut_at_header_read(self):
+        origin, cf, proxy = self.start_all(timeouts={"header_read": "1s", "idle": "30s"})
+        c = self.client(proxy, timeout=10)
+        head = b"GET / HTTP/1.1\r\nHost: tenant.example\r\nX-Slow: " + b"a" * 200
+        t0 = time.monotonic()
+        reply = b""
+        for b in head:
+            try:
+                c.sock.sendall(bytes([b]))
+            except OSError:
+                break
+            time.sleep(0.05)
+            if time.monotonic() - t0 > 4:
+                break
+        try:
+            reply = c.sock.recv(65536)
+        except OSError:
+            pass
+        self.assertLess(time.monotonic() - t0, 4, "each byte arrived in time, the head did not")
+        # The connection is closed (as nginx does); the access log says 408 header_timeout.
+        self.assertTrue(reply == b"" or reply.startswith(b"HTTP/1.1 408"), reply[:100])
+        self.assertEqual(origin.connections, 0)
+        log = proxy.wait_for_log(1)
+        self.assertEqual((log[-1]["status"], log[-1]["error"]), (408, "header_timeout"))
+
+    def test_slow_but_alive_upload_completes_and_a_stalled_one_is_cut_off(self):
+        origin, cf, proxy = self.start_all(timeouts={"body_idle": "1s"})
+        c = self.client(proxy, timeout=15)
+        c.send(build_request("POST", "/upload", headers=[("Content-Length", "6000")]))
+        for _ in range(6):  # 3 s in all, never idle for 1 s
+            time.sleep(0.5)
+            c.send(b"x" * 1000)
+        r = c.read_response()
+        self.assertEqual((r.status, r.json()["length"]), (200, 6000), r)
+
+        c2 = self.client(proxy, timeout=15)
+        c2.send(build_request("POST", "/upload", headers=[("Content-Length", "6000")]) +
+                b"y" * 1000)
+        t0 = time.monotonic()
+        self.assertTrue(c2.closed_by_peer(timeout=5), "a body idle for body_idle is cut off")
+        self.assertLess(time.monotonic() - t0, 5)
+        proxy.stop()
+        self.assertIn("client_timeout=1", proxy.stderr())
+
+    def test_connections_over_max_connections_get_a_fast_503(self):
+        origin, cf, proxy = self.start_all(limits={"max_connections": 2})
+        held = [self.client(proxy), self.client(proxy)]
+        for c in held:
+            self.assertEqual(c.request("GET", "/held").status, 200)
+        r, closed = send_raw(proxy.port, build_request("GET", "/third"))
+        self.assertLocalError(r, 503, closed)
+        self.assertEqual(len(origin.requests), 2, "the refused request reached no backend")
+        held[0].close()
+        r = request(proxy.port, "GET", "/after")
+        deadline = time.monotonic() + 5
+        while r.status == 503 and time.monotonic() < deadline:  # the close is seen asynchronously
+            time.sleep(0.05)
+            r = request(proxy.port, "GET", "/after")
+        self.assertEqual(r.status, 200, r)
+        proxy.stop()
+        self.assertRegex(proxy.stderr(), r"connections=[1-9]")
+
+
 if __name__ == "__main__":
     unittest.main()
