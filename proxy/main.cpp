@@ -2,6 +2,8 @@
 
 #include "app/server.hpp"
 #include "config/load.hpp"
+#include "validation/check.hpp"
+#include "validation/import.hpp"
 
 #include <cstring>
 #include <iostream>
@@ -16,11 +18,18 @@ namespace {
 
 constexpr std::string_view usage = R"(usage: wkproxy -c FILE [--ports-file PATH]
        wkproxy -t -c FILE
+       wkproxy tokens import FILE|- [--write CONFIG] [--prefix PATH]
+       wkproxy check -c FILE [--via HOST:PORT | --dns] [--ca-file PEM] [--json] [--timeout DUR]
        wkproxy --version | --help
 
 Sends ACME/ACM HTTP validation requests (/.well-known/pki-validation/<token>) for the tenant
 domains to CloudFront and every other request to the existing origin, untouched.
 
+  tokens import       turn `aws cloudfront get-managed-certificate-details` output (JSON or
+                      XML) into the config's tokens block: printed, or --write CONFIG
+                      (in place, the rest of the file kept; refused if the result is invalid)
+  check               act as the CA: fetch every token's RedirectFrom through the proxy,
+                      follow redirects, compare with RedirectTo; exit 0 only if all pass
   -c, --config FILE   configuration file (YAML)
   -t, --test          check the configuration and exit (0: valid, 1: errors on stderr)
   --ports-file PATH   once listening, write {"listen": ["ip:port", ...]} to PATH
@@ -46,6 +55,12 @@ int check_config(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 3 && std::string_view(argv[1]) == "tokens" && std::string_view(argv[2]) == "import") {
+    return wk::validation::run_tokens_import(argc - 3, argv + 3);
+  }
+  if (argc >= 2 && std::string_view(argv[1]) == "check") {
+    return wk::validation::run_check(argc - 2, argv + 2);
+  }
   wk::app::server_options opt;
   bool test_only = false;
   for (int i = 1; i < argc; ++i) {

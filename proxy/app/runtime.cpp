@@ -25,14 +25,69 @@ bool make_target(const config::upstream& u, upstream::resolver_registry& dns, up
   return true;
 }
 
+bool uses_fetch(const config::validation_route& v) {
+  if (v.mode == config::validation_mode::fetch) {
+    return true;
+  }
+  return std::any_of(v.modes.begin(), v.modes.end(), [](const config::domain_mode& m) {
+    return m.mode == config::validation_mode::fetch;
+  });
+}
+
+std::string authority(const std::string& host, std::uint16_t port) {
+  return port == 443 ? host : host + ":" + std::to_string(port);
+}
+
 }  // namespace
 
+std::vector<std::string> runtime::upstream_keys() const {
+  std::vector<std::string> keys{origin.key, cloudfront.key};
+  for (const auto& t : fetch_targets) {
+    keys.push_back(t.key);
+  }
+  return keys;
+}
+
+const upstream::target* runtime::fetch_target(const config::token& t) const {
+  for (const auto& f : fetch_targets) {
+    if (f.cfg.host == t.to_host && f.cfg.port == t.to_port) {
+      return &f;
+    }
+  }
+  return nullptr;
+}
+
 std::variant<std::shared_ptr<const runtime>, std::vector<std::string>>
-build_runtime(config::config cfg, upstream::resolver_registry& dns) {
+build_runtime(config::config cfg, upstream::resolver_registry& dns,
+              std::vector<std::string>& warnings) {
   auto rt = std::make_shared<runtime>();
   std::vector<std::string> errors;
   make_target(cfg.origin, dns, rt->origin, errors);
   make_target(cfg.cloudfront, dns, rt->cloudfront, errors);
+  if (uses_fetch(cfg.validation)) {
+    for (const auto& t : cfg.tokens) {
+      const bool known = std::any_of(rt->fetch_targets.begin(), rt->fetch_targets.end(),
+                                     [&](const upstream::target& f) {
+                                       return f.cfg.host == t.to_host && f.cfg.port == t.to_port;
+                                     });
+      if (known) {
+        continue;
+      }
+      config::upstream u;
+      u.name = "acm";
+      u.url = "https://" + authority(t.to_host, t.to_port);
+      u.tls = true;
+      u.host = t.to_host;
+      u.port = t.to_port;
+      u.sni = t.to_host;
+      u.verify = true;  // the token's content is only as good as the host that served it
+      u.ca_file = cfg.validation.fetch_ca_file;
+      upstream::target target;
+      if (make_target(u, dns, target, errors)) {
+        rt->fetch_targets.push_back(std::move(target));
+      }
+    }
+  }
   if (!errors.empty()) {
     return errors;
   }
@@ -44,7 +99,9 @@ build_runtime(config::config cfg, upstream::resolver_registry& dns) {
                    [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
     rt->routes.methods.push_back(std::move(m));
   }
+  auto files = validation::static_files::load(cfg.validation.static_dir, warnings);
   rt->cfg = std::make_shared<const config::config>(std::move(cfg));
+  rt->tokens = validation::token_table(*rt->cfg, std::move(files));
   return std::shared_ptr<const runtime>(std::move(rt));
 }
 

@@ -8,6 +8,7 @@
 #include "routing/route.hpp"
 #include "upstream/resolver.hpp"
 #include "upstream/target.hpp"
+#include "validation/plan.hpp"
 
 #include <memory>
 #include <string>
@@ -21,12 +22,19 @@ struct runtime {
   routing::route_table routes;
   upstream::target origin;
   upstream::target cloudfront;
+  validation::token_table tokens;  // points into *cfg
+  // fetch mode: one HTTPS target per RedirectTo host:port (ACM's validation hosts)
+  std::vector<upstream::target> fetch_targets;
 
-  std::vector<std::string> upstream_keys() const { return {origin.key, cloudfront.key}; }
+  std::vector<std::string> upstream_keys() const;
+  // The fetch target for a token's RedirectTo; nullptr when fetch mode is not configured.
+  const upstream::target* fetch_target(const config::token& t) const;
 };
 
-// Builds a snapshot on the main thread (reads CA files). On failure, the reasons.
+// Builds a snapshot on the main thread (reads CA files and validation.static_dir). On failure,
+// the reasons. `warnings` gets what was skipped (e.g. static files outside the directory).
 std::variant<std::shared_ptr<const runtime>, std::vector<std::string>>
-build_runtime(config::config cfg, upstream::resolver_registry& dns);
+build_runtime(config::config cfg, upstream::resolver_registry& dns,
+              std::vector<std::string>& warnings);
 
 }  // namespace wk::app

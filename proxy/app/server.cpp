@@ -7,6 +7,7 @@
 #include "net/listener.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
+#include "validation/events.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -83,7 +84,11 @@ std::shared_ptr<const runtime> load_runtime(server_state& s, bool reporting_only
     }
     return nullptr;
   }
-  auto built = build_runtime(std::move(*loaded.cfg), s.dns);
+  std::vector<std::string> warnings;
+  auto built = build_runtime(std::move(*loaded.cfg), s.dns, warnings);
+  for (const auto& w : warnings) {
+    observe::warn(s.opt.config_path + ": " + w);
+  }
   if (auto* errors = std::get_if<std::vector<std::string>>(&built)) {
     for (const auto& e : *errors) {
       if (reporting_only_to_log) {
@@ -94,7 +99,18 @@ std::shared_ptr<const runtime> load_runtime(server_state& s, bool reporting_only
     }
     return nullptr;
   }
-  return std::get<0>(std::move(built));
+  auto rt = std::get<0>(std::move(built));
+  const auto& v = rt->cfg->validation;
+  if (auto problem = validation::events().configure(v.events, v.events_per_domain);
+      !problem.empty()) {
+    if (reporting_only_to_log) {
+      observe::error("reload refused: " + problem);
+    } else {
+      std::cerr << s.opt.config_path << ": " << problem << '\n';
+    }
+    return nullptr;
+  }
+  return rt;
 }
 
 bool write_ports_file(const server_state& s) {

@@ -42,10 +42,57 @@ struct listener {
   std::uint16_t port = 0;
 };
 
+// How a validation request is answered (DESIGN.md section 1).
+enum class validation_mode {
+  forward,      // reverse-proxy to the CloudFront routing endpoint, Host kept
+  redirect,     // answer 301/302/307/308 with Location = the token's RedirectTo URL
+  fetch,        // reverse-proxy to the token's RedirectTo URL (HTTPS, verified)
+  static_files  // serve the token file from validation.static_dir or inline content
+};
+
+// What happens to a file under the prefix that is not a known token of its domain.
+enum class unknown_token_action {
+  origin,    // pass it to the origin, untouched (other CAs use the same folder)
+  not_found  // answer 404 locally
+};
+
+// A domain whose validation mode differs from validation.mode.
+struct domain_mode {
+  std::string pattern;  // as in domains: a name, "*.suffix" or "*"
+  validation_mode mode = validation_mode::forward;
+};
+
+// One ACM HTTP validation token: RedirectFrom must return RedirectTo's content.
+struct token {
+  std::string domain;         // lower-case host of redirect_from
+  std::string file;           // file name under the prefix, e.g. "abc123.txt"
+  std::string redirect_from;  // http://<domain>/.well-known/pki-validation/<file>
+  std::string redirect_to;    // https://validation.<region>.acm-validations.aws/...
+  std::string to_host;        // host of redirect_to (lower-case)
+  std::uint16_t to_port = 443;
+  std::string to_target;     // path (+ "?query") of redirect_to
+  bool has_content = false;  // inline content given (static mode)
+  std::string content;
+};
+
+// Where validation events go (besides the in-memory history).
+struct event_log {
+  enum class output { stdout_stream, stderr_stream, off, file } kind = output::stderr_stream;
+  std::string path;  // output::file only (absolute, or relative to the config file)
+};
+
 struct validation_route {
   std::string prefix = "/.well-known/pki-validation/";
   std::vector<std::string> domains;  // lower-case; "*.example.com" and "*" allowed
   std::vector<std::string> methods{"GET", "HEAD"};
+  validation_mode mode = validation_mode::forward;  // default for every domain
+  std::vector<domain_mode> modes;                   // per-domain overrides, in order
+  unsigned redirect_status = 301;                   // 301, 302, 307 or 308
+  unknown_token_action unknown_token = unknown_token_action::origin;
+  std::string static_dir;     // static mode: <dir>/<domain>/<file>, then <dir>/<file>
+  std::string fetch_ca_file;  // fetch mode: extra trust anchors (PEM); empty: system store
+  ::wk::config::event_log events;
+  std::size_t events_per_domain = 50;  // kept in memory for the status page
 };
 
 struct timeouts {
@@ -91,6 +138,7 @@ struct config {
   // Qualified type names: a member may not reuse the unqualified name of a type it used
   // (GCC "changes meaning", [basic.scope.class]).
   validation_route validation;
+  std::vector<token> tokens;  // imported from AWS (wkproxy tokens import)
   ::wk::config::timeouts timeouts;
   ::wk::config::limits limits;
   ::wk::config::headers headers;

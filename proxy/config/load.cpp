@@ -206,6 +206,24 @@ std::string item(const std::string& prefix, std::size_t index) {
 }
 
 // A scalar after substitution, with where it came from (for errors found later).
+// The allow-list rule of routing::host_allow_list (kept here so that config stays independent of
+// routing): exact names, "*" for any, "*.suffix" for exactly one more label.
+bool domain_allowed(const std::vector<std::string>& patterns, std::string_view host) {
+  for (const std::string& p : patterns) {
+    if (p == "*" || p == host) {
+      return true;
+    }
+    if (p.starts_with("*.")) {
+      const std::string_view suffix = std::string_view(p).substr(1);
+      if (host.size() > suffix.size() && host.ends_with(suffix) &&
+          host.substr(0, host.size() - suffix.size()).find('.') == std::string_view::npos) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
 struct located {
   std::string value;
   YAML::Mark mark;
@@ -244,6 +262,11 @@ private:
   std::optional<std::vector<std::string>> load_domains(const YAML::Node& node,
                                                        const std::string& key);
   void load_validation(const YAML::Node& node, const std::string& key);
+  void load_modes(const YAML::Node& node, const std::string& key);
+  void load_tokens(const YAML::Node& node, const std::string& key);
+  void check_tokens();
+  std::optional<validation_mode> mode_of(const YAML::Node& node, const std::string& key);
+  std::string resolve_path(const std::string& path) const;
   void load_methods(const YAML::Node& node, const std::string& key);
   void load_limits(const YAML::Node& node, const std::string& key);
   void load_duration(const YAML::Node& node, const std::string& key, duration& out);
@@ -264,6 +287,15 @@ private:
   YAML::Mark key_mark_;                        // the key whose value is being read
   std::optional<located> top_domains_;         // where top-level `domains` was
   std::optional<located> validation_domains_;  // where validation.domains was
+  std::vector<located> mode_marks_;            // validation.modes entries, for cross-checks
+  struct token_source {
+    YAML::Mark mark;
+    std::string key;
+    YAML::Mark from_mark;
+    YAML::Mark to_mark;
+    YAML::Mark domain_mark;
+  };
+  std::vector<token_source> token_marks_;  // tokens[i], for cross-checks after the walk
 };
 
 void loader::fail(const YAML::Mark& mark, std::string key, std::string reason) {
@@ -375,6 +407,7 @@ void loader::load_document(const YAML::Node& root) {
          }
        }},
       {"validation", [this](const YAML::Node& n, const std::string& k) { load_validation(n, k); }},
+      {"tokens", [this](const YAML::Node& n, const std::string& k) { load_tokens(n, k); }},
       {"timeouts",
        [this](const YAML::Node& n, const std::string& k) {
          auto& t = cfg_.timeouts;
@@ -448,6 +481,190 @@ void loader::load_document(const YAML::Node& root) {
                                : *top_domains_;
     fail(later.mark, later.key,
          "the allow-list is given twice (domains and validation.domains); keep one");
+  }
+  check_tokens();
+}
+
+std::string loader::resolve_path(const std::string& path) const {
+  fs::path p(path);
+  if (p.is_relative()) {
+    p = fs::path(std::string(file_)).parent_path() / p;
+  }
+  return p.lexically_normal().string();
+}
+
+std::optional<validation_mode> loader::mode_of(const YAML::Node& node, const std::string& key) {
+  auto text = scalar(node, key);
+  if (!text) {
+    return std::nullopt;
+  }
+  if (*text == "forward") {
+    return validation_mode::forward;
+  }
+  if (*text == "redirect") {
+    return validation_mode::redirect;
+  }
+  if (*text == "fetch") {
+    return validation_mode::fetch;
+  }
+  if (*text == "static") {
+    return validation_mode::static_files;
+  }
+  fail(node.Mark(), key, "expected forward, redirect, fetch or static, got " + in_quotes(*text));
+  return std::nullopt;
+}
+
+void loader::load_modes(const YAML::Node& node, const std::string& key) {
+  if (!node.IsMap()) {
+    fail(mark_of(node), key,
+         std::string("expected a mapping of domain: mode, got ") + type_name(node));
+    return;
+  }
+  for (const auto& entry : node) {
+    auto name = scalar(entry.first, key);
+    if (!name) {
+      continue;
+    }
+    const std::string path = child(key, *name);
+    std::string lowered;
+    for (char c : *name) {
+      lowered += to_lower(c);
+    }
+    if (!is_domain_pattern(lowered)) {
+      fail(entry.first.Mark(), path, "invalid domain " + in_quotes(*name));
+      continue;
+    }
+    if (auto mode = mode_of(entry.second, path)) {
+      cfg_.validation.modes.push_back(domain_mode{lowered, *mode});
+      mode_marks_.push_back(located{lowered, entry.first.Mark(), path});
+    }
+  }
+}
+
+void loader::load_tokens(const YAML::Node& node, const std::string& key) {
+  if (!expect_list(node, key)) {
+    return;
+  }
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    const YAML::Node entry = node[i];
+    const std::string path = item(key, i);
+    token t;
+    token_source src{entry.Mark(), path, {}, {}, {}};
+    const auto seen = walk_map(entry, path,
+                               {{"domain",
+                                 [&](const YAML::Node& n, const std::string& k) {
+                                   if (auto v = scalar(n, k)) {
+                                     t.domain = *v;
+                                     src.domain_mark = n.Mark();
+                                   }
+                                 }},
+                                {"redirect_from",
+                                 [&](const YAML::Node& n, const std::string& k) {
+                                   if (auto v = scalar(n, k)) {
+                                     t.redirect_from = *v;
+                                     src.from_mark = n.Mark();
+                                   }
+                                 }},
+                                {"redirect_to",
+                                 [&](const YAML::Node& n, const std::string& k) {
+                                   if (auto v = scalar(n, k)) {
+                                     t.redirect_to = *v;
+                                     src.to_mark = n.Mark();
+                                   }
+                                 }},
+                                {"content", [&](const YAML::Node& n, const std::string& k) {
+                                   if (auto v = scalar(n, k)) {
+                                     t.content = *v;
+                                     t.has_content = true;
+                                   }
+                                 }}});
+    if (!entry.IsMap()) {
+      continue;
+    }
+    bool complete = true;
+    for (std::string_view required : {"domain", "redirect_from", "redirect_to"}) {
+      if (!seen.contains(required)) {
+        fail(entry.Mark(), child(path, required), "missing required key");
+        complete = false;
+      }
+    }
+    if (complete) {
+      cfg_.tokens.push_back(std::move(t));
+      token_marks_.push_back(std::move(src));
+    }
+  }
+}
+
+// Token URLs depend on validation.prefix and the allow-list, which may come later in the file.
+void loader::check_tokens() {
+  const auto& allowed = cfg_.validation.domains;
+  std::vector<token> kept;
+  for (std::size_t i = 0; i < cfg_.tokens.size(); ++i) {
+    token& t = cfg_.tokens[i];
+    const token_source& src = token_marks_[i];
+    std::string domain;
+    for (char c : t.domain) {
+      domain += to_lower(c);
+    }
+    bool ok = true;
+    if (domain.starts_with("*.") || domain == "*") {
+      fail(src.domain_mark, child(src.key, "domain"),
+           "wildcard domains cannot be validated over HTTP; use DNS validation for " +
+               in_quotes(t.domain));
+      ok = false;
+    } else if (!is_domain_name(domain)) {
+      fail(src.domain_mark, child(src.key, "domain"), "invalid domain " + in_quotes(t.domain));
+      ok = false;
+    } else if (!domain_allowed(allowed, domain)) {
+      fail(src.domain_mark, child(src.key, "domain"),
+           in_quotes(domain) + " is not in the domains allow-list");
+      ok = false;
+    }
+    const auto from = parse_redirect_from(t.redirect_from, cfg_.validation.prefix);
+    if (const auto* reason = std::get_if<std::string>(&from)) {
+      fail(src.from_mark, child(src.key, "redirect_from"), *reason);
+      ok = false;
+    } else {
+      const auto& parts = std::get<redirect_from_parts>(from);
+      if (ok && parts.domain != domain) {
+        fail(src.from_mark, child(src.key, "redirect_from"),
+             "the host must be the token's domain " + in_quotes(domain) + ", got " +
+                 in_quotes(parts.domain));
+        ok = false;
+      }
+      t.file = parts.file;
+    }
+    const auto to = parse_redirect_to(t.redirect_to);
+    if (const auto* reason = std::get_if<std::string>(&to)) {
+      fail(src.to_mark, child(src.key, "redirect_to"), *reason);
+      ok = false;
+    } else {
+      const auto& parts = std::get<redirect_to_parts>(to);
+      t.to_host = parts.host;
+      t.to_port = parts.port;
+      t.to_target = parts.target;
+    }
+    if (!ok) {
+      continue;
+    }
+    t.domain = domain;
+    for (const token& other : kept) {
+      if (other.domain == t.domain && other.file == t.file) {
+        fail(src.mark, src.key, "duplicate token " + in_quotes(t.redirect_from));
+        ok = false;
+        break;
+      }
+    }
+    if (ok) {
+      kept.push_back(std::move(t));
+    }
+  }
+  cfg_.tokens = std::move(kept);
+  for (const located& m : mode_marks_) {
+    if (!domain_allowed(allowed, m.value) &&
+        std::find(allowed.begin(), allowed.end(), m.value) == allowed.end()) {
+      fail(m.mark, m.key, in_quotes(m.value) + " is not in the domains allow-list");
+    }
   }
 }
 
@@ -650,27 +867,94 @@ std::optional<std::vector<std::string>> loader::load_domains(const YAML::Node& n
 
 void loader::load_validation(const YAML::Node& node, const std::string& key) {
   auto& v = cfg_.validation;
-  walk_map(
-      node, key,
-      {{"prefix",
-        [this, &v](const YAML::Node& n, const std::string& k) {
-          if (auto text = scalar(n, k)) {
-            const std::string problem = prefix_problem(*text);
-            if (!problem.empty()) {
-              fail(n.Mark(), k, problem + ", got " + in_quotes(*text));
-              return;
-            }
-            v.prefix = std::move(*text);
-          }
-        }},
-       {"domains",
-        [this, &v](const YAML::Node& n, const std::string& k) {
-          validation_domains_ = located{"", mark_of(n), k};
-          if (auto domains = load_domains(n, k)) {
-            v.domains = std::move(*domains);
-          }
-        }},
-       {"methods", [this](const YAML::Node& n, const std::string& k) { load_methods(n, k); }}});
+  walk_map(node, key,
+           {{"prefix",
+             [this, &v](const YAML::Node& n, const std::string& k) {
+               if (auto text = scalar(n, k)) {
+                 const std::string problem = prefix_problem(*text);
+                 if (!problem.empty()) {
+                   fail(n.Mark(), k, problem + ", got " + in_quotes(*text));
+                   return;
+                 }
+                 v.prefix = std::move(*text);
+               }
+             }},
+            {"domains",
+             [this, &v](const YAML::Node& n, const std::string& k) {
+               validation_domains_ = located{"", mark_of(n), k};
+               if (auto domains = load_domains(n, k)) {
+                 v.domains = std::move(*domains);
+               }
+             }},
+            {"methods", [this](const YAML::Node& n, const std::string& k) { load_methods(n, k); }},
+            {"mode",
+             [this, &v](const YAML::Node& n, const std::string& k) {
+               if (auto mode = mode_of(n, k)) {
+                 v.mode = *mode;
+               }
+             }},
+            {"modes", [this](const YAML::Node& n, const std::string& k) { load_modes(n, k); }},
+            {"redirect_status",
+             [this, &v](const YAML::Node& n, const std::string& k) {
+               if (auto text = scalar(n, k)) {
+                 if (*text == "301" || *text == "302" || *text == "307" || *text == "308") {
+                   v.redirect_status = static_cast<unsigned>(std::stoul(*text));
+                 } else {
+                   fail(n.Mark(), k, "expected 301, 302, 307 or 308, got " + in_quotes(*text));
+                 }
+               }
+             }},
+            {"unknown_token",
+             [this, &v](const YAML::Node& n, const std::string& k) {
+               if (auto text = scalar(n, k)) {
+                 if (*text == "origin") {
+                   v.unknown_token = unknown_token_action::origin;
+                 } else if (*text == "not_found") {
+                   v.unknown_token = unknown_token_action::not_found;
+                 } else {
+                   fail(n.Mark(), k, "expected origin or not_found, got " + in_quotes(*text));
+                 }
+               }
+             }},
+            {"static_dir",
+             [this, &v](const YAML::Node& n, const std::string& k) {
+               if (auto text = scalar(n, k)) {
+                 std::string dir = resolve_path(*text);
+                 std::error_code ec;
+                 if (!fs::is_directory(dir, ec)) {
+                   fail(n.Mark(), k, "not a readable directory: " + in_quotes(dir));
+                 } else {
+                   v.static_dir = std::move(dir);
+                 }
+               }
+             }},
+            {"fetch_ca_file",
+             [this, &v](const YAML::Node& n, const std::string& k) {
+               if (auto text = scalar(n, k)) {
+                 check_ca_file(located{*text, n.Mark(), k}, v.fetch_ca_file);
+               }
+             }},
+            {"event_log",
+             [this, &v](const YAML::Node& n, const std::string& k) {
+               if (auto text = scalar(n, k)) {
+                 using out = event_log::output;
+                 if (*text == "stdout") {
+                   v.events.kind = out::stdout_stream;
+                 } else if (*text == "stderr") {
+                   v.events.kind = out::stderr_stream;
+                 } else if (*text == "off") {
+                   v.events.kind = out::off;
+                 } else if (text->empty()) {
+                   fail(n.Mark(), k, "expected stdout, stderr, off or a file path");
+                 } else {
+                   v.events.kind = out::file;
+                   v.events.path = resolve_path(*text);
+                 }
+               }
+             }},
+            {"events_per_domain", [this, &v](const YAML::Node& n, const std::string& k) {
+               load_count(n, k, v.events_per_domain);
+             }}});
 }
 
 void loader::load_methods(const YAML::Node& node, const std::string& key) {

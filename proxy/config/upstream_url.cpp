@@ -19,9 +19,36 @@ bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
 
-// A DNS name as a resolver accepts it: dot-separated labels of 1..63 letters, digits, '-' or '_'
-// (no leading or trailing '-'), 253 characters at most. The last label must not be all digits:
-// "10.0.0.256" is a broken IPv4 address, not a name to look up.
+// 0..65535 from decimal digits only (no sign, no spaces).
+std::optional<std::uint16_t> parse_port(std::string_view text);
+
+std::string lower(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    out += to_lower(c);
+  }
+  return out;
+}
+
+bool is_safe_file(std::string_view s) {
+  if (s.empty() || s == "." || s == "..") {
+    return false;
+  }
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' ||
+                    c == '_' || c == '-';
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+// "10.0.0.256" is a broken IPv4 address, not a name to look up: the last label must not be all
+// digits.
 bool is_host_name(std::string_view name) {
   if (name.empty() || name.size() > 253) {
     return false;
@@ -50,7 +77,8 @@ bool is_host_name(std::string_view name) {
   return !last_all_digits;
 }
 
-// 0..65535 from decimal digits only (no sign, no spaces).
+namespace {
+
 std::optional<std::uint16_t> parse_port(std::string_view text) {
   if (text.empty() || text.size() > 5) {
     return std::nullopt;
@@ -187,6 +215,82 @@ std::variant<listener, std::string> parse_listen_address(std::string_view text) 
     return "invalid port \"" + std::string(port_text) + "\" (expected 0-65535)";
   }
   out.port = *port;
+  return out;
+}
+
+std::variant<redirect_from_parts, std::string> parse_redirect_from(std::string_view url,
+                                                                   std::string_view prefix) {
+  const auto parsed = urls::parse_uri(urls::string_view(url.data(), url.size()));
+  if (!parsed) {
+    return "invalid URL \"" + std::string(url) + "\"";
+  }
+  const urls::url_view& u = *parsed;
+  if (u.scheme_id() != urls::scheme::http) {
+    return std::string("must start with http:// (the CA fetches it over plain HTTP)");
+  }
+  if (u.has_userinfo() || u.has_port() || u.has_query() || u.has_fragment()) {
+    return std::string("must be http://DOMAIN/PATH without user info, port, query or fragment");
+  }
+  if (u.host_type() != urls::host_type::name) {
+    return std::string("the host must be a domain name");
+  }
+  const urls::pct_string_view encoded = u.encoded_host_name();
+  const std::string_view host(encoded.data(), encoded.size());
+  if (!is_host_name(host)) {
+    return "invalid domain \"" + std::string(host) + "\"";
+  }
+  const urls::pct_string_view path_view = u.encoded_path();
+  const std::string_view path(path_view.data(), path_view.size());
+  if (!path.starts_with(prefix)) {
+    return "the path must start with " + std::string(prefix);
+  }
+  const std::string_view file = path.substr(prefix.size());
+  if (!is_safe_file(file)) {
+    return "the file name must be one segment of letters, digits, '.', '_' or '-', got \"" +
+           std::string(file) + "\"";
+  }
+  return redirect_from_parts{lower(host), std::string(file)};
+}
+
+std::variant<redirect_to_parts, std::string> parse_redirect_to(std::string_view url) {
+  const auto parsed = urls::parse_uri(urls::string_view(url.data(), url.size()));
+  if (!parsed) {
+    return "invalid URL \"" + std::string(url) + "\"";
+  }
+  const urls::url_view& u = *parsed;
+  if (u.scheme_id() != urls::scheme::https) {
+    return std::string("must start with https://");
+  }
+  if (u.has_userinfo() || u.has_fragment()) {
+    return std::string("user info and fragments are not allowed");
+  }
+  if (u.host_type() != urls::host_type::name) {
+    return std::string("the host must be a domain name");
+  }
+  const urls::pct_string_view encoded = u.encoded_host_name();
+  const std::string_view host(encoded.data(), encoded.size());
+  if (!is_host_name(host)) {
+    return "invalid host \"" + std::string(host) + "\"";
+  }
+  redirect_to_parts out;
+  out.host = lower(host);
+  if (u.has_port()) {
+    const urls::string_view port_text = u.port();
+    const auto port = parse_port(std::string_view(port_text.data(), port_text.size()));
+    if (!port || *port == 0) {
+      return std::string("invalid port");
+    }
+    out.port = *port;
+  }
+  const urls::pct_string_view path = u.encoded_path();
+  if (path.empty() || path == "/") {
+    return std::string("a path to the token file is required");
+  }
+  out.target = std::string(path.data(), path.size());
+  if (u.has_query()) {
+    const urls::pct_string_view q = u.encoded_query();
+    out.target += "?" + std::string(q.data(), q.size());
+  }
   return out;
 }
 

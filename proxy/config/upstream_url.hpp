@@ -19,4 +19,31 @@ std::variant<upstream, std::string> parse_upstream_url(std::string_view url);
 // literal. On failure returns the reason.
 std::variant<listener, std::string> parse_listen_address(std::string_view text);
 
+// A DNS name as a resolver accepts it: dot-separated labels of 1..63 letters, digits, '-' or
+// '_' (no leading or trailing '-'), 253 characters at most, the last label not all digits.
+bool is_host_name(std::string_view name);
+
+// The parts of an ACM RedirectFrom URL, "http://<domain>/<prefix><file>".
+struct redirect_from_parts {
+  std::string domain;  // lower-case
+  std::string file;    // a single safe segment: [A-Za-z0-9._-]+
+};
+
+// Checks a RedirectFrom URL against the validation prefix: http, a DNS name without port, user
+// info, query or fragment, and a path of exactly `prefix` + one safe file name. On failure
+// returns the reason.
+std::variant<redirect_from_parts, std::string> parse_redirect_from(std::string_view url,
+                                                                   std::string_view prefix);
+
+// The parts of an ACM RedirectTo URL, "https://validation.<region>.acm-validations.aws/...".
+struct redirect_to_parts {
+  std::string host;  // lower-case DNS name
+  std::uint16_t port = 443;
+  std::string target;  // path (+ "?query"), as written
+};
+
+// Checks a RedirectTo URL: https, a DNS name, an optional port, a non-empty path, no user info
+// or fragment. On failure returns the reason.
+std::variant<redirect_to_parts, std::string> parse_redirect_to(std::string_view url);
+
 }  // namespace wk::config

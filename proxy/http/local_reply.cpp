@@ -1,5 +1,7 @@
 #include "http/local_reply.hpp"
 
+#include "http/request_head.hpp"
+
 #include <boost/beast/http/status.hpp>
 
 namespace wk::http {
@@ -16,6 +18,33 @@ std::string status_reply(unsigned status, std::string_view body, bool keep_alive
   out += "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ";
   out += std::to_string(body.size());
   out += "\r\nCache-Control: no-store\r\n";
+  out += keep_alive ? "" : "Connection: close\r\n";
+  out += "\r\n";
+  if (!head) {
+    out += body;
+  }
+  return out;
+}
+
+std::string validation_reply(unsigned status, std::string_view location, std::string_view body,
+                             bool keep_alive, bool head) {
+  if (!is_safe_field_value(location)) {
+    return {};
+  }
+  std::string out;
+  out.reserve(200 + location.size() + body.size());
+  out += "HTTP/1.1 ";
+  out += std::to_string(status);
+  out += ' ';
+  out += bhttp::obsolete_reason(bhttp::int_to_status(status));
+  out += "\r\nContent-Type: text/plain\r\nContent-Length: ";
+  out += std::to_string(body.size());
+  out += "\r\nCache-Control: no-store\r\n";
+  if (!location.empty()) {
+    out += "Location: ";
+    out += location;
+    out += "\r\n";
+  }
   out += keep_alive ? "" : "Connection: close\r\n";
   out += "\r\n";
   if (!head) {

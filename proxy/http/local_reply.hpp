@@ -17,4 +17,11 @@ std::string error_reply(failure f, std::string_view detail, bool head);
 // A plain reply with the given status and body, used for tunnelled admin-free answers.
 std::string status_reply(unsigned status, std::string_view body, bool keep_alive, bool head);
 
+// A validation answer: `status`, Content-Type text/plain, Content-Length, Cache-Control:
+// no-store (validation answers are never cached), `location` when not empty. `keep_alive`
+// false adds Connection: close; `head` omits the body. Returns "" if `location` is not a safe
+// field value (it comes from config, but a reply is never split).
+std::string validation_reply(unsigned status, std::string_view location, std::string_view body,
+                             bool keep_alive, bool head);
+
 }  // namespace wk::http

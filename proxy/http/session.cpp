@@ -8,6 +8,8 @@
 #include "net/tunnel.hpp"
 #include "observe/counters.hpp"
 #include "upstream/connector.hpp"
+#include "validation/events.hpp"
+#include "validation/plan.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
@@ -76,6 +78,12 @@ struct request_state {
   bool retryable = false;          // failed on a reused connection before any exchange
   bool upgrade_requested = false;  // origin route, Upgrade + Connection: upgrade forwarded
   bool tunnel = false;             // the backend answered 101: bytes flow both ways now
+  // The validation route (before the action may have passed the request to the origin).
+  bool validation_hit = false;
+  validation::action_kind vaction = validation::action_kind::forward;
+  config::validation_mode vmode = config::validation_mode::forward;
+  std::string user_agent;
+  std::string_view location;  // redirect: the Location sent (points into the config snapshot)
 };
 
 struct connection_info {
@@ -578,6 +586,68 @@ void write_access_log(worker_state* w, const request_state& st, const connection
     observe::process_counters().count_failure(static_cast<std::size_t>(st.error));
   }
   w->log.write(r);
+  if (st.validation_hit) {
+    validation::event e;
+    e.time = st.wall;
+    e.client = conn.peer;
+    e.user_agent = st.user_agent;
+    e.domain = st.decision.host;
+    e.file = st.decision.token;
+    e.mode = validation::name_of(st.vmode);
+    e.action = validation::name_of(st.vaction);
+    e.status = st.status;
+    if (st.upstream != nullptr) {
+      e.upstream = st.vaction == validation::action_kind::fetch ? st.upstream->cfg.host
+                                                                : st.upstream->cfg.name;
+    }
+    e.location = st.location;
+    e.latency_ms = r.duration_ms;
+    e.error = r.error;
+    validation::events().record(std::move(e));
+  }
+}
+
+// Answers a validation request locally (redirect, static file, 404): no backend involved.
+// Returns whether the connection stays open.
+template <class Client>
+net::awaitable<bool> answer_validation(worker_state* w, Client& client, request_state& st,
+                                       const connection_info& conn, const validation::action& act,
+                                       const config::config& cfg) {
+  static const std::string not_found_body = "wkproxy: no such validation token\n";
+  std::string_view location;
+  std::string_view body;
+  switch (act.kind) {
+  case validation::action_kind::redirect:
+    location = act.token->redirect_to;
+    break;
+  case validation::action_kind::serve:
+    body = *act.body;
+    break;
+  default:
+    body = not_found_body;
+    break;
+  }
+  bool keep = st.client_keep_alive && st.http11;
+  auto bytes = validation_reply(act.status, location, body, keep, st.head);
+  if (bytes.empty()) {
+    st.error = failure::internal;
+    st.detail = "unsafe Location value";
+    co_await send_error(client, st, cfg.timeouts);
+    write_access_log(w, st, conn);
+    co_return false;
+  }
+  beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
+  st.status = act.status;
+  st.location = location;
+  st.response_started = true;
+  if (auto ec = co_await write_all(client, bytes); ec) {
+    st.error = failure::client_gone;
+    keep = false;
+  } else {
+    st.bytes_out = st.head ? 0 : body.size();
+  }
+  write_access_log(w, st, conn);
+  co_return keep;
 }
 
 // Handles one request whose first bytes are in `cbuf`. Returns whether the connection stays
@@ -637,7 +707,47 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
     write_access_log(w, st, conn);
     co_return false;
   }
-  st.upstream = st.decision.kind == routing::route_kind::validation ? &rt->cloudfront : &rt->origin;
+  const upstream::target* fetch = nullptr;
+  if (st.decision.kind == routing::route_kind::validation) {
+    const auto act =
+        validation::plan(rt->tokens, cfg.validation, st.decision.host, st.decision.token);
+    st.validation_hit = true;
+    st.vaction = act.kind;
+    st.vmode = act.mode;
+    st.user_agent = req[bhttp::field::user_agent];
+    switch (act.kind) {
+    case validation::action_kind::forward:
+      break;
+    case validation::action_kind::origin:
+      // Not one of this domain's tokens: the origin gets the request exactly as sent.
+      st.decision.kind = routing::route_kind::origin;
+      st.decision.upstream_target = std::move(st.decision.origin_target);
+      break;
+    case validation::action_kind::fetch:
+      fetch = rt->fetch_target(*act.token);
+      if (fetch == nullptr) {
+        st.error = failure::internal;
+        st.detail = "no fetch upstream for " + act.token->to_host;
+        co_await send_error(client, st, cfg.timeouts);
+        write_access_log(w, st, conn);
+        co_return false;
+      }
+      st.decision.upstream_target = act.token->to_target;
+      st.decision.authority = act.token->to_port == 443
+                                  ? act.token->to_host
+                                  : act.token->to_host + ":" + std::to_string(act.token->to_port);
+      break;
+    case validation::action_kind::redirect:
+    case validation::action_kind::serve:
+    case validation::action_kind::not_found:
+      co_return co_await answer_validation(w, client, st, conn, act, cfg);
+    }
+  }
+  if (st.decision.kind == routing::route_kind::validation) {
+    st.upstream = fetch != nullptr ? fetch : &rt->cloudfront;
+  } else {
+    st.upstream = &rt->origin;
+  }
   bool expect_continue =
       !parser.is_done() && beast::iequals(req[bhttp::field::expect], "100-continue");
 

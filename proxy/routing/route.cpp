@@ -123,6 +123,9 @@ decision route(const route_table& table, const request_facts& facts) {
         !facts.has_body && !facts.upgrade) {
       d.kind = route_kind::validation;
       d.token = std::string(remainder);
+      d.origin_target = t.form == target_form::absolute
+                            ? absolute_form_origin_target(t, facts.target)
+                            : std::string(facts.target);
       d.upstream_target = t.path;
       if (t.has_query) {
         d.upstream_target.push_back('?');

@@ -42,6 +42,8 @@ struct decision {
   std::string upstream_target;  // validation: canonical path (+ "?query"); origin: as sent
                                 // (absolute-form reduced to its path and query)
   std::string authority;        // absolute-form only: replaces Host (RFC 9112 section 3.2.2)
+  std::string origin_target;    // validation only: the target the origin gets if the validation
+                                // action passes the request on (as sent)
 };
 
 decision route(const route_table& table, const request_facts& facts);

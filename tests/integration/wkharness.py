@@ -1434,3 +1434,58 @@ def exchange_raw(port, data: bytes, responses=1, method="GET", timeout=3.0, drai
             out.leftover = bytes(extra)
     out.raw = bytes(raw)
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# `wkproxy check` additions (append-only): one stand-in for both CloudFront and the ACM validation
+# host, with scripted answers (421, redirects, loops) for chosen paths.
+
+ACM_ACCOUNT = "123456789012"
+
+
+class ValidationBackend(RecordingBackend):
+    """A RecordingBackend (plain or TLS) that serves token files both where CloudFront does
+    (/.well-known/pki-validation/F) and where ACM's RedirectTo points
+    (/<account>/.well-known/pki-validation/F), each with "token-body-for-F".
+
+    `script` maps a path to a canned answer (status, [(name, value), ...], body) or to a
+    callable(backend, rec) returning one, or None for the usual answer. Content-Length is added
+    unless given. Example: {"/.well-known/pki-validation/x.txt": (421, [], b"misdirected\\n")}."""
+
+    def __init__(self, name="cloudfront", script=None, **kw):
+        kw.setdefault("serve_tokens", True)
+        super().__init__(name, **kw)
+        self.script = dict(script or {})
+
+    def redirect_to(self, file, host="localhost"):
+        """The RedirectTo URL of `file` on this backend (https when it has TLS)."""
+        scheme = "https" if self.tls_context is not None else "http"
+        return f"{scheme}://{host}:{self.port}/{ACM_ACCOUNT}{VALIDATION_PREFIX}{file}"
+
+    def _respond(self, sock, rec, path, keep_alive) -> bool:
+        answer = self.script.get(path)
+        if callable(answer):
+            answer = answer(self, rec)
+        if answer is None:
+            m = re.fullmatch(r"/[^/]+(" + re.escape(VALIDATION_PREFIX) + r"[^/]+)", path)
+            if m and self.serve_tokens:
+                path = m.group(1)
+            return super()._respond(sock, rec, path, keep_alive)
+        import http as _http  # local: the module name `http` is not used elsewhere here
+        status, headers, body = answer
+        headers = list(headers)
+        if not any(n.lower() == "content-length" for n, _ in headers):
+            headers.append(("Content-Length", str(len(body))))
+        try:
+            reason = _http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Status"
+        self._send(sock, status, reason, headers, body, head_only=rec.method == "HEAD",
+                   keep_alive=keep_alive)
+        return keep_alive
+
+
+def run_wkproxy_check(*args, timeout=120) -> subprocess.CompletedProcess:
+    """`wkproxy check ARGS...`; returns the CompletedProcess (text stdout/stderr)."""
+    return subprocess.run([wkproxy_bin(), "check", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)

@@ -156,7 +156,7 @@ TEST_CASE("bad config files report every error with file, line, column, key and 
        {"7:3: timeouts.conect: unknown key (expected one of: connect, header_read, idle, "
         "upstream_response, upstream_idle, body_idle)",
         "8:1: colour: unknown key (expected one of: version, listen, origin, cloudfront, domains, "
-        "validation, timeouts, limits, headers, dns, access_log, workers)"}},
+        "validation, tokens, timeouts, limits, headers, dns, access_log, workers)"}},
       {"wrong_type.yaml",
        {"2:9: listen: expected a list, got a single value",
         "3:9: origin: expected a URL or a mapping with url, got a list",

@@ -1,0 +1,86 @@
+#pragma once
+// `wkproxy tokens import FILE|- [--write CONFIG] [--prefix PATH]`: turns the output of
+// `aws cloudfront get-managed-certificate-details --identifier <tenant>` (JSON, or the XML of the
+// GetManagedCertificateDetails API) into the `tokens:` block of a config, printed for pasting or
+// written into a config file in place.
+//
+// The steps are pure functions over text (parse the details, render YAML, rewrite a config), so
+// they are unit-tested without files or processes; run_tokens_import() is the thin CLI around them
+// (reading files, printing, validating with config::load_string, writing atomically).
+
+#include "config/load.hpp"
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wk::validation {
+
+// The default URL path under which ACM publishes HTTP validation tokens.
+inline constexpr std::string_view default_token_prefix = "/.well-known/pki-validation/";
+
+// One ACM HTTP validation token as it goes into the config (config::token's input fields).
+struct imported_token {
+  std::string domain;         // lower-case; equal to the host of redirect_from
+  std::string redirect_from;  // as given by AWS; checked with config::parse_redirect_from
+  std::string redirect_to;    // as given by AWS; checked with config::parse_redirect_to
+};
+
+// What was read from get-managed-certificate-details output.
+struct certificate_details {
+  std::string certificate_arn;         // CertificateArn; empty when absent
+  std::string status;                  // CertificateStatus; empty when absent
+  std::string token_host;              // ValidationTokenHost; empty when absent
+  std::vector<imported_token> tokens;  // the importable tokens, in input order
+  std::vector<std::string> warnings;   // hints and skipped entries, e.g. wildcard domains
+  // Problems with the input, e.g. "ValidationTokenDetails[1].RedirectTo: must start with
+  // https://". When not empty, `tokens` must not be used: the input is wrong somewhere.
+  std::vector<std::string> errors;
+};
+
+// Parses get-managed-certificate-details output: JSON when the first non-space character is '{',
+// XML when it is '<' (root <GetManagedCertificateDetailsResponse>,
+// <GetManagedCertificateDetailsResult> or <ManagedCertificateDetails>). Every RedirectFrom must be
+// http://<Domain><prefix><file>
+// (`prefix` as validation.prefix: starts and ends with '/'), every RedirectTo an https URL.
+// Wildcard domains and entries without RedirectFrom/RedirectTo are skipped with a warning; a
+// status other than pending-validation or issued, and ValidationTokenHost "cloudfront", are
+// warnings. No importable token left is an error. Never throws for bad input.
+certificate_details parse_certificate_details(std::string_view text, std::string_view prefix);
+
+// The tokens' domains, de-duplicated, in input order.
+std::vector<std::string> token_domains(const std::vector<imported_token>& tokens);
+
+// The YAML to paste into a config: a comment line naming the status and the token count, a
+// flow-style `domains:` list and the `tokens:` block (URLs double-quoted, "$" doubled so that
+// ${VAR} substitution leaves them alone). Ends with a newline.
+std::string render_tokens_yaml(const certificate_details& details);
+
+// The result of rewrite_config().
+struct config_rewrite {
+  std::string text;                        // the new config text
+  bool replaced = false;                   // a tokens block was replaced (else: appended)
+  std::vector<std::string> added_domains;  // added to the allow-list, in token order
+  // E.g. the allow-list could not be edited safely: the message names the domains to add.
+  std::vector<std::string> warnings;
+};
+
+// Puts `tokens` into a config text, leaving every other byte alone:
+// - the top-level `tokens:` block (from its line to the next line that starts a top-level key;
+//   comment and blank lines right before that key stay) is replaced, or a block is appended;
+// - token domains not allowed yet by the top-level `domains:` list (or validation.domains) are
+//   added in the list's own style (flow `[a, b]` on one line, or block `- a` items). Patterns
+//   such as "*.example.com" count (after ${VAR} substitution with `env`). A list in any other
+//   shape is left alone with a warning naming the domains to add.
+// Line endings follow the text ("\r\n" when its first line has one). The result is not
+// validated here: load it with config::load_string before using it.
+config_rewrite rewrite_config(std::string_view config_text,
+                              const std::vector<imported_token>& tokens,
+                              const config::env_lookup& env);
+
+// Runs the subcommand with the arguments after "tokens import". Prints the YAML to stdout (or,
+// with --write, updates CONFIG after checking that the result loads), warnings and errors to
+// stderr. Returns the exit code: 0 done, 1 bad input or config (nothing written), 2 usage.
+int run_tokens_import(int argc, char** argv);
+
+}  // namespace wk::validation

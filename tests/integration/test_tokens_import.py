@@ -1,0 +1,262 @@
+"""`wkproxy tokens import`: get-managed-certificate-details output (JSON from a file or stdin,
+the API's XML) to YAML, and `--write` into a config that `wkproxy -t` then accepts; broken input
+exits 1 with a clear message and never touches the config."""
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import unittest
+
+from wkharness import wkproxy_bin
+
+_REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+ACM = "https://validation.us-east-1.acm-validations.aws/123456789012/.well-known/pki-validation/"
+TOKENS = [
+    ("example.com", "http://example.com/.well-known/pki-validation/1a2b3c.txt", ACM + "1a2b3c.txt"),
+    ("www.example.com", "http://www.example.com/.well-known/pki-validation/4d5e6f.txt",
+     ACM + "4d5e6f.txt"),
+]
+ARN = "arn:aws:acm:us-east-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+
+
+def details_json(status="pending-validation", host="self-hosted", extra=()):
+    entries = [{"Domain": d, "RedirectTo": to, "RedirectFrom": frm} for d, frm, to in TOKENS]
+    entries += list(extra)
+    return json.dumps({"ManagedCertificateDetails": {
+        "CertificateArn": ARN, "CertificateStatus": status, "ValidationTokenHost": host,
+        "ValidationTokenDetails": entries}}, indent=4) + "\n"
+
+
+def details_xml():
+    items = "".join(
+        f"<ValidationTokenDetail><Domain>{d}</Domain><RedirectTo>{to}</RedirectTo>"
+        f"<RedirectFrom>{frm}</RedirectFrom></ValidationTokenDetail>\n" for d, frm, to in TOKENS)
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<GetManagedCertificateDetailsResponse '
+            'xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/">\n'
+            "<GetManagedCertificateDetailsResult><ManagedCertificateDetails>\n"
+            f"<CertificateArn>{ARN}</CertificateArn>\n"
+            "<CertificateStatus>pending-validation</CertificateStatus>\n"
+            "<ValidationTokenHost>self-hosted</ValidationTokenHost>\n"
+            f"<ValidationTokenDetails>\n{items}</ValidationTokenDetails>\n"
+            "</ManagedCertificateDetails></GetManagedCertificateDetailsResult>\n"
+            "</GetManagedCertificateDetailsResponse>\n")
+
+
+EXPECTED_YAML = (
+    "# from get-managed-certificate-details: status pending-validation, 2 tokens\n"
+    "domains: [example.com, www.example.com]\n"
+    "tokens:\n" + "".join(
+        f'  - domain: {d}\n    redirect_from: "{frm}"\n    redirect_to: "{to}"\n'
+        for d, frm, to in TOKENS))
+
+HEAD = """\
+version: 1
+listen: ["127.0.0.1:8080"]
+origin: http://127.0.0.1:8081
+cloudfront: http://d111111abcdef8.cloudfront.net
+"""
+
+
+class ImportTestCase(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="wkproxy-import-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def file(self, name, text):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def run_wkproxy(self, *args, stdin=None):
+        return subprocess.run([wkproxy_bin(), *args], input=stdin, capture_output=True, text=True,
+                              timeout=30)
+
+    def check_config(self, path):
+        p = self.run_wkproxy("-t", "-c", path)
+        self.assertEqual(p.returncode, 0, f"{p.stderr}\n--- config:\n{self.read(path).decode()}")
+        self.assertIn("configuration is valid", p.stdout)
+
+    def read(self, path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    def assert_no_stray_files(self, *expected):
+        self.assertEqual(sorted(os.listdir(self.dir)), sorted(expected))
+
+
+class PrintTest(ImportTestCase):
+    def test_json_file_prints_the_yaml_to_paste(self):
+        p = self.run_wkproxy("tokens", "import", self.file("details.json", details_json()))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, EXPECTED_YAML)
+        self.assertEqual(p.stderr, "")
+
+    def test_json_from_stdin(self):
+        p = self.run_wkproxy("tokens", "import", "-", stdin=details_json())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, EXPECTED_YAML)
+
+    def test_xml_api_response(self):
+        p = self.run_wkproxy("tokens", "import", self.file("details.xml", details_xml()))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, EXPECTED_YAML)
+
+    def test_printed_yaml_completes_a_config(self):
+        p = self.run_wkproxy("tokens", "import", "-", stdin=details_json())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.check_config(self.file("wkproxy.yaml", HEAD + p.stdout))
+
+    def test_wildcards_and_cloudfront_hosted_tokens_are_warnings(self):
+        text = details_json(status="issued", host="cloudfront",
+                            extra=[{"Domain": "*.example.com"}])
+        p = self.run_wkproxy("tokens", "import", "-", stdin=text)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("2 tokens", p.stdout)
+        self.assertNotIn("*.example.com", p.stdout)
+        self.assertRegex(p.stderr, r"(?m)^warning: <stdin>: ValidationTokenDetails\[2\]: skipped "
+                                   r'"\*\.example\.com": HTTP validation does not support')
+        self.assertRegex(p.stderr, r"(?m)^warning: <stdin>: .*served by CloudFront itself")
+
+    def test_broken_input_exits_1_with_the_reason(self):
+        cases = {
+            "not json": ("hello", "not get-managed-certificate-details output"),
+            "truncated": (details_json()[:40], "invalid JSON at line"),
+            "other output": ('{"DistributionTenant": {}}',
+                             "not get-managed-certificate-details output: "
+                             "no ManagedCertificateDetails"),
+            "http RedirectTo": (details_json().replace('"https://validation', '"http://validation'),
+                                "ValidationTokenDetails[0].RedirectTo: must start with https://"),
+        }
+        for name, (text, reason) in cases.items():
+            with self.subTest(name):
+                path = self.file("bad.json", text)
+                p = self.run_wkproxy("tokens", "import", path)
+                self.assertEqual(p.returncode, 1, p)
+                self.assertEqual(p.stdout, "")
+                self.assertIn(f"wkproxy: {path}: {reason}", p.stderr)
+
+    def test_only_wildcards_is_an_error(self):
+        text = json.dumps({"ManagedCertificateDetails": {
+            "CertificateStatus": "pending-validation",
+            "ValidationTokenDetails": [{"Domain": "*.example.com"}]}})
+        p = self.run_wkproxy("tokens", "import", "-", stdin=text)
+        self.assertEqual(p.returncode, 1, p)
+        self.assertIn("wkproxy: <stdin>: no importable token", p.stderr)
+
+    def test_usage_errors_exit_2(self):
+        for args in ([], ["a.json", "b.json"], ["--write"], ["-", "--write", "-"],
+                     ["--frobnicate", "a.json"], ["--prefix", "nope", "a.json"]):
+            with self.subTest(args=args):
+                p = self.run_wkproxy("tokens", "import", *args)
+                self.assertEqual(p.returncode, 2, p)
+                self.assertIn("usage: wkproxy tokens import", p.stderr)
+
+
+class WriteTest(ImportTestCase):
+    def copy_example(self, name):
+        path = os.path.join(self.dir, "wkproxy.yaml")
+        shutil.copyfile(os.path.join(_REPO, "config", name), path)
+        os.chmod(path, 0o640)
+        return path
+
+    def test_write_into_a_copy_of_the_minimal_example(self):
+        config = self.copy_example("minimal.yaml")
+        before = self.read(config)
+        p = self.run_wkproxy("tokens", "import", "-", "--write", config, stdin=details_json())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, f"wrote 2 tokens to {config} (added a tokens block)\n")
+        after = self.read(config)
+        self.assertTrue(after.startswith(before), after)  # every byte before stays
+        text = after.decode()
+        for _, frm, to in TOKENS:
+            self.assertIn(f'redirect_from: "{frm}"', text)
+            self.assertIn(f'redirect_to: "{to}"', text)
+        self.assertEqual(stat.S_IMODE(os.stat(config).st_mode), 0o640)
+        self.check_config(config)
+        self.assert_no_stray_files("wkproxy.yaml")
+
+        # Importing again replaces the block: the file does not change.
+        p = self.run_wkproxy("tokens", "import", "-", "--write", config, stdin=details_json())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("already up to date", p.stdout)
+        self.assertEqual(self.read(config), after)
+
+    def test_write_into_the_full_example_keeps_its_comments(self):
+        config = self.copy_example("wkproxy.yaml")
+        before = self.read(config).decode()
+        p = self.run_wkproxy("tokens", "import", self.file("d.xml", details_xml()),
+                             "--write", config)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        after = self.read(config).decode()
+        self.assertTrue(after.startswith(before))
+        self.check_config(config)
+
+    def test_write_replaces_old_tokens_and_adds_missing_domains(self):
+        old = ("tokens:   # imported by hand\n"
+               "  - domain: example.com\n"
+               "    redirect_from: http://example.com/.well-known/pki-validation/old.txt\n"
+               "    redirect_to: https://validation.us-east-1.acm-validations.aws/1/old.txt\n")
+        rest = "\n# tuned for the tenant\ntimeouts:\n  connect: 2s\n"
+        config = self.file("wkproxy.yaml",
+                           HEAD + "domains: [example.com]  # tenant\n" + old + rest)
+        p = self.run_wkproxy("tokens", "import", "-", "--write", config, stdin=details_json())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, f"wrote 2 tokens to {config} (replaced the tokens block); "
+                                   "added domains: www.example.com\n")
+        text = self.read(config).decode()
+        self.assertTrue(text.startswith(
+            HEAD + "domains: [example.com, www.example.com]  # tenant\n"
+                   "tokens:   # imported by hand\n"), text)
+        self.assertTrue(text.endswith(rest), text)
+        self.assertNotIn("old.txt", text)
+        self.check_config(config)
+
+    def test_write_through_a_symlink_keeps_the_link(self):
+        real = self.copy_example("minimal.yaml")
+        link = os.path.join(self.dir, "link.yaml")
+        os.symlink("wkproxy.yaml", link)
+        p = self.run_wkproxy("tokens", "import", "-", "--write", link, stdin=details_json())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(os.path.islink(link))
+        self.assertIn("tokens:", self.read(real).decode())
+        self.assert_no_stray_files("wkproxy.yaml", "link.yaml")
+
+    def test_broken_input_writes_nothing(self):
+        config = self.copy_example("minimal.yaml")
+        before = self.read(config)
+        p = self.run_wkproxy("tokens", "import", "-", "--write", config,
+                             stdin=details_json()[:-20])
+        self.assertEqual(p.returncode, 1, p)
+        self.assertIn("wkproxy: <stdin>: invalid JSON", p.stderr)
+        self.assertEqual(p.stdout, "")
+        self.assertEqual(self.read(config), before)
+        self.assert_no_stray_files("wkproxy.yaml")
+
+    def test_a_result_that_would_not_load_is_not_written(self):
+        # The config serves another prefix: the imported RedirectFrom URLs do not fit it.
+        config = self.file("wkproxy.yaml", HEAD + "domains: [example.com, www.example.com]\n"
+                                                  "validation:\n  prefix: /acme/\n")
+        before = self.read(config)
+        p = self.run_wkproxy("tokens", "import", "-", "--write", config, stdin=details_json())
+        self.assertEqual(p.returncode, 1, p)
+        self.assertIn(f"wkproxy: {config}: not written", p.stderr)
+        self.assertRegex(p.stderr, r"tokens\[0\]\.redirect_from: the path must start with /acme/")
+        self.assertEqual(self.read(config), before)
+        self.assert_no_stray_files("wkproxy.yaml")
+
+    def test_missing_config_is_an_error(self):
+        config = os.path.join(self.dir, "absent.yaml")
+        p = self.run_wkproxy("tokens", "import", "-", "--write", config, stdin=details_json())
+        self.assertEqual(p.returncode, 1, p)
+        self.assertIn(f"wkproxy: {config}: cannot read", p.stderr)
+        self.assertFalse(os.path.exists(config))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,584 @@
+#include "validation/import.hpp"
+
+#include "config/load.hpp"
+
+#include <doctest/doctest.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace v = wk::validation;
+namespace cfg = wk::config;
+
+namespace {
+
+constexpr std::string_view prefix = v::default_token_prefix;
+
+constexpr std::string_view apex_from = "http://example.com/.well-known/pki-validation/1a2b3c.txt";
+constexpr std::string_view apex_to =
+    "https://validation.us-east-1.acm-validations.aws/123456789012/.well-known/pki-validation/"
+    "1a2b3c.txt";
+constexpr std::string_view www_from =
+    "http://www.example.com/.well-known/pki-validation/4d5e6f.txt";
+constexpr std::string_view www_to =
+    "https://validation.us-east-1.acm-validations.aws/123456789012/.well-known/pki-validation/"
+    "4d5e6f.txt";
+
+// `aws cloudfront get-managed-certificate-details --identifier tenant` (the CLI's JSON).
+constexpr std::string_view details_json = R"({
+    "ManagedCertificateDetails": {
+        "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
+        "CertificateStatus": "pending-validation",
+        "ValidationTokenHost": "self-hosted",
+        "ValidationTokenDetails": [
+            {
+                "Domain": "example.com",
+                "RedirectTo": "https://validation.us-east-1.acm-validations.aws/123456789012/.well-known/pki-validation/1a2b3c.txt",
+                "RedirectFrom": "http://example.com/.well-known/pki-validation/1a2b3c.txt"
+            },
+            {
+                "Domain": "www.example.com",
+                "RedirectTo": "https://validation.us-east-1.acm-validations.aws/123456789012/.well-known/pki-validation/4d5e6f.txt",
+                "RedirectFrom": "http://www.example.com/.well-known/pki-validation/4d5e6f.txt"
+            }
+        ]
+    }
+}
+)";
+
+// The same details as the GetManagedCertificateDetails API returns them (XML).
+constexpr std::string_view details_xml = R"(<?xml version="1.0" encoding="UTF-8"?>
+<GetManagedCertificateDetailsResponse xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/">
+  <GetManagedCertificateDetailsResult>
+    <ManagedCertificateDetails>
+      <CertificateArn>arn:aws:acm:us-east-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0</CertificateArn>
+      <CertificateStatus>pending-validation</CertificateStatus>
+      <ValidationTokenHost>self-hosted</ValidationTokenHost>
+      <ValidationTokenDetails>
+        <ValidationTokenDetail>
+          <Domain>example.com</Domain>
+          <RedirectTo>https://validation.us-east-1.acm-validations.aws/123456789012/.well-known/pki-validation/1a2b3c.txt</RedirectTo>
+          <RedirectFrom>http://example.com/.well-known/pki-validation/1a2b3c.txt</RedirectFrom>
+        </ValidationTokenDetail>
+        <ValidationTokenDetail>
+          <Domain>www.example.com</Domain>
+          <RedirectTo>https://validation.us-east-1.acm-validations.aws/123456789012/.well-known/pki-validation/4d5e6f.txt</RedirectTo>
+          <RedirectFrom>http://www.example.com/.well-known/pki-validation/4d5e6f.txt</RedirectFrom>
+        </ValidationTokenDetail>
+      </ValidationTokenDetails>
+    </ManagedCertificateDetails>
+  </GetManagedCertificateDetailsResult>
+</GetManagedCertificateDetailsResponse>
+)";
+
+// JSON details with the given status, token host and entries (each a JSON object text).
+std::string json_with(std::string_view status, std::string_view host,
+                      const std::vector<std::string>& entries) {
+  std::string list;
+  for (const std::string& e : entries) {
+    list += (list.empty() ? "" : ",") + e;
+  }
+  return R"({"ManagedCertificateDetails": {"CertificateStatus": ")" + std::string(status) +
+         R"(", "ValidationTokenHost": ")" + std::string(host) +
+         R"(", "ValidationTokenDetails": [)" + list + "]}}";
+}
+
+std::string entry(std::string_view domain, std::string_view from, std::string_view to) {
+  return R"({"Domain": ")" + std::string(domain) + R"(", "RedirectFrom": ")" + std::string(from) +
+         R"(", "RedirectTo": ")" + std::string(to) + R"("})";
+}
+
+const std::string apex = entry("example.com", apex_from, apex_to);
+const std::string www = entry("www.example.com", www_from, www_to);
+
+bool contains(const std::vector<std::string>& items, std::string_view part) {
+  for (const std::string& s : items) {
+    if (s.find(part) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void check_two_tokens(const v::certificate_details& d) {
+  CHECK(d.errors.empty());
+  CHECK(d.warnings.empty());
+  CHECK(d.status == "pending-validation");
+  CHECK(d.token_host == "self-hosted");
+  CHECK(d.certificate_arn ==
+        "arn:aws:acm:us-east-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0");
+  REQUIRE(d.tokens.size() == 2);
+  CHECK(d.tokens[0].domain == "example.com");
+  CHECK(d.tokens[0].redirect_from == apex_from);
+  CHECK(d.tokens[0].redirect_to == apex_to);
+  CHECK(d.tokens[1].domain == "www.example.com");
+  CHECK(d.tokens[1].redirect_from == www_from);
+  CHECK(d.tokens[1].redirect_to == www_to);
+}
+
+std::optional<std::string> no_env(std::string_view) {
+  return std::nullopt;
+}
+
+// Loads a config text as `wkproxy -t` would; returns the errors, one per line.
+std::string load_errors(const std::string& text) {
+  const auto loaded = cfg::load_string(text, "test.yaml", no_env);
+  std::string out;
+  for (const auto& e : loaded.errors) {
+    out += e.to_string() + "\n";
+  }
+  return out;
+}
+
+const std::vector<v::imported_token> two_tokens{
+    {"example.com", std::string(apex_from), std::string(apex_to)},
+    {"www.example.com", std::string(www_from), std::string(www_to)}};
+
+const std::string token_lines =
+    "tokens:\n"
+    "  - domain: example.com\n"
+    "    redirect_from: \"http://example.com/.well-known/pki-validation/1a2b3c.txt\"\n"
+    "    redirect_to: \"https://validation.us-east-1.acm-validations.aws/123456789012/"
+    ".well-known/pki-validation/1a2b3c.txt\"\n"
+    "  - domain: www.example.com\n"
+    "    redirect_from: \"http://www.example.com/.well-known/pki-validation/4d5e6f.txt\"\n"
+    "    redirect_to: \"https://validation.us-east-1.acm-validations.aws/123456789012/"
+    ".well-known/pki-validation/4d5e6f.txt\"\n";
+
+constexpr std::string_view head = "version: 1\n"
+                                  "listen: [\"127.0.0.1:8080\"]\n"
+                                  "origin: http://127.0.0.1:8081\n"
+                                  "cloudfront: http://d111111abcdef8.cloudfront.net\n";
+
+}  // namespace
+
+TEST_CASE("the CLI's JSON output gives both tokens with their domains") {
+  check_two_tokens(v::parse_certificate_details(details_json, prefix));
+}
+
+TEST_CASE("the API's XML gives the same tokens, whatever the root element") {
+  SUBCASE("GetManagedCertificateDetailsResponse with a namespace") {
+    check_two_tokens(v::parse_certificate_details(details_xml, prefix));
+  }
+  const std::string_view xml = details_xml;
+  const auto payload_begin = xml.find("<ManagedCertificateDetails>");
+  const auto payload_end = xml.find("</ManagedCertificateDetails>") +
+                           std::string_view("</ManagedCertificateDetails>").size();
+  const std::string payload(xml.substr(payload_begin, payload_end - payload_begin));
+  SUBCASE("GetManagedCertificateDetailsResult") {
+    check_two_tokens(v::parse_certificate_details("<GetManagedCertificateDetailsResult>" + payload +
+                                                      "</GetManagedCertificateDetailsResult>",
+                                                  prefix));
+  }
+  SUBCASE("ManagedCertificateDetails itself, after blank lines") {
+    check_two_tokens(v::parse_certificate_details("\n\n  " + payload, prefix));
+  }
+  SUBCASE("the REST payload: ManagedCertificateDetails with a namespace") {
+    std::string rest = payload;
+    rest.replace(
+        0, std::string_view("<ManagedCertificateDetails>").size(),
+        R"(<ManagedCertificateDetails xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/">)");
+    check_two_tokens(v::parse_certificate_details(rest, prefix));
+  }
+  SUBCASE("list items called <member>") {
+    std::string members = payload;
+    for (std::string_view tag : {"<ValidationTokenDetail>", "</ValidationTokenDetail>"}) {
+      for (auto at = members.find(tag); at != std::string::npos; at = members.find(tag)) {
+        members.replace(at, tag.size(), tag[1] == '/' ? "</member>" : "<member>");
+      }
+    }
+    check_two_tokens(v::parse_certificate_details(members, prefix));
+  }
+}
+
+TEST_CASE("input that is not certificate details is refused with a clear reason") {
+  struct row {
+    std::string_view name;
+    std::string input;
+    std::string_view error;
+  };
+  const row rows[] = {
+      {"empty", "  \n", "not get-managed-certificate-details output: the input is empty"},
+      {"text", "CertificateStatus: issued",
+       "not get-managed-certificate-details output: expected JSON"},
+      {"broken JSON", R"({"ManagedCertificateDetails": {)", "invalid JSON at line 1"},
+      {"JSON list", "[1]", "not get-managed-certificate-details output: expected JSON"},
+      {"other JSON", R"({"DistributionTenant": {}})",
+       "not get-managed-certificate-details output: no ManagedCertificateDetails"},
+      {"details not an object", R"({"ManagedCertificateDetails": []})",
+       "ManagedCertificateDetails: expected an object, got an array"},
+      {"list not an array", R"({"ManagedCertificateDetails": {"ValidationTokenDetails": {}}})",
+       "ValidationTokenDetails: expected an array, got an object"},
+      {"no list", R"({"ManagedCertificateDetails": {"CertificateStatus": "issued"}})",
+       "no ValidationTokenDetails: nothing to import"},
+      {"empty list", json_with("pending-validation", "self-hosted", {}),
+       "ValidationTokenDetails is empty"},
+      {"status not a string", R"({"ManagedCertificateDetails": {"CertificateStatus": 3}})",
+       "CertificateStatus: expected a string, got a number"},
+      {"entry not an object", json_with("pending-validation", "self-hosted", {apex, "\"x\""}),
+       "ValidationTokenDetails[1]: expected an object, got a string"},
+      {"Domain not a string",
+       json_with("issued", "self-hosted",
+                 {R"({"Domain": true, "RedirectFrom": "x", "RedirectTo": "y"})"}),
+       "ValidationTokenDetails[0].Domain: expected a string, got a boolean"},
+      {"no Domain",
+       json_with("issued", "self-hosted",
+                 {R"({"RedirectFrom": ")" + std::string(apex_from) + R"(", "RedirectTo": ")" +
+                  std::string(apex_to) + R"("})"}),
+       "ValidationTokenDetails[0]: no Domain"},
+      {"http RedirectTo",
+       json_with("pending-validation", "self-hosted",
+                 {apex, entry("www.example.com", www_from,
+                              "http://validation.us-east-1.acm-validations.aws/123456789012/"
+                              ".well-known/pki-validation/4d5e6f.txt")}),
+       "ValidationTokenDetails[1].RedirectTo: must start with https://"},
+      {"https RedirectFrom",
+       json_with(
+           "pending-validation", "self-hosted",
+           {entry("example.com", "https://example.com/.well-known/pki-validation/a.txt", apex_to)}),
+       "ValidationTokenDetails[0].RedirectFrom: must start with http://"},
+      {"RedirectFrom outside the prefix",
+       json_with(
+           "pending-validation", "self-hosted",
+           {entry("example.com", "http://example.com/.well-known/acme-challenge/a.txt", apex_to)}),
+       "ValidationTokenDetails[0].RedirectFrom: the path must start with "
+       "/.well-known/pki-validation/"},
+      {"RedirectFrom with two segments",
+       json_with("pending-validation", "self-hosted",
+                 {entry("example.com", "http://example.com/.well-known/pki-validation/a/b.txt",
+                        apex_to)}),
+       "ValidationTokenDetails[0].RedirectFrom: the file name must be one segment"},
+      {"domain mismatch",
+       json_with("pending-validation", "self-hosted", {entry("example.com", www_from, www_to)}),
+       "ValidationTokenDetails[0].RedirectFrom: the host \"www.example.com\" is not the Domain "
+       "\"example.com\""},
+      {"conflicting duplicate",
+       json_with("pending-validation", "self-hosted",
+                 {apex, entry("example.com", apex_from, www_to)}),
+       "ValidationTokenDetails[1]: another entry has the same RedirectFrom"},
+      {"broken XML", "<ManagedCertificateDetails><Domain>", "invalid XML at line"},
+      {"other XML root", "<DistributionTenant/>",
+       "not get-managed-certificate-details output: root element <DistributionTenant>"},
+      {"XML result without details",
+       "<GetManagedCertificateDetailsResult></GetManagedCertificateDetailsResult>",
+       "not get-managed-certificate-details output: no ManagedCertificateDetails"},
+      {"XML element where text belongs",
+       "<ManagedCertificateDetails><CertificateStatus><a/></CertificateStatus>"
+       "</ManagedCertificateDetails>",
+       "CertificateStatus: expected text, got elements"},
+      {"XML without a list",
+       "<ManagedCertificateDetails><CertificateStatus>issued</CertificateStatus>"
+       "</ManagedCertificateDetails>",
+       "no ValidationTokenDetails"},
+      {"an AWS error answer",
+       "<ErrorResponse><Error><Code>AccessDenied</Code><Message>not allowed</Message></Error>"
+       "</ErrorResponse>",
+       "AWS returned an error instead of certificate details: AccessDenied: not allowed"},
+  };
+  for (const row& r : rows) {
+    CAPTURE(r.name);
+    const auto d = v::parse_certificate_details(r.input, prefix);
+    CAPTURE(d.errors.empty() ? std::string() : d.errors.front());
+    CHECK(contains(d.errors, r.error));
+  }
+}
+
+TEST_CASE("a custom prefix is what RedirectFrom is checked against") {
+  const auto d = v::parse_certificate_details(details_json, "/acme/");
+  CHECK(contains(d.errors, "ValidationTokenDetails[0].RedirectFrom: the path must start with "
+                           "/acme/"));
+}
+
+TEST_CASE("domains are compared case-insensitively and stored lower-case") {
+  const auto d = v::parse_certificate_details(
+      json_with("issued", "self-hosted",
+                {entry("WWW.Example.COM",
+                       "http://www.EXAMPLE.com/.well-known/pki-validation/4d5e6f.txt", www_to)}),
+      prefix);
+  CHECK(d.errors.empty());
+  REQUIRE(d.tokens.size() == 1);
+  CHECK(d.tokens[0].domain == "www.example.com");
+}
+
+TEST_CASE("skipped entries and status hints are warnings, not errors") {
+  SUBCASE("a wildcard domain is skipped: HTTP validation does not support wildcards") {
+    const auto d =
+        v::parse_certificate_details(json_with("pending-validation", "self-hosted",
+                                               {apex, R"({"Domain": "*.example.com"})", www}),
+                                     prefix);
+    CHECK(d.errors.empty());
+    CHECK(d.tokens.size() == 2);
+    REQUIRE(d.warnings.size() == 1);
+    CHECK(d.warnings[0] == "ValidationTokenDetails[1]: skipped \"*.example.com\": HTTP "
+                           "validation does not support wildcards (ACM validates them by DNS)");
+  }
+  SUBCASE("an entry without RedirectFrom or RedirectTo is skipped") {
+    const auto d = v::parse_certificate_details(
+        json_with("pending-validation", "self-hosted",
+                  {apex, R"({"Domain": "www.example.com", "RedirectFrom": null})"}),
+        prefix);
+    CHECK(d.errors.empty());
+    CHECK(d.tokens.size() == 1);
+    CHECK(contains(d.warnings,
+                   "ValidationTokenDetails[1]: skipped www.example.com: no RedirectFrom and "
+                   "RedirectTo"));
+  }
+  SUBCASE("an identical duplicate is skipped") {
+    const auto d = v::parse_certificate_details(
+        json_with("pending-validation", "self-hosted", {apex, apex}), prefix);
+    CHECK(d.errors.empty());
+    CHECK(d.tokens.size() == 1);
+    CHECK(contains(d.warnings, "ValidationTokenDetails[1]: skipped a duplicate"));
+  }
+  SUBCASE("tokens served by CloudFront itself") {
+    const auto d =
+        v::parse_certificate_details(json_with("pending-validation", "cloudfront", {apex}), prefix);
+    CHECK(d.errors.empty());
+    CHECK(d.tokens.size() == 1);
+    CHECK(contains(d.warnings, "the tenant's tokens are served by CloudFront itself: this proxy "
+                               "is not needed once DNS points to CloudFront"));
+  }
+  SUBCASE("only wildcards: nothing left is an error") {
+    const auto d = v::parse_certificate_details(
+        json_with("pending-validation", "self-hosted", {R"({"Domain": "*.example.com"})"}), prefix);
+    CHECK(d.tokens.empty());
+    CHECK(contains(d.warnings, "wildcards"));
+    CHECK(contains(d.errors, "no importable token among the 1 entry given"));
+  }
+}
+
+TEST_CASE("statuses other than pending-validation and issued are warnings") {
+  struct row {
+    std::string_view status;
+    std::string_view warning;  // empty: none
+  };
+  const row rows[] = {
+      {"pending-validation", ""},
+      {"issued", ""},
+      {"inactive", "certificate status is inactive, not pending-validation or issued"},
+      {"expired", "certificate status is expired"},
+      {"validation-timed-out", "certificate status is validation-timed-out"},
+      {"revoked", "certificate status is revoked"},
+      {"failed", "certificate status is failed"},
+      {"frozen", "unknown certificate status \"frozen\""},
+  };
+  for (const row& r : rows) {
+    CAPTURE(r.status);
+    const auto d = v::parse_certificate_details(json_with(r.status, "self-hosted", {apex}), prefix);
+    CHECK(d.errors.empty());
+    CHECK(d.tokens.size() == 1);
+    if (r.warning.empty()) {
+      CHECK(d.warnings.empty());
+    } else {
+      REQUIRE(d.warnings.size() == 1);
+      CHECK(d.warnings[0].starts_with(r.warning));
+    }
+  }
+}
+
+TEST_CASE("the YAML output is ready to paste into a config") {
+  const auto d = v::parse_certificate_details(details_json, prefix);
+  const std::string yaml = v::render_tokens_yaml(d);
+  CHECK(yaml == "# from get-managed-certificate-details: status pending-validation, 2 tokens\n"
+                "domains: [example.com, www.example.com]\n" +
+                    token_lines);
+  SUBCASE("and it loads as the tokens of a config") {
+    CHECK(load_errors(std::string(head) + yaml) == "");
+  }
+  SUBCASE("one token, repeated domains listed once, \"$\" escaped from ${VAR} substitution") {
+    v::certificate_details one;
+    one.status = "issued";
+    one.tokens = {{"example.com", std::string(apex_from), "https://acm.example/a$b?x=\"1\""},
+                  {"example.com", "http://example.com/.well-known/pki-validation/z.txt",
+                   std::string(apex_to)}};
+    CHECK(v::render_tokens_yaml(one).starts_with(
+        "# from get-managed-certificate-details: status issued, 2 tokens\n"
+        "domains: [example.com]\n"
+        "tokens:\n"
+        "  - domain: example.com\n"
+        "    redirect_from: \"http://example.com/.well-known/pki-validation/1a2b3c.txt\"\n"
+        "    redirect_to: \"https://acm.example/a$$b?x=\\\"1\\\"\"\n"));
+    one.tokens.pop_back();
+    CHECK(v::render_tokens_yaml(one).starts_with(
+        "# from get-managed-certificate-details: status issued, 1 token\n"));
+  }
+}
+
+TEST_CASE("rewriting a config without tokens appends a block and adds missing domains") {
+  const std::string before = std::string(head) + "domains: [example.com]   # tenant\n";
+  const auto r = v::rewrite_config(before, two_tokens, no_env);
+  CHECK_FALSE(r.replaced);
+  CHECK(r.warnings.empty());
+  CHECK(r.added_domains == std::vector<std::string>{"www.example.com"});
+  CHECK(r.text == std::string(head) +
+                      "domains: [example.com, www.example.com]   # tenant\n"
+                      "\n"
+                      "# ACM HTTP validation tokens, from get-managed-certificate-details "
+                      "(wkproxy tokens import)\n" +
+                      token_lines);
+  CHECK(load_errors(r.text) == "");
+
+  SUBCASE("a file without a final line break gets one first") {
+    const auto r2 = v::rewrite_config(before.substr(0, before.size() - 1), two_tokens, no_env);
+    CHECK(r2.text == r.text);
+  }
+}
+
+TEST_CASE("rewriting a config replaces its tokens block and keeps everything else") {
+  const std::string before =
+      std::string(head) +
+      "# tenant domains\n"
+      "domains: [example.com, www.example.com]\n"
+      "\n"
+      "# imported last month\n"
+      "tokens:  # from AWS\n"
+      "  # old token\n"
+      "  - domain: example.com\n"
+      "    redirect_from: http://example.com/.well-known/pki-validation/old.txt\n"
+      "    redirect_to: https://validation.us-east-1.acm-validations.aws/1/x\n"
+      "\n"
+      "# timeouts follow\n"
+      "timeouts:\n"
+      "  connect: 2s   # short\n";
+  const auto r = v::rewrite_config(before, two_tokens, no_env);
+  CHECK(r.replaced);
+  CHECK(r.added_domains.empty());
+  CHECK(r.warnings.empty());
+  CHECK(r.text == std::string(head) +
+                      "# tenant domains\n"
+                      "domains: [example.com, www.example.com]\n"
+                      "\n"
+                      "# imported last month\n"
+                      "tokens:  # from AWS\n" +
+                      token_lines.substr(std::string_view("tokens:\n").size()) +
+                      "\n"
+                      "# timeouts follow\n"
+                      "timeouts:\n"
+                      "  connect: 2s   # short\n");
+  CHECK(load_errors(r.text) == "");
+
+  SUBCASE("a second import of the same tokens changes nothing") {
+    CHECK(v::rewrite_config(r.text, two_tokens, no_env).text == r.text);
+  }
+  SUBCASE("a block in compact style (items at column 0) at the end of the file") {
+    const std::string compact =
+        std::string(head) + "domains: [example.com, www.example.com]\n"
+                            "tokens:\n"
+                            "- domain: example.com\n"
+                            "  redirect_from: http://example.com/.well-known/pki-validation/o.txt\n"
+                            "  redirect_to: https://validation.us-east-1.acm-validations.aws/1/x";
+    const auto c = v::rewrite_config(compact, two_tokens, no_env);
+    CHECK(c.text == std::string(head) + "domains: [example.com, www.example.com]\n" + token_lines);
+  }
+  SUBCASE("an empty flow list") {
+    const auto c = v::rewrite_config(std::string(head) + "domains: [example.com, www.example.com]\n"
+                                                         "tokens: []\n"
+                                                         "workers: 2\n",
+                                     two_tokens, no_env);
+    CHECK(c.text == std::string(head) + "domains: [example.com, www.example.com]\n" + token_lines +
+                        "workers: 2\n");
+  }
+}
+
+TEST_CASE("missing domains are added in the allow-list's own style") {
+  struct row {
+    std::string_view name;
+    std::string before;  // after `head`
+    std::string after;   // after `head`, before the appended tokens block
+    std::vector<std::string> added;
+  };
+  const row rows[] = {
+      {"flow list with quotes",
+       "domains: [\"example.com\"]\n",
+       "domains: [\"example.com\", www.example.com]\n",
+       {"www.example.com"}},
+      {"empty flow list",
+       "domains: []\n",
+       "domains: [example.com, www.example.com]\n",
+       {"example.com", "www.example.com"}},
+      {"flow list with a trailing comma",
+       "domains: [example.com,]\n",
+       "domains: [example.com, www.example.com]\n",
+       {"www.example.com"}},
+      {"block list",
+       "domains:\n  - example.com   # apex\n\nworkers: 2\n",
+       "domains:\n  - example.com   # apex\n  - www.example.com\n\nworkers: 2\n",
+       {"www.example.com"}},
+      {"block list at column 0",
+       "domains:\n- other.example\n",
+       "domains:\n- other.example\n- example.com\n- www.example.com\n",
+       {"example.com", "www.example.com"}},
+      {"validation.domains, flow",
+       "validation:\n  mode: redirect\n  domains: [example.com]  # tenant\n",
+       "validation:\n  mode: redirect\n  domains: [example.com, www.example.com]  # tenant\n",
+       {"www.example.com"}},
+      {"validation.domains, block",
+       "validation:\n  domains:\n    - 'example.com'\n  mode: redirect\n",
+       "validation:\n  domains:\n    - 'example.com'\n    - www.example.com\n  mode: redirect\n",
+       {"www.example.com"}},
+      {"a wildcard already allows www",
+       "domains: [example.com, \"*.example.com\"]\n",
+       "domains: [example.com, \"*.example.com\"]\n",
+       {}},
+      {"upper-case entries count",
+       "domains: [EXAMPLE.com, WWW.example.COM]\n",
+       "domains: [EXAMPLE.com, WWW.example.COM]\n",
+       {}},
+      {"${VAR} entries count once substituted",
+       "domains: [\"${APEX:-example.com}\"]\n",
+       "domains: [\"${APEX:-example.com}\", www.example.com]\n",
+       {"www.example.com"}},
+  };
+  for (const row& r : rows) {
+    CAPTURE(r.name);
+    const auto out = v::rewrite_config(std::string(head) + r.before, two_tokens, no_env);
+    CHECK(out.warnings.empty());
+    CHECK(out.added_domains == r.added);
+    const std::string expected = std::string(head) + r.after +
+                                 "\n# ACM HTTP validation tokens, from "
+                                 "get-managed-certificate-details (wkproxy tokens import)\n" +
+                                 token_lines;
+    CHECK(out.text == expected);
+    CHECK(load_errors(out.text) == "");
+  }
+}
+
+TEST_CASE("an allow-list that cannot be edited safely is left alone with a warning") {
+  struct row {
+    std::string_view name;
+    std::string before;
+  };
+  const row rows[] = {
+      {"multi-line flow list", "domains: [example.com,\n  other.example]\n"},
+      {"anchored list", "domains: &tenants [example.com]\n"},
+      {"flow mapping", "validation: {domains: [example.com]}\n"},
+      {"no allow-list", "workers: 2\n"},
+  };
+  for (const row& r : rows) {
+    CAPTURE(r.name);
+    const auto out = v::rewrite_config(std::string(head) + r.before, two_tokens, no_env);
+    CHECK(out.added_domains.empty());
+    REQUIRE(out.warnings.size() == 1);
+    CHECK(out.warnings[0].ends_with(": add example.com, www.example.com to domains by hand"));
+    CHECK(out.text.starts_with(std::string(head) + r.before));
+  }
+}
+
+TEST_CASE("CRLF configs keep CRLF line breaks") {
+  const std::string before =
+      "version: 1\r\nlisten: [\"127.0.0.1:8080\"]\r\norigin: http://127.0.0.1:8081\r\n"
+      "cloudfront: http://d111111abcdef8.cloudfront.net\r\ndomains:\r\n  - example.com\r\n";
+  const auto out = v::rewrite_config(before, two_tokens, no_env);
+  CHECK(out.added_domains == std::vector<std::string>{"www.example.com"});
+  CHECK(out.text.find("  - www.example.com\r\n") != std::string::npos);
+  CHECK(out.text.find("\r\ntokens:\r\n  - domain: example.com\r\n") != std::string::npos);
+  std::size_t bare = 0;
+  for (std::size_t i = 0; i < out.text.size(); ++i) {
+    if (out.text[i] == '\n' && (i == 0 || out.text[i - 1] != '\r')) {
+      ++bare;
+    }
+  }
+  CHECK(bare == 0);
+}
