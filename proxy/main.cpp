@@ -1,5 +1,6 @@
 // wkproxy command line. Everything else lives in the libraries.
 
+#include "app/loadtest.hpp"
 #include "app/server.hpp"
 #include "config/load.hpp"
 #include "validation/check.hpp"
@@ -9,6 +10,8 @@
 #include <iostream>
 #include <string>
 #include <string_view>
+
+#include <unistd.h>
 
 #ifndef WKPROXY_VERSION
 #define WKPROXY_VERSION "0.0.0"
@@ -20,6 +23,7 @@ constexpr std::string_view usage = R"(usage: wkproxy -c FILE [--ports-file PATH]
        wkproxy -t -c FILE
        wkproxy tokens import FILE|- [--write CONFIG] [--prefix PATH]
        wkproxy check -c FILE [--via HOST:PORT | --dns] [--ca-file PEM] [--json] [--timeout DUR]
+       wkproxy loadtest --target HOST:PORT [--duration DUR] [--event AT:SHELLCMD ...] [--json]
        wkproxy --version | --help
 
 Sends ACME/ACM HTTP validation requests (/.well-known/pki-validation/<token>) for the tenant
@@ -36,8 +40,9 @@ domains to CloudFront and every other request to the existing origin, untouched.
   --version           print the version
   -h, --help          this text
 
-Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT stop gracefully (a second one
-stops at once).
+Signals: SIGHUP reloads the configuration (and listeners, certificates, token files);
+SIGTERM/SIGINT stop gracefully (a second one stops at once); SIGUSR2 starts this binary again
+with the listening sockets handed over, then drains and exits once the new process serves.
 )";
 
 int check_config(const std::string& path) {
@@ -60,6 +65,9 @@ int main(int argc, char** argv) {
   }
   if (argc >= 2 && std::string_view(argv[1]) == "check") {
     return wk::validation::run_check(argc - 2, argv + 2);
+  }
+  if (argc >= 2 && std::string_view(argv[1]) == "loadtest") {
+    return wk::app::run_loadtest(argc - 2, argv + 2);
   }
   wk::app::server_options opt;
   bool test_only = false;
@@ -101,5 +109,10 @@ int main(int argc, char** argv) {
   if (test_only) {
     return check_config(opt.config_path);
   }
+  // Resolved now: if the file is replaced by a newer binary, SIGUSR2 starts the new one.
+  char exe[4096];
+  auto n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  opt.exe = n > 0 ? std::string(exe, static_cast<std::size_t>(n)) : std::string(argv[0]);
+  opt.args.assign(argv, argv + argc);
   return wk::app::run_server(opt);
 }

@@ -1,6 +1,7 @@
 #include "app/server.hpp"
 
 #include "app/runtime.hpp"
+#include "app/upgrade.hpp"
 #include "app/worker.hpp"
 #include "config/load.hpp"
 #include "http/failure.hpp"
@@ -11,6 +12,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -20,7 +22,9 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 
 namespace wk::app {
 
@@ -59,8 +63,6 @@ std::string counters_summary() {
   }
   return out;
 }
-// How long a graceful stop waits for busy connections before closing them.
-constexpr std::chrono::seconds drain_timeout{30};
 
 struct server_state {
   server_options opt;
@@ -70,9 +72,10 @@ struct server_state {
   std::vector<std::unique_ptr<net::listener_socket>> listeners;
   std::vector<std::unique_ptr<worker>> workers;
   bool stopping = false;
+  bool upgrading = false;
 };
 
-std::shared_ptr<const runtime> load_runtime(server_state& s, bool reporting_only_to_log) {
+std::shared_ptr<const runtime> load_runtime_quietly(server_state& s, bool reporting_only_to_log) {
   auto loaded = config::load_file(s.opt.config_path, config::process_env());
   if (!loaded.errors.empty()) {
     for (const auto& e : loaded.errors) {
@@ -113,6 +116,14 @@ std::shared_ptr<const runtime> load_runtime(server_state& s, bool reporting_only
   return rt;
 }
 
+std::shared_ptr<const runtime> load_runtime(server_state& s, bool reporting_only_to_log) {
+  auto rt = load_runtime_quietly(s, reporting_only_to_log);
+  if (!rt && reporting_only_to_log) {
+    observe::process_counters().reload_failures.fetch_add(1, std::memory_order_relaxed);
+  }
+  return rt;
+}
+
 bool write_ports_file(const server_state& s) {
   if (s.opt.ports_file.empty()) {
     return true;
@@ -123,6 +134,7 @@ bool write_ports_file(const server_state& s) {
   }
   json::object doc;
   doc["listen"] = std::move(listen);
+  doc["pid"] = ::getpid();
   // Written beside the target and renamed into place: readers never see half a file.
   auto tmp = s.opt.ports_file + ".tmp";
   {
@@ -136,39 +148,87 @@ bool write_ports_file(const server_state& s) {
   return std::rename(tmp.c_str(), s.opt.ports_file.c_str()) == 0;
 }
 
+// Listeners of `cfg` that are not open yet, opened (or refused: the reason).
+std::variant<std::vector<std::unique_ptr<net::listener_socket>>, std::string>
+open_new_listeners(server_state& s, const config::config& cfg) {
+  std::vector<std::unique_ptr<net::listener_socket>> opened;
+  for (const auto& l : cfg.listen) {
+    const bool open = std::any_of(s.listeners.begin(), s.listeners.end(),
+                                  [&](const auto& have) { return have->cfg.address == l.address; });
+    if (open) {
+      continue;
+    }
+    auto result = net::open_listener(s.ioc, l, cfg.limits.max_connections);
+    if (auto* e = std::get_if<std::string>(&result)) {
+      return *e;
+    }
+    opened.push_back(std::get<0>(std::move(result)));
+  }
+  return opened;
+}
+
 void reload(server_state& s) {
   auto rt = load_runtime(s, true);
   if (!rt) {
     observe::error("reload of " + s.opt.config_path + " failed; the running config stays");
     return;
   }
-  std::vector<std::string> before;
-  for (const auto& l : s.current->cfg->listen) {
-    before.push_back(l.address);
+  // Listeners: the ones that stay are never touched; new ones are opened first (a bind error
+  // refuses the whole reload); removed ones stop accepting and their connections finish.
+  auto opened = open_new_listeners(s, *rt->cfg);
+  if (auto* e = std::get_if<std::string>(&opened)) {
+    observe::error("reload refused: listen: " + *e + "; the running config stays");
+    observe::process_counters().reload_failures.fetch_add(1, std::memory_order_relaxed);
+    return;
   }
-  std::vector<std::string> after;
-  for (const auto& l : rt->cfg->listen) {
-    after.push_back(l.address);
-  }
-  if (before != after) {
-    observe::warn("reload: listener changes take effect at the next restart");
+  for (auto it = s.listeners.begin(); it != s.listeners.end();) {
+    const auto& cfg_listen = rt->cfg->listen;
+    const bool kept = std::any_of(cfg_listen.begin(), cfg_listen.end(),
+                                  [&](const auto& l) { return l.address == (*it)->cfg.address; });
+    if (kept) {
+      ++it;
+      continue;
+    }
+    for (auto& w : s.workers) {
+      w->remove_listener((*it)->slot);
+    }
+    observe::info("reload: stopped listening on " + (*it)->slot->name);
+    it = s.listeners.erase(it);  // the workers' own descriptors close on their threads
   }
   s.dns.set_interval(rt->cfg->dns.refresh);
   for (auto& w : s.workers) {
     w->publish(rt);
   }
+  for (auto& l : std::get<0>(opened)) {
+    for (auto& w : s.workers) {
+      w->add_listener(*l);
+    }
+    observe::info("reload: listening on " + l->slot->name);
+    s.listeners.push_back(std::move(l));
+  }
   s.current = std::move(rt);
   s.dns.prune();
+  write_ports_file(s);
+  observe::process_counters().reloads.fetch_add(1, std::memory_order_relaxed);
   observe::info("reloaded " + s.opt.config_path);
 }
 
-asio::awaitable<void> drain_and_stop(server_state* s) {
+// Graceful stop: keep accepting for `grace` (load balancers notice the readiness flip), then
+// stop accepting, close idle connections, let busy ones finish up to drain_timeout, then stop.
+asio::awaitable<void> drain_and_stop(server_state* s, std::chrono::milliseconds grace) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  const auto& sd = s->current->cfg->shutdown;
+  if (grace.count() > 0) {
+    observe::info("stopping: accepting for " + std::to_string(grace.count()) + " ms more");
+    timer.expires_after(grace);
+    co_await timer.async_wait(nothrow);
+  }
   observe::info("stopping: draining connections");
   for (auto& w : s->workers) {
     w->begin_stop();
   }
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  auto deadline = std::chrono::steady_clock::now() + drain_timeout;
+  s->listeners.clear();  // the workers' descriptors are closed by begin_stop
+  auto deadline = std::chrono::steady_clock::now() + sd.drain_timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     std::size_t active = 0;
     for (auto& w : s->workers) {
@@ -183,8 +243,75 @@ asio::awaitable<void> drain_and_stop(server_state* s) {
   s->ioc.stop();
 }
 
-asio::awaitable<void> signal_loop(server_state* s) {
-  asio::signal_set signals(s->ioc, SIGINT, SIGTERM, SIGHUP);
+void begin_stop(server_state* s, std::chrono::milliseconds grace) {
+  s->stopping = true;
+  asio::co_spawn(s->ioc, drain_and_stop(s, grace), observe::log_exception{"drain"});
+}
+
+// SIGUSR2: start this binary again with the listening sockets, wait until it serves, then
+// drain and exit. If it never gets ready, kill it and keep serving.
+asio::awaitable<void> upgrade(server_state* s) {
+  s->upgrading = true;
+  std::vector<std::pair<std::string, int>> handoff;
+  for (const auto& l : s->listeners) {
+    handoff.emplace_back(l->cfg.address, l->acceptor.native_handle());
+  }
+  auto result = spawn_successor(s->opt.exe, s->opt.args, handoff);
+  if (auto* e = std::get_if<std::string>(&result)) {
+    observe::error("upgrade failed: " + *e + "; this process keeps serving");
+    observe::process_counters().upgrades_failed.fetch_add(1, std::memory_order_relaxed);
+    s->upgrading = false;
+    co_return;
+  }
+  const auto child = std::get<spawned>(result);
+  observe::info("upgrade: started " + s->opt.exe + " as pid " + std::to_string(child.pid) +
+                "; waiting for it to serve");
+  asio::posix::stream_descriptor pipe(s->ioc, child.ready_fd);
+  asio::steady_timer timer(s->ioc);
+  timer.expires_after(s->current->cfg->shutdown.upgrade_timeout);
+  timer.async_wait([&pipe](const boost::system::error_code& ec) {
+    if (!ec) {
+      boost::system::error_code ignored;
+      pipe.cancel(ignored);
+    }
+  });
+  std::string got;
+  char buf[64];
+  bool timed_out = false;
+  for (;;) {
+    auto [ec, n] = co_await pipe.async_read_some(asio::buffer(buf), nothrow);
+    got.append(buf, n);
+    timed_out = ec == asio::error::operation_aborted;
+    if (ec || got.find('\n') != std::string::npos) {
+      break;
+    }
+  }
+  timer.cancel();
+  if (got.starts_with("ready")) {
+    observe::info("upgrade: pid " + std::to_string(child.pid) +
+                  " serves; this process drains and exits");
+    if (!s->stopping) {
+      begin_stop(s, std::chrono::milliseconds(0));
+    }
+    co_return;
+  }
+  observe::error(
+      "upgrade failed: pid " + std::to_string(child.pid) +
+      (timed_out ? " did not get ready within " +
+                       std::to_string(s->current->cfg->shutdown.upgrade_timeout.count()) + " ms"
+                 : " exited before it was ready (see its errors above)") +
+      "; this process keeps serving");
+  observe::process_counters().upgrades_failed.fetch_add(1, std::memory_order_relaxed);
+  ::kill(child.pid, SIGKILL);
+  ::waitpid(child.pid, nullptr, 0);
+  s->upgrading = false;
+}
+
+// `signals` is created by run_server before anything announces readiness: a signal that
+// arrives before this coroutine first runs is queued by Asio, never delivered with its default
+// action (which would kill the process).
+asio::awaitable<void> signal_loop(server_state* s, asio::signal_set* signals_ptr) {
+  auto& signals = *signals_ptr;
   for (;;) {
     auto [ec, sig] = co_await signals.async_wait(nothrow);
     if (ec) {
@@ -196,13 +323,21 @@ asio::awaitable<void> signal_loop(server_state* s) {
       }
       continue;
     }
+    if (sig == SIGUSR2) {
+      if (s->stopping || s->upgrading) {
+        observe::warn("SIGUSR2 ignored: " +
+                      std::string(s->stopping ? "stopping" : "an upgrade is in progress"));
+      } else {
+        asio::co_spawn(s->ioc, upgrade(s), observe::log_exception{"upgrade"});
+      }
+      continue;
+    }
     if (s->stopping) {
       observe::warn("second stop signal: exiting now");
       s->ioc.stop();
       co_return;
     }
-    s->stopping = true;
-    asio::co_spawn(s->ioc, drain_and_stop(s), observe::log_exception{"drain"});
+    begin_stop(s, s->current->cfg->shutdown.accept_grace);
   }
 }
 
@@ -217,8 +352,11 @@ int run_server(const server_options& opt) {
     return 1;
   }
   const auto& cfg = *s.current->cfg;
+  auto inherited = inherited_sockets::from_environment();
   for (const auto& l : cfg.listen) {
-    auto opened = net::open_listener(s.ioc, l, cfg.limits.max_connections);
+    const int fd = inherited.take(l);
+    auto opened = fd >= 0 ? net::adopt_listener(s.ioc, l, fd, cfg.limits.max_connections)
+                          : net::open_listener(s.ioc, l, cfg.limits.max_connections);
     if (auto* e = std::get_if<std::string>(&opened)) {
       std::cerr << s.opt.config_path << ": listen: " << *e << '\n';
       return 1;
@@ -229,8 +367,11 @@ int run_server(const server_options& opt) {
   for (unsigned i = 0; i < n; ++i) {
     s.workers.push_back(std::make_unique<worker>(i, s.current));
   }
-  // Signals are set up before the workers run, so an early SIGTERM is never lost.
-  asio::co_spawn(s.ioc, signal_loop(&s), observe::log_exception{"signal handling"});
+  // Signals are set up before the workers run and before the ports file announces readiness,
+  // so an early SIGTERM is never lost.
+  asio::signal_set signals(s.ioc, SIGINT, SIGTERM, SIGHUP);
+  signals.add(SIGUSR2);
+  asio::co_spawn(s.ioc, signal_loop(&s, &signals), observe::log_exception{"signal handling"});
   s.dns.start(s.ioc, cfg.dns.refresh);
   for (auto& w : s.workers) {
     w->start(s.listeners);
@@ -238,9 +379,11 @@ int run_server(const server_options& opt) {
   for (const auto& l : s.listeners) {
     observe::info("listening on " + l->slot->name + " (" + std::to_string(n) + " workers)");
   }
+  inherited.close_unused();
   if (!write_ports_file(s)) {
     return 1;
   }
+  inherited.signal_ready();  // a process upgrading to us can drain now
   s.ioc.run();
   for (auto& w : s.workers) {
     w->stop_and_join();

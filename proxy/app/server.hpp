@@ -1,14 +1,17 @@
 #pragma once
 // The process: load and validate the config, open listeners, start workers, then run the
-// main thread's loop (signals, DNS refresh, reload, graceful stop).
+// main thread's loop (signals, DNS refresh, reload, graceful stop, binary upgrade).
 
 #include <string>
+#include <vector>
 
 namespace wk::app {
 
 struct server_options {
   std::string config_path;
   std::string ports_file;  // written once every listener is bound: {"listen": ["ip:port", ...]}
+  std::string exe;         // this binary (SIGUSR2 starts it again: an upgraded file)
+  std::vector<std::string> args;  // the command line, argv[0] included
 };
 
 // Runs until stopped by SIGTERM/SIGINT. Returns the process exit code: 0 after a clean stop,

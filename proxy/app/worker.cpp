@@ -11,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <exception>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -84,26 +85,69 @@ worker::~worker() {
   stop_and_join();
 }
 
+void worker::open_acceptor(const net::listener_socket& l) {
+  int fd = ::fcntl(const_cast<tcp::acceptor&>(l.acceptor).native_handle(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) {
+    observe::error("worker " + std::to_string(index_) + ": dup failed for " + l.slot->name);
+    return;
+  }
+  auto acceptor = std::make_unique<tcp::acceptor>(ioc_);
+  boost::system::error_code ec;
+  acceptor->assign(l.bound.protocol(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    observe::error("worker " + std::to_string(index_) + ": " + ec.message());
+    return;
+  }
+  spawn_accept(acceptor.get(), l.slot);
+  acceptors_.push_back(acceptor_entry{std::move(acceptor), l.slot});
+}
+
 void worker::start(const std::vector<std::unique_ptr<net::listener_socket>>& listeners) {
   for (const auto& l : listeners) {
-    int fd = ::dup(l->acceptor.native_handle());
-    if (fd < 0) {
-      observe::error("worker " + std::to_string(index_) + ": dup failed for " + l->slot->name);
-      continue;
-    }
-    auto acceptor = std::make_unique<tcp::acceptor>(ioc_);
-    boost::system::error_code ec;
-    acceptor->assign(l->bound.protocol(), fd, ec);
-    if (ec) {
-      ::close(fd);
-      observe::error("worker " + std::to_string(index_) + ": " + ec.message());
-      continue;
-    }
-    spawn_accept(acceptor.get(), l->slot);
-    acceptors_.push_back(std::move(acceptor));
+    open_acceptor(*l);
   }
   spawn_housekeeping();
   thread_ = std::thread([this] { ioc_.run(); });
+}
+
+void worker::add_listener(const net::listener_socket& l) {
+  // The descriptor is duplicated now, on the main thread: `l` may be gone when the post runs.
+  int fd = ::fcntl(const_cast<tcp::acceptor&>(l.acceptor).native_handle(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) {
+    observe::error("worker " + std::to_string(index_) + ": dup failed for " + l.slot->name);
+    return;
+  }
+  asio::post(ioc_, [this, fd, protocol = l.bound.protocol(), slot = l.slot] {
+    auto acceptor = std::make_unique<tcp::acceptor>(ioc_);
+    boost::system::error_code ec;
+    acceptor->assign(protocol, fd, ec);
+    if (ec) {
+      ::close(fd);
+      observe::error("worker " + std::to_string(index_) + ": " + ec.message());
+      return;
+    }
+    if (state_.stopping) {
+      return;  // the acceptor closes as it goes out of scope
+    }
+    spawn_accept(acceptor.get(), slot);
+    acceptors_.push_back(acceptor_entry{std::move(acceptor), slot});
+  });
+}
+
+void worker::remove_listener(const std::shared_ptr<net::listener_slot>& slot) {
+  asio::post(ioc_, [this, slot] {
+    for (auto it = acceptors_.begin(); it != acceptors_.end();) {
+      if (it->slot == slot) {
+        boost::system::error_code ec;
+        it->acceptor->close(ec);  // its accept loop ends with operation_aborted
+        // Kept until the worker stops: the accept loop may still hold the pointer.
+        ++it;
+      } else {
+        ++it;
+      }
+    }
+  });
 }
 
 void worker::spawn_accept(tcp::acceptor* acceptor, std::shared_ptr<net::listener_slot> slot) {
@@ -127,7 +171,7 @@ void worker::begin_stop() {
   asio::post(ioc_, [this] {
     for (auto& a : acceptors_) {
       boost::system::error_code ec;
-      a->close(ec);
+      a.acceptor->close(ec);
     }
     state_.begin_stop();
     state_.log.flush();

@@ -29,6 +29,12 @@ public:
   // Makes `rt` the snapshot for new requests (posted to the worker's thread).
   void publish(std::shared_ptr<const runtime> rt);
 
+  // Starts accepting on a listener opened by a reload (from the main thread).
+  void add_listener(const net::listener_socket& l);
+
+  // Stops accepting on a listener a reload removed; its connections finish on their own.
+  void remove_listener(const std::shared_ptr<net::listener_slot>& slot);
+
   // Stops accepting and closes idle connections; busy ones finish their current exchange.
   void begin_stop();
 
@@ -46,7 +52,13 @@ private:
   unsigned index_;
   boost::asio::io_context ioc_{1};  // declared first: destroyed last, after every session frame
   http::worker_state state_;
-  std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  struct acceptor_entry {
+    std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor;
+    std::shared_ptr<net::listener_slot> slot;
+  };
+  // Opens this worker's acceptor for `l` (a dup of its descriptor) and starts accepting.
+  void open_acceptor(const net::listener_socket& l);
+  std::vector<acceptor_entry> acceptors_;  // touched on the worker's thread once it runs
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   std::thread thread_;
 };

@@ -123,6 +123,13 @@ struct dns {
   duration refresh{30'000};  // re-resolve upstream names this often
 };
 
+// Graceful stop and binary upgrade.
+struct shutdown {
+  duration accept_grace{0};          // keep accepting after SIGTERM (load balancers notice)
+  duration drain_timeout{30'000};    // then wait this long for busy connections
+  duration upgrade_timeout{30'000};  // a new binary must be ready within this (SIGUSR2)
+};
+
 enum class log_output { stdout_stream, stderr_stream, off };
 
 struct access_log {
@@ -143,6 +150,7 @@ struct config {
   ::wk::config::limits limits;
   ::wk::config::headers headers;
   ::wk::config::dns dns;
+  ::wk::config::shutdown shutdown;
   ::wk::config::access_log access_log;
   unsigned workers = 0;  // 0 = one per core
 };

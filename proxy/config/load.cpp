@@ -269,7 +269,8 @@ private:
   std::string resolve_path(const std::string& path) const;
   void load_methods(const YAML::Node& node, const std::string& key);
   void load_limits(const YAML::Node& node, const std::string& key);
-  void load_duration(const YAML::Node& node, const std::string& key, duration& out);
+  void load_duration(const YAML::Node& node, const std::string& key, duration& out,
+                     bool zero_ok = false);
   std::optional<std::uint64_t> load_size(const YAML::Node& node, const std::string& key);
   void load_count(const YAML::Node& node, const std::string& key, std::size_t& out);
   void load_policy(const YAML::Node& node, const std::string& key, forwarded_policy& out);
@@ -442,6 +443,22 @@ void loader::load_document(const YAML::Node& root) {
          walk_map(n, k, {{"refresh", [this](const YAML::Node& v, const std::string& p) {
                             load_duration(v, p, cfg_.dns.refresh);
                           }}});
+       }},
+      {"shutdown",
+       [this](const YAML::Node& n, const std::string& k) {
+         auto& sd = cfg_.shutdown;
+         walk_map(n, k,
+                  {{"accept_grace",
+                    [this, &sd](const YAML::Node& v, const std::string& p) {
+                      load_duration(v, p, sd.accept_grace, true);
+                    }},
+                   {"drain_timeout",
+                    [this, &sd](const YAML::Node& v, const std::string& p) {
+                      load_duration(v, p, sd.drain_timeout);
+                    }},
+                   {"upgrade_timeout", [this, &sd](const YAML::Node& v, const std::string& p) {
+                      load_duration(v, p, sd.upgrade_timeout);
+                    }}});
        }},
       {"access_log",
        [this](const YAML::Node& n, const std::string& k) {
@@ -1046,7 +1063,8 @@ void loader::load_limits(const YAML::Node& node, const std::string& key) {
   }
 }
 
-void loader::load_duration(const YAML::Node& node, const std::string& key, duration& out) {
+void loader::load_duration(const YAML::Node& node, const std::string& key, duration& out,
+                           bool zero_ok) {
   auto text = scalar(node, key);
   if (!text) {
     return;
@@ -1055,8 +1073,8 @@ void loader::load_duration(const YAML::Node& node, const std::string& key, durat
   if (!d) {
     fail(node.Mark(), key,
          "invalid duration " + in_quotes(*text) + " (expected e.g. 250ms, 5s, 2m, 1h)");
-  } else if (d->count() <= 0) {
-    fail(node.Mark(), key, "must be greater than 0");
+  } else if (d->count() < 0 || (d->count() == 0 && !zero_ok)) {
+    fail(node.Mark(), key, zero_ok ? "must not be negative" : "must be greater than 0");
   } else {
     out = *d;
   }

@@ -74,6 +74,7 @@ struct request_state {
   std::size_t prefetched = 0;      // body bytes parsed into the body buffer before connecting
   bool body_read_live = false;     // body bytes were read while streaming (no resend possible)
   bool last = false;               // a connection limit: this answer closes the connection
+  const bool* stopping = nullptr;  // the worker is stopping: the answer closes the connection
   bool upstream_reusable = false;  // the backend connection can go back to the pool
   bool retryable = false;          // failed on a reused connection before any exchange
   bool upgrade_requested = false;  // origin route, Upgrade + Connection: upgrade forwarded
@@ -272,6 +273,9 @@ void build_upstream_request(const request_parser& parser, const request_state& s
 bool build_downstream_response(const response_parser& rp, request_state& st,
                                bhttp::response<bhttp::buffer_body>& res) {
   const auto& in = rp.get();
+  if (st.stopping != nullptr && *st.stopping) {
+    st.client_keep_alive = false;  // a graceful stop began while this request was in flight
+  }
   res.result(in.result_int());
   res.reason(in.reason());
   res.version(11);
@@ -627,7 +631,7 @@ net::awaitable<bool> answer_validation(worker_state* w, Client& client, request_
     body = not_found_body;
     break;
   }
-  bool keep = st.client_keep_alive && st.http11;
+  bool keep = st.client_keep_alive && st.http11 && !w->stopping;
   auto bytes = validation_reply(act.status, location, body, keep, st.head);
   if (bytes.empty()) {
     st.error = failure::internal;
@@ -659,6 +663,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   const auto& cfg = *rt->cfg;
   request_state st;
   st.decision.kind = routing::route_kind::reject;
+  st.stopping = &w->stopping;
 
   request_parser parser;
   parser.header_limit(static_cast<std::uint32_t>(cfg.limits.header_bytes));

@@ -1,7 +1,15 @@
 #include "net/listener.hpp"
 
+#include <algorithm>
+#include <cstring>
+#include <optional>
+
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/v6_only.hpp>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 namespace wk::net {
 
@@ -39,6 +47,68 @@ open_listener(asio::io_context& ioc, const config::listener& l, std::size_t max_
     return l.address + ": listen: " + ec.message();
   }
   ls->bound = a.local_endpoint(ec);
+  ls->slot = std::make_shared<listener_slot>();
+  ls->slot->name = endpoint_string(ls->bound);
+  ls->slot->max_connections = max_connections;
+  return ls;
+}
+
+namespace {
+
+std::optional<tcp::endpoint> local_tcp_endpoint(int fd) {
+  int type = 0;
+  int listening = 0;
+  socklen_t len = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
+    return std::nullopt;
+  }
+  len = sizeof listening;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || listening == 0) {
+    return std::nullopt;
+  }
+  sockaddr_storage ss{};
+  len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    return std::nullopt;
+  }
+  tcp::endpoint ep;
+  if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+    std::memcpy(ep.data(), &ss, std::min<std::size_t>(len, sizeof(sockaddr_storage)));
+    ep.resize(len);
+    return ep;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+bool listens_on(int fd, const config::listener& l) {
+  auto ep = local_tcp_endpoint(fd);
+  if (!ep) {
+    return false;
+  }
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(l.host, ec);
+  return !ec && ep->address() == addr && (l.port == 0 || ep->port() == l.port);
+}
+
+std::variant<std::unique_ptr<listener_socket>, std::string>
+adopt_listener(asio::io_context& ioc, const config::listener& l, int fd,
+               std::size_t max_connections) {
+  auto ep = local_tcp_endpoint(fd);
+  if (!ep) {
+    return l.address + ": inherited descriptor " + std::to_string(fd) +
+           " is not a listening TCP socket";
+  }
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);  // inherited without it; our own children get it explicitly
+  auto ls = std::make_unique<listener_socket>(ioc);
+  ls->cfg = l;
+  boost::system::error_code ec;
+  ls->acceptor.assign(ep->protocol(), fd, ec);
+  if (ec) {
+    return l.address + ": " + ec.message();
+  }
+  ls->bound = *ep;
   ls->slot = std::make_shared<listener_slot>();
   ls->slot->name = endpoint_string(ls->bound);
   ls->slot->max_connections = max_connections;

@@ -37,6 +37,16 @@ struct listener_socket {
 std::variant<std::unique_ptr<listener_socket>, std::string>
 open_listener(boost::asio::io_context& ioc, const config::listener& l, std::size_t max_connections);
 
+// Takes over a descriptor that is already bound and listening (inherited from the wkproxy being
+// upgraded, or from systemd socket activation): no bind, so no connection waiting in its accept
+// queue is lost. Returns the reason when `fd` is not a listening TCP socket for `l`.
+std::variant<std::unique_ptr<listener_socket>, std::string>
+adopt_listener(boost::asio::io_context& ioc, const config::listener& l, int fd,
+               std::size_t max_connections);
+
+// True when `fd` is a listening TCP socket bound to `l`'s address (and port, unless 0).
+bool listens_on(int fd, const config::listener& l);
+
 // "127.0.0.1:8080" / "[::1]:8080".
 std::string endpoint_string(const boost::asio::ip::tcp::endpoint& ep);
 

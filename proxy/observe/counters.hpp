@@ -21,6 +21,9 @@ struct counters {
   static constexpr std::size_t max_failure_kinds = 32;
   std::array<std::atomic<std::uint64_t>, max_failure_kinds> failures{};
   std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(limit_event::count_)> limits{};
+  std::atomic<std::uint64_t> reloads{0};          // configs published by SIGHUP
+  std::atomic<std::uint64_t> reload_failures{0};  // SIGHUP configs refused (old one kept)
+  std::atomic<std::uint64_t> upgrades_failed{0};  // SIGUSR2 successors that never got ready
 
   void count_failure(std::size_t kind) {
     if (kind < failures.size()) {

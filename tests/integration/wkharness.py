@@ -1489,3 +1489,135 @@ def run_wkproxy_check(*args, timeout=120) -> subprocess.CompletedProcess:
     """`wkproxy check ARGS...`; returns the CompletedProcess (text stdout/stderr)."""
     return subprocess.run([wkproxy_bin(), "check", *args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+# ------------------------------------------------------------------------------------------------
+# Zero-downtime additions (append-only): an origin light enough to sit behind a load test.
+
+
+class LightOrigin:
+    """A threaded HTTP/1.1 origin on 127.0.0.1:0 that records nothing: every request (bodies
+    are not expected) gets 200 with a small fixed body, keep-alive unless the request says
+    Connection: close. Cheap enough per request that the proxy, not the origin, is what a load
+    test measures. `requests` counts what it answered; `connections` what it accepted.
+    close_after=N closes each connection silently (no Connection: close) after N responses, as a
+    server's idle or max-requests close does."""
+
+    BODY = b"hello from the light origin\n"
+
+    def __init__(self, name="origin", close_after: int | None = None):
+        self.name = name
+        self.close_after = close_after
+        self._response = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Backend: "
+                          + name.encode() + b"\r\nContent-Length: "
+                          + str(len(self.BODY)).encode() + b"\r\n\r\n" + self.BODY)
+        self._close_response = self._response.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n",
+                                                      1)
+        self._lock = threading.Lock()
+        self._requests = 0
+        self._connections = 0
+        self._open: set = set()
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._listener = None
+        self.port = None
+
+    def start(self):
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((LOOPBACK, 0))
+        self._listener.listen(1024)
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        t = threading.Thread(target=self._accept_loop, name=f"{self.name}-accept", daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def stop(self):
+        self._stopping.set()
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            socks = list(self._open)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in list(self._threads):
+            t.join(timeout=5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def requests(self) -> int:
+        with self._lock:
+            return self._requests
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return self._connections
+
+    def _accept_loop(self):
+        while not self._stopping.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._connections += 1
+                self._open.add(sock)
+            t = threading.Thread(target=self._serve, args=(sock,), daemon=True,
+                                 name=f"{self.name}-conn")
+            self._threads = [x for x in self._threads if x.is_alive()]
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, sock):
+        buf = b""
+        answered = 0
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(0.2)
+            while not self._stopping.is_set():
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buf) > 65536:
+                        return
+                    try:
+                        data = sock.recv(65536)
+                    except (socket.timeout, TimeoutError):
+                        continue
+                    if not data:
+                        return
+                    buf += data
+                    continue
+                head, buf = buf[:end].lower(), buf[end + 4:]
+                close = b"connection: close" in head or head.endswith(b"http/1.0")
+                with self._lock:
+                    self._requests += 1
+                sock.sendall(self._close_response if close else self._response)
+                answered += 1
+                if close or (self.close_after is not None and answered >= self.close_after):
+                    return
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                self._open.discard(sock)
+            try:
+                sock.close()
+            except OSError:
+                pass

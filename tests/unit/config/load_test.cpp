@@ -156,7 +156,7 @@ TEST_CASE("bad config files report every error with file, line, column, key and 
        {"7:3: timeouts.conect: unknown key (expected one of: connect, header_read, idle, "
         "upstream_response, upstream_idle, body_idle)",
         "8:1: colour: unknown key (expected one of: version, listen, origin, cloudfront, domains, "
-        "validation, tokens, timeouts, limits, headers, dns, access_log, workers)"}},
+        "validation, tokens, timeouts, limits, headers, dns, shutdown, access_log, workers)"}},
       {"wrong_type.yaml",
        {"2:9: listen: expected a list, got a single value",
         "3:9: origin: expected a URL or a mapping with url, got a list",
@@ -247,6 +247,11 @@ TEST_CASE("each value is checked against its own rule") {
       {"a count is a positive integer",
        "limits:\n  max_connections: 0\n",
        {"test.yaml:7:20: limits.max_connections: expected a positive integer, got \"0\""}},
+      {"shutdown settings (accept_grace may be 0)",
+       "shutdown: {accept_grace: 0s, drain_timeout: 5s, upgrade_timeout: 10s}\n", {}},
+      {"a drain_timeout of 0 is refused",
+       "shutdown:\n  drain_timeout: 0s\n",
+       {"test.yaml:7:18: shutdown.drain_timeout: must be greater than 0"}},
       {"per-connection request limits",
        "limits: {max_requests_per_connection: 5, max_pipelined: 2}\n",
        {}},
