@@ -175,6 +175,13 @@ void worker::begin_stop() {
     }
     state_.begin_stop();
     state_.log.flush();
+    // Connections spared above (a first request or a next one on its way) get one second.
+    auto timer = std::make_shared<asio::steady_timer>(ioc_, std::chrono::seconds(1));
+    timer->async_wait([this, timer](const boost::system::error_code& ec) {
+      if (!ec) {
+        state_.close_idle();
+      }
+    });
   });
 }
 

@@ -34,6 +34,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/socket.h>
+
 namespace wk::http {
 
 namespace net = boost::asio;
@@ -846,8 +848,26 @@ void worker_state::give_buffer(std::unique_ptr<body_buffer> b) {
   }
 }
 
+namespace {
+
+// Bytes of a request already waiting in the socket (MSG_PEEK: nothing is consumed).
+bool input_pending(beast::tcp_stream& stream) {
+  char c;
+  return ::recv(stream.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+}  // namespace
+
 void worker_state::begin_stop() {
   stopping = true;
+  for (auto* h : sessions) {
+    if (h->idle && h->stream && h->served > 0 && !input_pending(*h->stream)) {
+      h->stream->cancel();
+    }
+  }
+}
+
+void worker_state::close_idle() {
   for (auto* h : sessions) {
     if (h->idle && h->stream) {
       h->stream->cancel();
@@ -905,7 +925,9 @@ net::awaitable<void> serve_connection(worker_state* w, tcp::socket socket,
       last = true;
       observe::process_counters().count(observe::limit_event::pipelined);
     }
-    if (!co_await handle_request(w, client, cbuf, conn, last) || last) {
+    const bool keep = co_await handle_request(w, client, cbuf, conn, last);
+    ++handle.served;
+    if (!keep || last) {
       break;
     }
   }

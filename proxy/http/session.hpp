@@ -27,6 +27,7 @@ namespace wk::http {
 struct session_handle {
   boost::beast::tcp_stream* stream = nullptr;
   bool idle = false;
+  std::size_t served = 0;  // requests answered on this connection so far
 };
 
 // Bytes moved per read/write step of a body, in each direction. Memory per busy connection
@@ -50,9 +51,13 @@ struct worker_state {
   std::unique_ptr<body_buffer> take_buffer();
   void give_buffer(std::unique_ptr<body_buffer> b);
 
-  // Marks the worker as stopping and closes connections that are between requests; busy
-  // ones close after their current response.
+  // Marks the worker as stopping and closes keep-alive connections that are between requests
+  // with nothing sent; busy ones close after their current response. A connection that has
+  // not sent its first request yet, or has bytes of a next request waiting, is left to be
+  // served (with Connection: close): its client is sending right now. close_idle() later
+  // closes whatever is still idle.
   void begin_stop();
+  void close_idle();
 };
 
 // Serves one accepted client connection until it closes. `w` outlives the coroutine (the
