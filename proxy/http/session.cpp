@@ -342,6 +342,26 @@ net::awaitable<void> switch_protocols(Client& client, const response_parser& rp,
   st.client_keep_alive = false;
 }
 
+// Beast reads at most the free capacity of the buffer it parses from (512 bytes minimum): without
+// room, a large body would move in sub-kilobyte steps, two system calls each. Room for up to
+// 64 KiB per read is made when more body is to come; the buffers shrink back when idle.
+constexpr std::size_t body_read_size = 4 * body_chunk_size;
+
+void reserve_for_body(beast::flat_buffer& buf, boost::optional<std::uint64_t> content_length,
+                      bool done) {
+  if (done) {
+    return;
+  }
+  std::size_t want = body_read_size;
+  if (content_length && *content_length < want) {
+    want = static_cast<std::size_t>(*content_length);
+  }
+  const auto target = std::min(buf.size() + want, buf.max_size());
+  if (buf.capacity() < target) {
+    buf.reserve(target);
+  }
+}
+
 // Sends the request on `up`: the header with the prefetched body bytes first (the whole
 // request, for most), then the rest of the body streamed from the client.
 template <class Up, class Client>
@@ -353,6 +373,7 @@ net::awaitable<void> send_request(Up& up, Client& client, beast::flat_buffer& cb
   bhttp::request_serializer<bhttp::buffer_body> sr{out};
   std::size_t got = st.prefetched;
   bool done = parser.is_done();
+  reserve_for_body(cbuf, parser.content_length(), done);
   for (bool first = true;; first = false) {
     if (!first) {
       parser.get().body().data = chunk.data();
@@ -490,6 +511,7 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& cl
   bool delimited = build_downstream_response(*rp, st, res);
   st.status = rp->get().result_int();
   bhttp::response_serializer<bhttp::buffer_body> sr{res};
+  reserve_for_body(ubuf, rp->content_length(), rp->is_done());
   for (;;) {
     bool done = rp->is_done();
     std::size_t got = 0;
@@ -807,6 +829,9 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
 
   if (st.error == failure::none && st.upstream_reusable && up) {
     up->buffer.clear();
+    if (up->buffer.capacity() > body_chunk_size) {
+      up->buffer.shrink_to_fit();  // a pooled connection keeps no large buffer
+    }
     w->pool.give(std::move(up));
   }
   if (st.error != failure::none) {
