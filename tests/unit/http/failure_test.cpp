@@ -75,13 +75,12 @@ TEST_CASE("validation replies: redirect with Location, static body, never cached
         "Cache-Control: no-store\r\n"
         "Location: " +
             to + "\r\n\r\n");
-  CHECK(wk::http::validation_reply(200, "", "token", false, false) ==
-        "HTTP/1.1 200 OK\r\n"
-        "Content-Type: text/plain\r\n"
-        "Content-Length: 5\r\n"
-        "Cache-Control: no-store\r\n"
-        "Connection: close\r\n\r\n"
-        "token");
+  CHECK(wk::http::validation_reply(200, "", "token", false, false) == "HTTP/1.1 200 OK\r\n"
+                                                                      "Content-Type: text/plain\r\n"
+                                                                      "Content-Length: 5\r\n"
+                                                                      "Cache-Control: no-store\r\n"
+                                                                      "Connection: close\r\n\r\n"
+                                                                      "token");
   // HEAD: the same head, no body.
   CHECK(wk::http::validation_reply(200, "", "token", true, true).ends_with("\r\n\r\n"));
   // A Location that could split the reply is refused outright.
