@@ -95,30 +95,11 @@ std::optional<std::uint64_t> parse_unsigned(std::string_view text) {
 // digits or '-' (no leading or trailing '-'), 253 characters at most, not ending in an all-digit
 // label (that would be an IP address, which the CA never validates).
 bool is_domain_name(std::string_view name) {
-  if (name.empty() || name.size() > 253) {
-    return false;
-  }
-  bool last_all_digits = false;
-  std::size_t start = 0;
-  while (start <= name.size()) {
-    std::size_t end = name.find('.', start);
-    if (end == std::string_view::npos) {
-      end = name.size();
-    }
-    const std::string_view label = name.substr(start, end - start);
-    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
-      return false;
-    }
-    last_all_digits = true;
-    for (char c : label) {
-      if (!(c >= 'a' && c <= 'z') && !is_digit(c) && c != '-') {
-        return false;
-      }
-      last_all_digits = last_all_digits && is_digit(c);
-    }
-    start = end + 1;
-  }
-  return !last_all_digits;
+  // The resolver's rules (is_host_name), without upper case or '_' (a tenant domain is stored
+  // lower-case and certificates never carry '_').
+  return std::none_of(name.begin(), name.end(),
+                      [](char c) { return (c >= 'A' && c <= 'Z') || c == '_'; }) &&
+         is_host_name(name);
 }
 
 // "*" alone, "*.name", or a plain name (already lower-cased).
