@@ -1,5 +1,7 @@
 #include "config/config.hpp"
 
+#include <algorithm>
+
 namespace wk::config {
 
 std::string upstream::key() const {
@@ -17,6 +19,32 @@ std::string upstream::key() const {
     out += "|ca=" + ca_file;
   }
   return out;
+}
+
+}  // namespace wk::config
+
+namespace wk::config {
+
+bool cidr::contains(const std::uint8_t* address, std::size_t size) const {
+  // An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4 client it stands for.
+  static constexpr std::array<std::uint8_t, 12> mapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (size == 16 && std::equal(mapped.begin(), mapped.end(), address)) {
+    address += 12;
+    size = 4;
+  }
+  if ((size == 16) != v6 || (size != 4 && size != 16)) {
+    return false;
+  }
+  unsigned bits = prefix;
+  for (std::size_t i = 0; bits > 0; ++i) {
+    const unsigned take = bits >= 8 ? 8 : bits;
+    const auto mask = static_cast<std::uint8_t>(0xff00U >> take);
+    if ((address[i] & mask) != (bytes[i] & mask)) {
+      return false;
+    }
+    bits -= take;
+  }
+  return true;
 }
 
 }  // namespace wk::config

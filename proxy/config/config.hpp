@@ -4,6 +4,7 @@
 // std::shared_ptr<const config>. Every field has its default here, so the minimal config of
 // DESIGN.md section 4 needs nothing else.
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -21,6 +22,10 @@ enum class forwarded_policy {
   replace  // drop what the client sent and write our own value
 };
 
+// A PROXY protocol header sent at the start of each new connection to a backend, so that it
+// still sees the client's address (HAProxy's proxy-protocol.txt).
+enum class proxy_protocol { off, v1, v2 };
+
 // One backend: the customer's origin, or the CloudFront routing endpoint.
 struct upstream {
   std::string name;         // "origin" or "cloudfront": used in logs and errors
@@ -31,15 +36,59 @@ struct upstream {
   std::string sni;          // TLS server name; defaults to host when it is a DNS name
   bool verify = true;       // verify the upstream certificate chain and name
   std::string ca_file;      // extra trust anchors (PEM); empty: the system store
+  proxy_protocol send_proxy_protocol = proxy_protocol::off;
 
   // Identity used to share pooled connections: equal keys mean interchangeable connections.
   [[nodiscard]] std::string key() const;
+};
+
+// An address range: "10.0.0.0/8", "2001:db8::/32", or one address ("127.0.0.1" = /32).
+struct cidr {
+  std::string text;                      // as written
+  bool v6 = false;                       // IPv6 range (an IPv4-mapped client matches v4 ranges)
+  std::array<std::uint8_t, 16> bytes{};  // network order; IPv4 uses the first 4
+  unsigned prefix = 0;                   // bits that must match
+
+  // `address` in network order: 4 bytes (IPv4) or 16 (IPv6, IPv4-mapped ones count as IPv4).
+  [[nodiscard]] bool contains(const std::uint8_t* address, std::size_t size) const;
+};
+
+// What a listener does with the bytes of a connection.
+enum class listener_mode {
+  http,         // plain HTTP: the routing of DESIGN.md section 1
+  tls,          // TLS termination with our certificates, then the same HTTP routing
+  passthrough,  // TLS passthrough: the ClientHello is read for SNI, then bytes are relayed
+};
+
+// A certificate of a TLS-terminating listener. Its names (subjectAltName DNS entries, else the
+// common name) select it by SNI; the first certificate is the default.
+struct certificate {
+  std::string cert_file;  // PEM: the leaf first, then intermediates
+  std::string key_file;   // PEM private key
+  std::string ocsp_file;  // optional: a DER OCSP response to staple
+};
+
+// A passthrough route: a ClientHello whose SNI matches `pattern` goes to `target`.
+struct sni_route {
+  std::string pattern;  // lower-case "name" or "*.suffix" (exactly one more label)
+  struct upstream target;
 };
 
 struct listener {
   std::string address;  // as written, e.g. "127.0.0.1:8080" or "[::1]:0"
   std::string host;     // IP literal without brackets
   std::uint16_t port = 0;
+  listener_mode mode = listener_mode::http;
+  // Non-empty: every connection must start with a PROXY v1/v2 header and come from one of
+  // these ranges (others are closed); the carried client address is used for X-Forwarded-For
+  // and logs.
+  std::vector<cidr> accept_proxy_from;
+  std::vector<certificate> certificates;  // tls only
+  // passthrough only: where connections go (a TCP host:port; default: the origin's host, port
+  // 443), per-SNI routes, and whether a ClientHello without SNI is refused.
+  struct upstream passthrough;
+  std::vector<sni_route> sni_routes;
+  bool reject_without_sni = false;
 };
 
 // How a validation request is answered (DESIGN.md section 1).

@@ -316,23 +316,29 @@ TEST_CASE("--via addresses") {
 }
 
 TEST_CASE("the default first hop is the config's first listener") {
-  using L = wk::config::listener;
-  const auto target = [](const std::vector<L>& l) { return v::listener_target(l); };
+  const auto L = [](std::string address, std::string host, std::uint16_t port) {
+    wk::config::listener l;
+    l.address = std::move(address);
+    l.host = std::move(host);
+    l.port = port;
+    return l;
+  };
+  const auto target = [](const std::vector<wk::config::listener>& l) { return v::listener_target(l); };
   SUBCASE("a loopback listener as written") {
-    auto t = target({L{"127.0.0.1:8080", "127.0.0.1", 8080}, L{"[::1]:81", "::1", 81}});
+    auto t = target({L("127.0.0.1:8080", "127.0.0.1", 8080), L("[::1]:81", "::1", 81)});
     REQUIRE(std::holds_alternative<v::host_port>(t));
     CHECK(std::get<v::host_port>(t).text() == "127.0.0.1:8080");
   }
   SUBCASE("the any-address means loopback") {
-    auto t4 = target({L{":80", "0.0.0.0", 80}});
+    auto t4 = target({L(":80", "0.0.0.0", 80)});
     REQUIRE(std::holds_alternative<v::host_port>(t4));
     CHECK(std::get<v::host_port>(t4).text() == "127.0.0.1:80");
-    auto t6 = target({L{"[::]:80", "::", 80}});
+    auto t6 = target({L("[::]:80", "::", 80)});
     REQUIRE(std::holds_alternative<v::host_port>(t6));
     CHECK(std::get<v::host_port>(t6).text() == "[::1]:80");
   }
   SUBCASE("port 0 cannot be checked by default") {
-    auto t = target({L{"127.0.0.1:0", "127.0.0.1", 0}});
+    auto t = target({L("127.0.0.1:0", "127.0.0.1", 0)});
     REQUIRE(std::holds_alternative<std::string>(t));
     CHECK(std::get<std::string>(t).find("--via") != std::string::npos);
   }
