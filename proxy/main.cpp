@@ -1,6 +1,7 @@
 // wkproxy command line. Everything else lives in the libraries.
 
 #include "app/loadtest.hpp"
+#include "app/runtime.hpp"
 #include "app/server.hpp"
 #include "config/load.hpp"
 #include "validation/check.hpp"
@@ -50,6 +51,20 @@ int check_config(const std::string& path) {
   if (!loaded.errors.empty()) {
     for (const auto& e : loaded.errors) {
       std::cerr << e.to_string() << '\n';
+    }
+    return 1;
+  }
+  // What only the runtime checks: certificates and keys that parse and match, CA files that
+  // load, static token files.
+  wk::upstream::resolver_registry dns;
+  std::vector<std::string> warnings;
+  auto built = wk::app::build_runtime(std::move(*loaded.cfg), dns, warnings);
+  for (const auto& w : warnings) {
+    std::cerr << path << ": warning: " << w << '\n';
+  }
+  if (auto* errors = std::get_if<std::vector<std::string>>(&built)) {
+    for (const auto& e : *errors) {
+      std::cerr << path << ": " << e << '\n';
     }
     return 1;
   }

@@ -1,6 +1,7 @@
 #include "app/runtime.hpp"
 
 #include "net/tls_context.hpp"
+#include "net/tls_server.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -39,6 +40,33 @@ std::string authority(const std::string& host, std::uint16_t port) {
 }
 
 }  // namespace
+
+const upstream::target& listener_runtime::passthrough_for(std::string_view sni) const {
+  if (!sni.empty()) {
+    for (const auto& r : sni_routes) {
+      if (r.pattern == sni) {
+        return r.target;
+      }
+    }
+    for (const auto& r : sni_routes) {
+      const std::string_view suffix = std::string_view(r.pattern).substr(1);  // ".example.com"
+      if (r.pattern.starts_with("*.") && sni.size() > suffix.size() && sni.ends_with(suffix) &&
+          sni.substr(0, sni.size() - suffix.size()).find('.') == std::string_view::npos) {
+        return r.target;
+      }
+    }
+  }
+  return passthrough;
+}
+
+const listener_runtime* runtime::listener_for(const net::listener_slot& slot) const {
+  for (const auto& l : listeners) {
+    if (l.cfg->address == slot.address && l.ordinal == slot.ordinal) {
+      return &l;
+    }
+  }
+  return nullptr;
+}
 
 std::vector<std::string> runtime::upstream_keys() const {
   std::vector<std::string> keys{origin.key, cloudfront.key};
@@ -88,19 +116,48 @@ build_runtime(config::config cfg, upstream::resolver_registry& dns,
       }
     }
   }
+  // Listener settings point into the config, so they are built against its final place.
+  auto shared_cfg = std::make_shared<config::config>(std::move(cfg));
+  const auto& listen = shared_cfg->listen;
+  for (std::size_t i = 0; i < listen.size(); ++i) {
+    listener_runtime l;
+    l.cfg = &listen[i];
+    l.ordinal = static_cast<std::size_t>(
+        std::count_if(listen.begin(), listen.begin() + static_cast<std::ptrdiff_t>(i),
+                      [&](const config::listener& o) { return o.address == listen[i].address; }));
+    if (l.cfg->mode == config::listener_mode::tls) {
+      auto tls = net::make_server_tls(l.cfg->certificates, warnings);
+      if (auto* e = std::get_if<std::string>(&tls)) {
+        errors.push_back("listen " + l.cfg->address + ": " + *e);
+      } else {
+        l.tls = std::get<0>(std::move(tls));
+      }
+    } else if (l.cfg->mode == config::listener_mode::passthrough) {
+      make_target(l.cfg->passthrough, dns, l.passthrough, errors);
+      for (const auto& r : l.cfg->sni_routes) {
+        sni_target t;
+        t.pattern = r.pattern;
+        if (make_target(r.target, dns, t.target, errors)) {
+          l.sni_routes.push_back(std::move(t));
+        }
+      }
+    }
+    rt->listeners.push_back(std::move(l));
+  }
   if (!errors.empty()) {
     return errors;
   }
-  rt->routes.prefix = cfg.validation.prefix;
-  rt->routes.domains = routing::host_allow_list(cfg.validation.domains);
+  const config::config& c = *shared_cfg;
+  rt->routes.prefix = c.validation.prefix;
+  rt->routes.domains = routing::host_allow_list(c.validation.domains);
   rt->routes.methods.clear();
-  for (auto m : cfg.validation.methods) {
+  for (auto m : c.validation.methods) {
     std::transform(m.begin(), m.end(), m.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+                   [](unsigned char ch) { return static_cast<char>(std::toupper(ch)); });
     rt->routes.methods.push_back(std::move(m));
   }
-  auto files = validation::static_files::load(cfg.validation.static_dir, warnings);
-  rt->cfg = std::make_shared<const config::config>(std::move(cfg));
+  auto files = validation::static_files::load(c.validation.static_dir, warnings);
+  rt->cfg = std::move(shared_cfg);
   rt->tokens = validation::token_table(*rt->cfg, std::move(files));
   return std::shared_ptr<const runtime>(std::move(rt));
 }

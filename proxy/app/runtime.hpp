@@ -5,6 +5,7 @@
 // in flight keep the one they started with.
 
 #include "config/config.hpp"
+#include "net/listener.hpp"
 #include "routing/route.hpp"
 #include "upstream/resolver.hpp"
 #include "upstream/target.hpp"
@@ -15,7 +16,30 @@
 #include <variant>
 #include <vector>
 
+namespace wk::net {
+class server_tls;
+}
+
 namespace wk::app {
+
+// A passthrough route with its upstream ready to connect.
+struct sni_target {
+  std::string pattern;  // "name" or "*.suffix"
+  upstream::target target;
+};
+
+// What a listener does, as of this snapshot (a reload may change it for a kept listener).
+struct listener_runtime {
+  const config::listener* cfg = nullptr;       // into runtime::cfg
+  std::size_t ordinal = 0;                     // see net::listener_slot
+  std::shared_ptr<const net::server_tls> tls;  // mode tls: certificates by SNI
+  upstream::target passthrough;                // mode passthrough: the default upstream
+  std::vector<sni_target> sni_routes;
+
+  // The passthrough upstream for a ClientHello's SNI (lower-case, may be empty): an exact
+  // route, else a "*.suffix" route matching exactly one more label, else the default.
+  const upstream::target& passthrough_for(std::string_view sni) const;
+};
 
 struct runtime {
   std::shared_ptr<const config::config> cfg;
@@ -25,6 +49,11 @@ struct runtime {
   validation::token_table tokens;  // points into *cfg
   // fetch mode: one HTTPS target per RedirectTo host:port (ACM's validation hosts)
   std::vector<upstream::target> fetch_targets;
+  std::vector<listener_runtime> listeners;  // in config order
+
+  // The settings of the listener `slot` belongs to; nullptr when this snapshot has none (a
+  // reload removed it and its last connections are still arriving).
+  const listener_runtime* listener_for(const net::listener_slot& slot) const;
 
   std::vector<std::string> upstream_keys() const;
   // The fetch target for a token's RedirectTo; nullptr when fetch mode is not configured.

@@ -54,6 +54,12 @@ std::string counters_summary() {
       limits += (limits.empty() ? "" : " ") + std::string(limit_names[i]) + "=" + std::to_string(n);
     }
   }
+  for (std::size_t i = 0; i < c.connections.size(); ++i) {
+    if (auto n = c.connections[i].load(std::memory_order_relaxed); n > 0) {
+      errors += (errors.empty() ? "" : " ") + std::string(observe::connection_event_names[i]) +
+                "=" + std::to_string(n);
+    }
+  }
   std::string out;
   if (!errors.empty()) {
     out += "errors: " + errors;
@@ -148,11 +154,19 @@ bool write_ports_file(const server_state& s) {
   return std::rename(tmp.c_str(), s.opt.ports_file.c_str()) == 0;
 }
 
+// How many entries before `index` in `listen` have the same address text (see listener_slot).
+std::size_t ordinal_of(const std::vector<config::listener>& listen, std::size_t index) {
+  return static_cast<std::size_t>(
+      std::count_if(listen.begin(), listen.begin() + static_cast<std::ptrdiff_t>(index),
+                    [&](const config::listener& l) { return l.address == listen[index].address; }));
+}
+
 // Listeners of `cfg` that are not open yet, opened (or refused: the reason).
 std::variant<std::vector<std::unique_ptr<net::listener_socket>>, std::string>
 open_new_listeners(server_state& s, const config::config& cfg) {
   std::vector<std::unique_ptr<net::listener_socket>> opened;
-  for (const auto& l : cfg.listen) {
+  for (std::size_t i = 0; i < cfg.listen.size(); ++i) {
+    const auto& l = cfg.listen[i];
     const bool open = std::any_of(s.listeners.begin(), s.listeners.end(),
                                   [&](const auto& have) { return have->cfg.address == l.address; });
     if (open) {
@@ -163,6 +177,7 @@ open_new_listeners(server_state& s, const config::config& cfg) {
       return *e;
     }
     opened.push_back(std::get<0>(std::move(result)));
+    opened.back()->slot->ordinal = ordinal_of(cfg.listen, i);
   }
   return opened;
 }
@@ -353,7 +368,8 @@ int run_server(const server_options& opt) {
   }
   const auto& cfg = *s.current->cfg;
   auto inherited = inherited_sockets::from_environment();
-  for (const auto& l : cfg.listen) {
+  for (std::size_t i = 0; i < cfg.listen.size(); ++i) {
+    const auto& l = cfg.listen[i];
     const int fd = inherited.take(l);
     auto opened = fd >= 0 ? net::adopt_listener(s.ioc, l, fd, cfg.limits.max_connections)
                           : net::open_listener(s.ioc, l, cfg.limits.max_connections);
@@ -362,6 +378,7 @@ int run_server(const server_options& opt) {
       return 1;
     }
     s.listeners.push_back(std::get<0>(std::move(opened)));
+    s.listeners.back()->slot->ordinal = ordinal_of(cfg.listen, i);
   }
   unsigned n = cfg.workers != 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) {

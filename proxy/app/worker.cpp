@@ -1,5 +1,6 @@
 #include "app/worker.hpp"
 
+#include "app/connection.hpp"
 #include "http/local_reply.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
@@ -55,7 +56,7 @@ asio::awaitable<void> accept_loop(http::worker_state* w, tcp::acceptor* acceptor
       refuse(socket);
       continue;
     }
-    asio::co_spawn(exec, http::serve_connection(w, std::move(socket), slot),
+    asio::co_spawn(exec, serve_client(w, std::move(socket), slot),
                    observe::log_exception{"session"});
   }
 }

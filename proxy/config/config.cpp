@@ -12,6 +12,9 @@ std::string upstream::key() const {
     out += host;
   }
   out += ':' + std::to_string(port);
+  if (send_proxy_protocol != proxy_protocol::off) {
+    out += send_proxy_protocol == proxy_protocol::v1 ? "|pp=1" : "|pp=2";
+  }
   if (tls) {
     // Everything that changes the TLS handshake or its verification is part of the identity.
     out += "|sni=" + sni;

@@ -151,6 +151,7 @@ struct timeouts {
   duration upstream_response{60'000};  // waiting for a backend's response header / body bytes
   duration upstream_idle{4'000};       // how long an idle pooled backend connection is kept
   duration body_idle{60'000};          // no progress on a request or response body
+  duration tunnel_idle{600'000};       // upgraded (101) and passthrough tunnels: no byte either way
 };
 
 struct limits {

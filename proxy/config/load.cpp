@@ -239,6 +239,27 @@ private:
   std::optional<std::string> scalar(const YAML::Node& node, const std::string& key);
 
   void load_listen(const YAML::Node& node, const std::string& key);
+  // The keys of a listener mapping besides address, checked once the mode is known.
+  struct listener_options {
+    std::optional<located> mode;
+    std::optional<located> accept_proxy_from;
+    std::vector<cidr> ranges;
+    std::optional<located> certificates;
+    std::vector<certificate> certs;
+    std::optional<located> upstream;
+    std::optional<located> sni_routes;
+    std::vector<sni_route> routes;
+    std::optional<located> on_no_sni;
+    std::optional<located> send_proxy_protocol;
+  };
+  listener_options load_listener_options(const YAML::Node& entry, const std::string& path,
+                                         std::optional<YAML::Node>& address);
+  void apply_listener_options(listener_options o, listener& l, const std::string& path,
+                              const YAML::Mark& mark);
+  void load_certificates(const YAML::Node& node, const std::string& key,
+                         std::vector<certificate>& out);
+  void load_sni_routes(const YAML::Node& node, const std::string& key, std::vector<sni_route>& out);
+  std::optional<proxy_protocol> proxy_protocol_of(const located& value);
   void load_upstream(const YAML::Node& node, const std::string& key, upstream& out);
   std::optional<std::vector<std::string>> load_domains(const YAML::Node& node,
                                                        const std::string& key);
@@ -256,7 +277,9 @@ private:
   void load_count(const YAML::Node& node, const std::string& key, std::size_t& out);
   void load_policy(const YAML::Node& node, const std::string& key, forwarded_policy& out);
   void load_workers(const YAML::Node& node, const std::string& key);
-  void check_ca_file(const located& ca_file, std::string& out);
+  // A file that must be readable (relative paths start at the config file's directory);
+  // `out` gets the resolved path.
+  void check_file(const located& file, std::string& out, std::string_view what);
 
   // Where to report a problem with `node`. yaml-cpp marks an empty value ("key:") at the next
   // token, often on a later line, so empty values are reported at their key instead.
@@ -277,7 +300,9 @@ private:
     YAML::Mark to_mark;
     YAML::Mark domain_mark;
   };
-  std::vector<token_source> token_marks_;  // tokens[i], for cross-checks after the walk
+  std::vector<token_source> token_marks_;          // tokens[i], for cross-checks after the walk
+  std::vector<std::string> listen_paths_;          // listen[i] as a key, for cross-checks
+  std::vector<std::size_t> passthrough_defaults_;  // passthrough listeners without upstream
 };
 
 void loader::fail(const YAML::Mark& mark, std::string key, std::string reason) {
@@ -404,7 +429,8 @@ void loader::load_document(const YAML::Node& root) {
                    {"idle", set(t.idle)},
                    {"upstream_response", set(t.upstream_response)},
                    {"upstream_idle", set(t.upstream_idle)},
-                   {"body_idle", set(t.body_idle)}});
+                   {"body_idle", set(t.body_idle)},
+                   {"tunnel_idle", set(t.tunnel_idle)}});
        }},
       {"limits", [this](const YAML::Node& n, const std::string& k) { load_limits(n, k); }},
       {"headers",
@@ -481,6 +507,16 @@ void loader::load_document(const YAML::Node& root) {
          "the allow-list is given twice (domains and validation.domains); keep one");
   }
   check_tokens();
+  for (std::size_t index : passthrough_defaults_) {
+    // TLS traffic goes where it went before: the origin's host, on the HTTPS port.
+    upstream& u = cfg_.listen[index].passthrough;
+    const auto pp = u.send_proxy_protocol;
+    const std::string& host = cfg_.origin.host;
+    u.url = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":443";
+    u.host = host;
+    u.port = 443;
+    u.send_proxy_protocol = pp;
+  }
 }
 
 std::string loader::resolve_path(const std::string& path) const {
@@ -676,9 +712,9 @@ void loader::load_listen(const YAML::Node& node, const std::string& key) {
     key_mark_ = node.Mark();  // an empty item ("-" alone) is reported where the list starts
     const std::string path = item(key, i);
     std::optional<YAML::Node> address;
+    listener_options options;
     if (entry.IsMap()) {
-      walk_map(entry, path,
-               {{"address", [&](const YAML::Node& v, const std::string&) { address.emplace(v); }}});
+      options = load_listener_options(entry, path, address);
       if (!address) {
         fail(entry.Mark(), child(path, "address"), "missing required key");
         continue;
@@ -712,8 +748,221 @@ void loader::load_listen(const YAML::Node& node, const std::string& key) {
            "duplicate listen address " + in_quotes(*text) + " (same as " + paths[index] + ")");
       continue;
     }
+    apply_listener_options(std::move(options), l, path, entry.Mark());
     cfg_.listen.push_back(std::move(l));
     paths.push_back(value_key);
+    listen_paths_.push_back(path);
+  }
+}
+
+loader::listener_options loader::load_listener_options(const YAML::Node& entry,
+                                                       const std::string& path,
+                                                       std::optional<YAML::Node>& address) {
+  listener_options o;
+  const auto keep = [this](std::optional<located>& slot) {
+    return [this, &slot](const YAML::Node& v, const std::string& p) {
+      if (auto text = scalar(v, p)) {
+        slot = located{std::move(*text), v.Mark(), p};
+      }
+    };
+  };
+  walk_map(entry, path,
+           {{"address", [&](const YAML::Node& v, const std::string&) { address.emplace(v); }},
+            {"mode", keep(o.mode)},
+            {"accept_proxy_from",
+             [&](const YAML::Node& v, const std::string& p) {
+               o.accept_proxy_from = located{"", mark_of(v), p};
+               if (!expect_list(v, p)) {
+                 return;
+               }
+               for (std::size_t j = 0; j < v.size(); ++j) {
+                 const std::string item_key = item(p, j);
+                 if (auto text = scalar(v[j], item_key)) {
+                   auto range = parse_cidr(*text);
+                   if (auto* reason = std::get_if<std::string>(&range)) {
+                     fail(v[j].Mark(), item_key, *reason);
+                   } else {
+                     o.ranges.push_back(std::get<cidr>(std::move(range)));
+                   }
+                 }
+               }
+             }},
+            {"certificates",
+             [&](const YAML::Node& v, const std::string& p) {
+               o.certificates = located{"", mark_of(v), p};
+               load_certificates(v, p, o.certs);
+             }},
+            {"upstream", keep(o.upstream)},
+            {"sni_routes",
+             [&](const YAML::Node& v, const std::string& p) {
+               o.sni_routes = located{"", mark_of(v), p};
+               load_sni_routes(v, p, o.routes);
+             }},
+            {"on_no_sni", keep(o.on_no_sni)},
+            {"send_proxy_protocol", keep(o.send_proxy_protocol)}});
+  return o;
+}
+
+void loader::load_certificates(const YAML::Node& node, const std::string& key,
+                               std::vector<certificate>& out) {
+  if (!expect_list(node, key)) {
+    return;
+  }
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    const YAML::Node entry = node[i];
+    const std::string path = item(key, i);
+    certificate c;
+    const auto file = [&](std::string& slot, std::string_view what) {
+      return [this, &slot, what](const YAML::Node& v, const std::string& p) {
+        if (auto text = scalar(v, p)) {
+          check_file(located{std::move(*text), v.Mark(), p}, slot, what);
+        }
+      };
+    };
+    const auto seen = walk_map(entry, path,
+                               {{"cert", file(c.cert_file, "certificate file")},
+                                {"key", file(c.key_file, "key file")},
+                                {"ocsp", file(c.ocsp_file, "OCSP response file")}});
+    if (!entry.IsMap()) {
+      continue;
+    }
+    bool complete = true;
+    for (std::string_view required : {"cert", "key"}) {
+      if (!seen.contains(required)) {
+        fail(entry.Mark(), child(path, required), "missing required key");
+        complete = false;
+      }
+    }
+    if (complete) {
+      out.push_back(std::move(c));
+    }
+  }
+}
+
+void loader::load_sni_routes(const YAML::Node& node, const std::string& key,
+                             std::vector<sni_route>& out) {
+  if (!node.IsMap() || node.size() == 0) {
+    fail(mark_of(node), key,
+         std::string("expected a mapping of server name: HOST:PORT, got ") +
+             (node.IsMap() ? "an empty mapping" : type_name(node)));
+    return;
+  }
+  for (const auto& entry : node) {
+    auto name = scalar(entry.first, key);
+    if (!name) {
+      continue;
+    }
+    const std::string path = child(key, *name);
+    std::string lowered;
+    for (char c : *name) {
+      lowered += to_lower(c);
+    }
+    if (lowered == "*" || !is_domain_pattern(lowered)) {
+      fail(entry.first.Mark(), path,
+           "expected a server name or *.suffix, got " + in_quotes(*name) +
+               " (connections that match no route go to upstream)");
+      continue;
+    }
+    if (std::any_of(out.begin(), out.end(),
+                    [&](const sni_route& r) { return r.pattern == lowered; })) {
+      fail(entry.first.Mark(), path, "duplicate server name");
+      continue;
+    }
+    auto text = scalar(entry.second, path);
+    if (!text) {
+      continue;
+    }
+    auto target = parse_tcp_address(*text);
+    if (auto* reason = std::get_if<std::string>(&target)) {
+      fail(entry.second.Mark(), path, *reason);
+      continue;
+    }
+    sni_route r;
+    r.pattern = std::move(lowered);
+    r.target = std::get<upstream>(std::move(target));
+    r.target.name = "passthrough:" + r.pattern;
+    out.push_back(std::move(r));
+  }
+}
+
+std::optional<proxy_protocol> loader::proxy_protocol_of(const located& value) {
+  if (value.value == "off") {
+    return proxy_protocol::off;
+  }
+  if (value.value == "v1") {
+    return proxy_protocol::v1;
+  }
+  if (value.value == "v2") {
+    return proxy_protocol::v2;
+  }
+  fail(value.mark, value.key, "expected off, v1 or v2, got " + in_quotes(value.value));
+  return std::nullopt;
+}
+
+void loader::apply_listener_options(listener_options o, listener& l, const std::string& path,
+                                    const YAML::Mark& mark) {
+  if (o.mode) {
+    if (o.mode->value == "http") {
+      l.mode = listener_mode::http;
+    } else if (o.mode->value == "tls") {
+      l.mode = listener_mode::tls;
+    } else if (o.mode->value == "passthrough") {
+      l.mode = listener_mode::passthrough;
+    } else {
+      fail(o.mode->mark, o.mode->key,
+           "expected http, tls or passthrough, got " + in_quotes(o.mode->value));
+      return;
+    }
+  }
+  l.accept_proxy_from = std::move(o.ranges);
+  const auto only_for = [this](const std::optional<located>& given, std::string_view mode) {
+    if (given) {
+      fail(given->mark, given->key, "only applies to a listener with mode: " + std::string(mode));
+    }
+  };
+  if (l.mode == listener_mode::tls) {
+    if (!o.certificates) {
+      fail(mark, child(path, "certificates"), "missing required key (mode: tls)");
+    }
+    l.certificates = std::move(o.certs);
+  } else {
+    only_for(o.certificates, "tls");
+  }
+  if (l.mode != listener_mode::passthrough) {
+    only_for(o.upstream, "passthrough");
+    only_for(o.sni_routes, "passthrough");
+    only_for(o.on_no_sni, "passthrough");
+    only_for(o.send_proxy_protocol, "passthrough (for HTTP, set it on origin or cloudfront)");
+    return;
+  }
+  l.passthrough.name = "passthrough";
+  if (o.upstream) {
+    auto target = parse_tcp_address(o.upstream->value);
+    if (auto* reason = std::get_if<std::string>(&target)) {
+      fail(o.upstream->mark, o.upstream->key, *reason);
+    } else {
+      l.passthrough = std::get<upstream>(std::move(target));
+      l.passthrough.name = "passthrough";
+    }
+  } else {
+    passthrough_defaults_.push_back(cfg_.listen.size());  // the origin's host, once it is known
+  }
+  l.sni_routes = std::move(o.routes);
+  if (o.on_no_sni) {
+    if (o.on_no_sni->value == "reject") {
+      l.reject_without_sni = true;
+    } else if (o.on_no_sni->value != "upstream") {
+      fail(o.on_no_sni->mark, o.on_no_sni->key,
+           "expected upstream or reject, got " + in_quotes(o.on_no_sni->value));
+    }
+  }
+  if (o.send_proxy_protocol) {
+    if (auto pp = proxy_protocol_of(*o.send_proxy_protocol)) {
+      l.passthrough.send_proxy_protocol = *pp;
+      for (auto& r : l.sni_routes) {
+        r.target.send_proxy_protocol = *pp;
+      }
+    }
   }
 }
 
@@ -723,6 +972,7 @@ void loader::load_upstream(const YAML::Node& node, const std::string& key, upstr
   std::optional<located> sni;
   std::optional<located> verify;
   std::optional<located> ca_file;
+  std::optional<located> send_pp;
   const auto keep = [this](std::optional<located>& slot) {
     return [this, &slot](const YAML::Node& v, const std::string& p) {
       if (auto text = scalar(v, p)) {
@@ -735,7 +985,8 @@ void loader::load_upstream(const YAML::Node& node, const std::string& key, upstr
                                {{"url", keep(url)},
                                 {"sni", keep(sni)},
                                 {"verify", keep(verify)},
-                                {"ca_file", keep(ca_file)}});
+                                {"ca_file", keep(ca_file)},
+                                {"send_proxy_protocol", keep(send_pp)}});
     if (!seen.contains("url")) {
       fail(node.Mark(), child(key, "url"), "missing required key");
     }
@@ -777,10 +1028,17 @@ void loader::load_upstream(const YAML::Node& node, const std::string& key, upstr
   }
   std::string ca_value;
   if (ca_file && !ca_file->value.empty()) {
-    check_ca_file(*ca_file, ca_value);
+    check_file(*ca_file, ca_value, "CA file");
+  }
+  std::optional<proxy_protocol> pp;
+  if (send_pp) {
+    pp = proxy_protocol_of(*send_pp);
   }
   if (!u) {
     return;
+  }
+  if (pp) {
+    u->send_proxy_protocol = *pp;
   }
   if (!u->tls) {
     for (const auto* tls_only : {&sni, &verify, &ca_file}) {
@@ -799,26 +1057,26 @@ void loader::load_upstream(const YAML::Node& node, const std::string& key, upstr
   out = std::move(*u);
 }
 
-void loader::check_ca_file(const located& ca_file, std::string& out) {
-  // A relative path is taken from the config file's directory, so a config and its CA bundle
-  // can move together; the stored path is the resolved one.
-  fs::path path(ca_file.value);
+void loader::check_file(const located& file, std::string& out, std::string_view what) {
+  // A relative path is taken from the config file's directory, so a config and its files can
+  // move together; the stored path is the resolved one.
+  fs::path path(file.value);
   if (path.is_relative()) {
     path = fs::path(std::string(file_)).parent_path() / path;
   }
   out = path.string();
   const int fd = ::open(out.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    fail(ca_file.mark, ca_file.key,
-         "cannot read CA file " + in_quotes(out) + ": " + std::strerror(errno));
+    fail(file.mark, file.key,
+         "cannot read " + std::string(what) + " " + in_quotes(out) + ": " + std::strerror(errno));
     return;
   }
   struct stat st {};
   const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
   ::close(fd);
   if (!regular) {
-    fail(ca_file.mark, ca_file.key,
-         "cannot read CA file " + in_quotes(out) + ": not a regular file");
+    fail(file.mark, file.key,
+         "cannot read " + std::string(what) + " " + in_quotes(out) + ": not a regular file");
   }
 }
 
@@ -929,7 +1187,7 @@ void loader::load_validation(const YAML::Node& node, const std::string& key) {
             {"fetch_ca_file",
              [this, &v](const YAML::Node& n, const std::string& k) {
                if (auto text = scalar(n, k)) {
-                 check_ca_file(located{*text, n.Mark(), k}, v.fetch_ca_file);
+                 check_file(located{*text, n.Mark(), k}, v.fetch_ca_file, "CA file");
                }
              }},
             {"event_log",

@@ -2,6 +2,7 @@
 
 #include <boost/url.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 
@@ -171,6 +172,68 @@ std::variant<upstream, std::string> parse_upstream_url(std::string_view url) {
   }
   if (out.tls && dns_name) {
     out.sni = out.host;  // RFC 6066 section 3: SNI carries DNS names only, never IP literals
+  }
+  return out;
+}
+
+std::variant<upstream, std::string> parse_tcp_address(std::string_view text) {
+  const std::string expected = "expected HOST:PORT (a DNS name, IPv4 or [IPv6], and a port)";
+  const std::size_t colon = text.rfind(':');
+  const std::size_t bracket = text.rfind(']');
+  if (colon == std::string_view::npos || colon + 1 == text.size() ||
+      (bracket != std::string_view::npos && bracket > colon)) {
+    return expected + ", got \"" + std::string(text) + "\"";
+  }
+  // The URL parser already knows every host form; a TCP address is its authority.
+  auto parsed = parse_upstream_url("http://" + std::string(text));
+  if (auto* reason = std::get_if<std::string>(&parsed)) {
+    if (reason->starts_with("invalid URL") || reason->starts_with("a ")) {
+      return expected + ", got \"" + std::string(text) + "\"";
+    }
+    return *reason;
+  }
+  auto& out = std::get<upstream>(parsed);
+  out.url = std::string(text);
+  return out;
+}
+
+std::variant<cidr, std::string> parse_cidr(std::string_view text) {
+  cidr out;
+  out.text = std::string(text);
+  std::string_view address = text;
+  std::optional<unsigned> prefix;
+  if (const std::size_t slash = text.find('/'); slash != std::string_view::npos) {
+    address = text.substr(0, slash);
+    const std::string_view bits = text.substr(slash + 1);
+    if (bits.empty() || bits.size() > 3 || !std::all_of(bits.begin(), bits.end(), is_digit)) {
+      return "invalid prefix length \"" + std::string(bits) + "\"";
+    }
+    prefix = static_cast<unsigned>(std::stoul(std::string(bits)));
+  }
+  const urls::string_view in(address.data(), address.size());
+  if (const auto v4 = urls::parse_ipv4_address(in)) {
+    const auto b = v4->to_bytes();
+    std::copy(b.begin(), b.end(), out.bytes.begin());
+    out.prefix = prefix.value_or(32);
+    if (out.prefix > 32) {
+      return std::string("an IPv4 prefix length is at most 32");
+    }
+  } else if (const auto v6 = urls::parse_ipv6_address(in)) {
+    const auto b = v6->to_bytes();
+    std::copy(b.begin(), b.end(), out.bytes.begin());
+    out.v6 = true;
+    out.prefix = prefix.value_or(128);
+    if (out.prefix > 128) {
+      return std::string("an IPv6 prefix length is at most 128");
+    }
+  } else {
+    return "expected an IP address or range like 10.0.0.0/8, got \"" + std::string(text) + "\"";
+  }
+  // "10.1.2.3/8" is a typo for a host or for 10.0.0.0/8; refusing it avoids trusting too much.
+  for (unsigned bit = out.prefix; bit < (out.v6 ? 128U : 32U); ++bit) {
+    if ((out.bytes[bit / 8] >> (7 - bit % 8)) & 1U) {
+      return "address bits beyond the prefix length must be zero in \"" + std::string(text) + "\"";
+    }
   }
   return out;
 }

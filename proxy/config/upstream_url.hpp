@@ -19,6 +19,15 @@ std::variant<upstream, std::string> parse_upstream_url(std::string_view url);
 // literal. On failure returns the reason.
 std::variant<listener, std::string> parse_listen_address(std::string_view text);
 
+// A TCP backend of a passthrough listener: "HOST:PORT" with a DNS name, IPv4 or [IPv6] and a
+// port (required, 1-65535). Fills host and port (tls false, no SNI). On failure returns the
+// reason.
+std::variant<upstream, std::string> parse_tcp_address(std::string_view text);
+
+// An address range, "10.0.0.0/8" or "2001:db8::/32", or one address ("127.0.0.1" is /32,
+// "::1" is /128). Bits beyond the prefix must be zero. On failure returns the reason.
+std::variant<cidr, std::string> parse_cidr(std::string_view text);
+
 // A DNS name as a resolver accepts it: dot-separated labels of 1..63 letters, digits, '-' or
 // '_' (no leading or trailing '-'), 253 characters at most, the last label not all digits.
 bool is_host_name(std::string_view name);

@@ -5,8 +5,10 @@
 #include "http/local_reply.hpp"
 #include "http/request_head.hpp"
 #include "http/upstream_request.hpp"
+#include "net/tls_server.hpp"
 #include "net/tunnel.hpp"
 #include "observe/counters.hpp"
+#include "observe/log.hpp"
 #include "upstream/connector.hpp"
 #include "validation/events.hpp"
 #include "validation/plan.hpp"
@@ -26,6 +28,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <array>
 #include <chrono>
@@ -34,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 namespace wk::http {
@@ -87,11 +91,6 @@ struct request_state {
   config::validation_mode vmode = config::validation_mode::forward;
   std::string user_agent;
   std::string_view location;  // redirect: the Location sent (points into the config snapshot)
-};
-
-struct connection_info {
-  std::string peer;     // "ip:port"
-  std::string peer_ip;  // for X-Forwarded-For
 };
 
 boost::optional<std::uint64_t> body_limit_for(const config::limits& l) {
@@ -248,7 +247,7 @@ net::awaitable<void> send_error(Client& client, request_state& st, const config:
 
 // The fields, target and framing a backend receives (see upstream_request.hpp).
 void build_upstream_request(const request_parser& parser, const request_state& st,
-                            const connection_info& conn, const config::config& cfg,
+                            const client_info& conn, const config::config& cfg,
                             bhttp::request<bhttp::buffer_body>& out) {
   const auto& req = parser.get();
   forward_options opt;
@@ -256,7 +255,7 @@ void build_upstream_request(const request_parser& parser, const request_state& s
   opt.x_forwarded_for = cfg.headers.x_forwarded_for;
   opt.x_forwarded_proto = cfg.headers.x_forwarded_proto;
   opt.client_ip = conn.peer_ip;
-  opt.proto = "http";
+  opt.proto = conn.tls ? "https" : "http";
   opt.authority = st.decision.authority;
   opt.default_host = st.upstream->cfg.host;
   if (st.upgrade_requested) {
@@ -580,13 +579,13 @@ net::awaitable<void> exchange(Up& up, upstream::connection& conn, Client& client
   if (st.tunnel && st.error == failure::none) {
     auto down = std::make_unique<body_buffer>();
     auto stats = co_await wk::net::run_tunnel(client, cbuf, up, conn.buffer, chunk, *down,
-                                              cfg.timeouts.idle);
+                                              cfg.timeouts.tunnel_idle);
     st.bytes_in += stats.client_to_upstream;
     st.bytes_out += stats.upstream_to_client;
   }
 }
 
-void write_access_log(worker_state* w, const request_state& st, const connection_info& conn) {
+void write_access_log(worker_state* w, const request_state& st, const client_info& conn) {
   observe::access_record r;
   r.time = st.wall;
   r.client = conn.peer;
@@ -639,7 +638,7 @@ void write_access_log(worker_state* w, const request_state& st, const connection
 // Returns whether the connection stays open.
 template <class Client>
 net::awaitable<bool> answer_validation(worker_state* w, Client& client, request_state& st,
-                                       const connection_info& conn, const validation::action& act,
+                                       const client_info& conn, const validation::action& act,
                                        const config::config& cfg) {
   static const std::string not_found_body = "wkproxy: no such validation token\n";
   std::string_view location;
@@ -682,7 +681,7 @@ net::awaitable<bool> answer_validation(worker_state* w, Client& client, request_
 // open for another request.
 template <class Client>
 net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat_buffer& cbuf,
-                                    const connection_info& conn, bool last) {
+                                    const client_info& conn, bool last) {
   auto rt = w->runtime;  // this request's snapshot, even if a reload happens meanwhile
   const auto& cfg = *rt->cfg;
   request_state st;
@@ -796,20 +795,36 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
     }
   }
   std::unique_ptr<upstream::connection> up;
+  // A backend that gets PROXY headers learns the client's address once per connection: such a
+  // connection is only ever reused for the same client connection.
+  std::string preface;
+  std::string pool_key = st.upstream->key;
+  switch (st.upstream->cfg.send_proxy_protocol) {
+  case config::proxy_protocol::off:
+    break;
+  case config::proxy_protocol::v1:
+    preface = wk::net::build_proxy_v1(conn.pp);
+    pool_key += "|client=" + conn.peer;
+    break;
+  case config::proxy_protocol::v2:
+    preface = wk::net::build_proxy_v2(conn.pp);
+    pool_key += "|client=" + conn.peer;
+    break;
+  }
   // A pooled connection may have been closed by the backend just as we reused it: such a
   // failure before anything was exchanged is retried on another connection (twice at most).
   for (int attempt = 0;; ++attempt) {
-    up = attempt < 2 ? w->pool.take(st.upstream->key) : nullptr;
+    up = attempt < 2 ? w->pool.take(pool_key) : nullptr;
     bool reused = up != nullptr;
     if (!up) {
-      auto outcome = co_await upstream::connect(*st.upstream, cfg.timeouts);
+      auto outcome = co_await upstream::connect(*st.upstream, cfg.timeouts, preface);
       if (!outcome.conn) {
         st.error = outcome.error;
         st.detail = outcome.detail;
         break;
       }
       up = std::move(outcome.conn);
-      up->key = st.upstream->key;
+      up->key = pool_key;
     }
     ++up->uses;
     st.error = failure::none;
@@ -842,18 +857,6 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   write_access_log(w, st, conn);
   co_return st.client_keep_alive&& parser.is_done() && !w->stopping;
 }
-
-// Decrements the listener's and the worker's connection counts when a session ends.
-struct connection_count {
-  worker_state* w;
-  std::shared_ptr<wk::net::listener_slot> slot;
-  session_handle* handle;
-  ~connection_count() {
-    w->sessions.erase(handle);
-    w->active.fetch_sub(1, std::memory_order_relaxed);
-    slot->active.fetch_sub(1, std::memory_order_relaxed);
-  }
-};
 
 }  // namespace
 
@@ -900,25 +903,34 @@ void worker_state::close_idle() {
   }
 }
 
-net::awaitable<void> serve_connection(worker_state* w, tcp::socket socket,
-                                      std::shared_ptr<wk::net::listener_slot> slot) {
-  session_handle handle;
-  w->active.fetch_add(1, std::memory_order_relaxed);
-  w->sessions.insert(&handle);
-  connection_count count{w, slot, &handle};
+namespace {
 
-  connection_info conn;
-  boost::system::error_code ec;
-  auto remote = socket.remote_endpoint(ec);
-  if (!ec) {
-    conn.peer_ip = remote.address().to_string();
-    conn.peer = wk::net::endpoint_string(remote);
+// Registers a session with its worker for graceful stop, for the session's life.
+struct session_registration {
+  worker_state* w;
+  session_handle* handle;
+  session_registration(worker_state* worker, session_handle* h) : w(worker), handle(h) {
+    w->sessions.insert(handle);
   }
-  socket.set_option(tcp::no_delay(true), ec);
-  beast::tcp_stream client(std::move(socket));
-  handle.stream = &client;
+  session_registration(const session_registration&) = delete;
+  session_registration& operator=(const session_registration&) = delete;
+  ~session_registration() { w->sessions.erase(handle); }
+};
+
+// Request after request on one client connection, plain or TLS, until either side ends it.
+template <class Client>
+net::awaitable<void> serve_requests(worker_state* w, Client& client, const client_info& conn,
+                                    std::string_view early) {
+  auto& lowest = beast::get_lowest_layer(client);
+  session_handle handle;
+  handle.stream = &lowest;
+  session_registration registration(w, &handle);
   // Bounded: a request head, plus what one body read brings in (Beast reads at most 64 KiB).
   beast::flat_buffer cbuf(w->runtime->cfg->limits.header_bytes + 80 * 1024);
+  if (!early.empty()) {
+    const auto n = std::min(early.size(), cbuf.max_size());
+    cbuf.commit(net::buffer_copy(cbuf.prepare(n), net::buffer(early.data(), n)));
+  }
 
   std::size_t served = 0;  // requests on this connection
   std::size_t burst = 0;   // requests answered since the connection last waited for input
@@ -932,7 +944,7 @@ net::awaitable<void> serve_connection(worker_state* w, tcp::socket socket,
       }
       // Between requests: wait for the next one with the keep-alive idle deadline.
       handle.idle = true;
-      client.expires_after(w->runtime->cfg->timeouts.idle);
+      lowest.expires_after(w->runtime->cfg->timeouts.idle);
       auto [rec, rn] = co_await client.async_read_some(cbuf.prepare(2048), nothrow);
       handle.idle = false;
       if (rec) {
@@ -956,8 +968,50 @@ net::awaitable<void> serve_connection(worker_state* w, tcp::socket socket,
       break;
     }
   }
+}
+
+}  // namespace
+
+net::awaitable<void> serve_connection(worker_state* w, tcp::socket socket, client_info info,
+                                      std::string early) {
+  beast::tcp_stream client(std::move(socket));
+  co_await serve_requests(w, client, info, early);
+  boost::system::error_code ec;
   client.socket().shutdown(tcp::socket::shutdown_send, ec);
   client.close();
+}
+
+net::awaitable<void> serve_tls_connection(worker_state* w, tcp::socket socket, client_info info,
+                                          std::string early,
+                                          std::shared_ptr<const wk::net::server_tls> tls) {
+  using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+  tls_stream client(beast::tcp_stream(std::move(socket)), tls->context());
+  auto& lowest = beast::get_lowest_layer(client);
+  lowest.expires_after(w->runtime->cfg->timeouts.header_read);
+  auto [hec, used] = co_await client.async_handshake(
+      net::ssl::stream_base::server, net::buffer(early.data(), early.size()), nothrow);
+  if (hec) {
+    // A connection that closes before sending anything is a TCP health check, not a failure.
+    if (!(early.empty() && (hec == net::error::eof || hec == net::ssl::error::stream_truncated))) {
+      observe::process_counters().count(observe::connection_event::tls_handshake_failed);
+      observe::warn_limited("TLS handshake with " + info.peer + " failed: " +
+                            (is_timeout(hec) ? std::string("timed out") : hec.message()));
+    }
+    lowest.close();
+    co_return;
+  }
+  if (const char* name = SSL_get_servername(client.native_handle(), TLSEXT_NAMETYPE_host_name)) {
+    info.sni = name;
+  }
+  info.tls = true;
+  co_await serve_requests(w, client, info, {});
+  if (lowest.socket().is_open()) {
+    // close_notify, so that a close-delimited body cannot be mistaken for a truncated one; the
+    // peer's answer is awaited briefly.
+    lowest.expires_after(std::chrono::seconds(1));
+    co_await client.async_shutdown(nothrow);
+  }
+  lowest.close();
 }
 
 }  // namespace wk::http

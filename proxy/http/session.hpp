@@ -7,6 +7,7 @@
 
 #include "app/runtime.hpp"
 #include "net/listener.hpp"
+#include "net/proxy_protocol.hpp"
 #include "observe/access_log.hpp"
 #include "upstream/pool.hpp"
 
@@ -17,6 +18,8 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
@@ -60,10 +63,28 @@ struct worker_state {
   void close_idle();
 };
 
-// Serves one accepted client connection until it closes. `w` outlives the coroutine (the
-// worker destroys its io_context, and with it every session frame, before its state).
-// Never throws for network or protocol errors.
+// Who is at the other end of a client connection, as logs and backends see it.
+struct client_info {
+  std::string peer;     // "ip:port" of the client (carried by a PROXY header when trusted)
+  std::string peer_ip;  // for X-Forwarded-For
+  bool tls = false;     // arrived on a TLS-terminating listener: X-Forwarded-Proto https
+  std::string sni;      // the server name the TLS client asked for
+  net::pp_address pp;   // source: the client; destination: the address it connected to
+};
+
+// Serves one plain-HTTP client connection until it closes. `early` holds bytes already read
+// from it (after a PROXY header). `w` outlives the coroutine (the worker destroys its
+// io_context, and with it every session frame, before its state). Never throws for network or
+// protocol errors.
 boost::asio::awaitable<void> serve_connection(worker_state* w, boost::asio::ip::tcp::socket socket,
-                                              std::shared_ptr<net::listener_slot> slot);
+                                              client_info info, std::string early);
+
+// The same over TLS: the handshake with `tls`'s certificates (chosen by SNI) within
+// timeouts.header_read, then HTTP as above. A failed handshake is counted and logged (rate
+// limited), never more. `tls` is kept alive for the connection's life.
+boost::asio::awaitable<void> serve_tls_connection(worker_state* w,
+                                                  boost::asio::ip::tcp::socket socket,
+                                                  client_info info, std::string early,
+                                                  std::shared_ptr<const net::server_tls> tls);
 
 }  // namespace wk::http

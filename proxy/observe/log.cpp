@@ -1,6 +1,8 @@
 #include "observe/log.hpp"
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <ctime>
 #include <string>
 #include <unistd.h>
@@ -30,6 +32,30 @@ void log(level lv, std::string_view message) {
       break;
     }
     off += static_cast<std::size_t>(w);
+  }
+}
+
+void warn_limited(std::string_view m) {
+  static std::atomic<std::int64_t> window{0};  // current second
+  static std::atomic<std::uint32_t> used{0};   // lines written in it
+  static std::atomic<std::uint64_t> dropped{0};
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::steady_clock::now().time_since_epoch())
+                       .count();
+  auto seen = window.load(std::memory_order_relaxed);
+  if (seen != now && window.compare_exchange_strong(seen, now, std::memory_order_relaxed)) {
+    used.store(0, std::memory_order_relaxed);
+  }
+  if (used.fetch_add(1, std::memory_order_relaxed) >= 10) {
+    dropped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const auto skipped = dropped.exchange(0, std::memory_order_relaxed);
+  if (skipped == 0) {
+    log(level::warn, m);
+  } else {
+    log(level::warn, std::string(m) + " (" + std::to_string(skipped) +
+                         " similar messages dropped before this one)");
   }
 }
 

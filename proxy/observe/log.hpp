@@ -22,6 +22,11 @@ inline void error(std::string_view m) {
   log(level::error, m);
 }
 
+// For events a remote peer can trigger at will (failed TLS handshakes, refused PROXY headers):
+// at most 10 lines per second for the whole process; the next line that gets through says how
+// many were dropped. The counters (observe/counters.hpp) still count every event.
+void warn_limited(std::string_view m);
+
 // Completion handler for co_spawn: a coroutine that ended with an exception is logged (it is
 // a bug: expected failures are values), never silently dropped.
 struct log_exception {

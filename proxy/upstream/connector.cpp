@@ -5,6 +5,7 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 
 #include <openssl/err.h>
@@ -63,7 +64,8 @@ std::string tls_error_text(tls_stream& s, const boost::system::error_code& ec) {
 
 }  // namespace
 
-net::awaitable<connect_outcome> connect(const target& t, const config::timeouts& to) {
+net::awaitable<connect_outcome> connect(const target& t, const config::timeouts& to,
+                                        std::string_view preface) {
   connect_outcome out;
   auto addresses = t.dns->get();
   if (addresses->empty()) {
@@ -87,6 +89,17 @@ net::awaitable<connect_outcome> connect(const target& t, const config::timeouts&
       continue;  // the next address may answer
     }
     stream.socket().set_option(tcp::no_delay(true), ec);
+    if (!preface.empty()) {
+      auto [wec, wn] = co_await net::async_write(
+          stream, net::buffer(preface.data(), preface.size()), net::as_tuple(net::use_awaitable));
+      if (wec) {
+        out.error = wec == beast::error::timeout ? http::failure::upstream_connect_timeout
+                                                 : http::failure::upstream_refused;
+        out.detail =
+            t.cfg.name + " " + endpoint_text(ep) + ": sending PROXY header: " + wec.message();
+        continue;
+      }
+    }
     if (!t.tls) {
       stream.expires_never();
       out.conn = std::make_unique<connection>(std::move(stream));

@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace wk::upstream {
 
@@ -21,6 +22,9 @@ struct connect_outcome {
 };
 
 // Runs on the calling coroutine's executor (the worker's). Never throws for network errors.
-boost::asio::awaitable<connect_outcome> connect(const target& t, const config::timeouts& to);
+// `preface` (a PROXY protocol header) is written right after the TCP connect, before any TLS
+// handshake; a failure to write it counts as a refused connection.
+boost::asio::awaitable<connect_outcome> connect(const target& t, const config::timeouts& to,
+                                                std::string_view preface = {});
 
 }  // namespace wk::upstream

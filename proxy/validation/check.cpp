@@ -296,12 +296,17 @@ parsed_args parse_check_args(std::span<const std::string_view> args) {
 }
 
 std::variant<host_port, std::string> listener_target(const std::vector<config::listener>& listen) {
-  if (listen.empty()) {
-    return std::string("the config has no listener; pass --via HOST:PORT");
+  // The CA speaks plain HTTP, without a PROXY header.
+  const auto plain = std::find_if(listen.begin(), listen.end(), [](const config::listener& l) {
+    return l.mode == config::listener_mode::http && l.accept_proxy_from.empty();
+  });
+  if (plain == listen.end()) {
+    return std::string(
+        "the config has no plain-HTTP listener without accept_proxy_from; pass --via HOST:PORT");
   }
-  const config::listener& l = listen.front();
+  const config::listener& l = *plain;
   if (l.port == 0) {
-    return "the first listener (" + l.address +
+    return "the first plain-HTTP listener (" + l.address +
            ") uses port 0, so its port is only known to the running proxy; pass --via HOST:PORT "
            "(the port from --ports-file)";
   }

@@ -694,8 +694,9 @@ class UpgradeTunnelTest(WSTestCase):
 
 
 class TunnelIdleTimeoutTest(WSTestCase):
-    def test_idle_tunnel_is_closed_after_timeouts_idle(self):
-        origin, cf, proxy = self.start_ws_all(timeouts={"idle": "1s"})
+    def test_idle_tunnel_is_closed_after_timeouts_tunnel_idle(self):
+        # timeouts.idle (keep-alive) is short too: the tunnel must not use it.
+        origin, cf, proxy = self.start_ws_all(timeouts={"tunnel_idle": "1s", "idle": "200ms"})
         c = self.ws_client(proxy.port)
         self.assert101(c, c.handshake())
         # Traffic keeps it open well past the idle timeout ...

@@ -25,6 +25,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import struct
 import time
 import unittest
 import urllib.parse
@@ -366,6 +367,68 @@ def _sendall(sock, data: bytes, timeout=60.0):
         sock.settimeout(old)
 
 
+PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def _recv_exact(sock, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        got = sock.recv(n - len(out))
+        if not got:
+            raise ProtocolError(f"EOF after {len(out)} of {n} bytes")
+        out += got
+    return out
+
+
+def read_proxy_header(sock) -> dict:
+    """Reads exactly one PROXY protocol header (v1 or v2) from a plain socket, never a byte
+    more, and returns {"version", "command", "family", "src", "dst", "src_port", "dst_port",
+    "raw"}. Strict: anything else raises ProtocolError."""
+    first = _recv_exact(sock, 5)
+    if first == b"PROXY":
+        line = first
+        while not line.endswith(b"\r\n"):
+            if len(line) > 107:
+                raise ProtocolError(f"v1 line too long: {line!r}")
+            line += _recv_exact(sock, 1)
+        parts = line[:-2].decode("ascii").split(" ")
+        if parts[1] == "UNKNOWN":
+            return {"version": 1, "command": "proxy", "family": "unknown", "src": None,
+                    "dst": None, "src_port": None, "dst_port": None, "raw": line}
+        if len(parts) != 6 or parts[1] not in ("TCP4", "TCP6"):
+            raise ProtocolError(f"bad v1 line {line!r}")
+        family = socket.AF_INET if parts[1] == "TCP4" else socket.AF_INET6
+        for a in parts[2:4]:
+            socket.inet_pton(family, a)
+        return {"version": 1, "command": "proxy", "family": parts[1].lower(), "src": parts[2],
+                "dst": parts[3], "src_port": int(parts[4]), "dst_port": int(parts[5]),
+                "raw": line}
+    head = first + _recv_exact(sock, 7)
+    if head != PROXY_V2_SIGNATURE:
+        raise ProtocolError(f"no PROXY header: {head!r}")
+    rest = _recv_exact(sock, 4)
+    ver_cmd, fam, length = rest[0], rest[1], struct.unpack("!H", rest[2:4])[0]
+    body = _recv_exact(sock, length)
+    if ver_cmd >> 4 != 2 or ver_cmd & 0xF not in (0, 1):
+        raise ProtocolError(f"bad v2 version/command {ver_cmd:#x}")
+    out = {"version": 2, "command": "local" if ver_cmd & 0xF == 0 else "proxy",
+           "family": "unknown", "src": None, "dst": None, "src_port": None, "dst_port": None,
+           "raw": head + rest + body}
+    if fam == 0x11 and length >= 12:
+        out.update(family="tcp4", src=socket.inet_ntop(socket.AF_INET, body[0:4]),
+                   dst=socket.inet_ntop(socket.AF_INET, body[4:8]),
+                   src_port=struct.unpack("!H", body[8:10])[0],
+                   dst_port=struct.unpack("!H", body[10:12])[0])
+    elif fam == 0x21 and length >= 36:
+        out.update(family="tcp6", src=socket.inet_ntop(socket.AF_INET6, body[0:16]),
+                   dst=socket.inet_ntop(socket.AF_INET6, body[16:32]),
+                   src_port=struct.unpack("!H", body[32:34])[0],
+                   dst_port=struct.unpack("!H", body[34:36])[0])
+    elif fam != 0x00:
+        raise ProtocolError(f"unexpected v2 family {fam:#x} with length {length}")
+    return out
+
+
 class RecordedRequest:
     """One request as a backend received it."""
 
@@ -385,6 +448,7 @@ class RecordedRequest:
         self.body = b""  # kept only when small (<= 1 MiB)
         self.trailers = Headers()
         self.complete = False  # the whole body arrived
+        self.proxy = kw.get("proxy")  # the connection's PROXY header (read_proxy_header), if any
 
     @property
     def path(self):
@@ -421,8 +485,10 @@ class RecordingBackend:
     """
 
     def __init__(self, name="origin", tls_context: ssl.SSLContext | None = None,
-                 serve_tokens: bool | None = None, idle_timeout: float | None = None):
+                 serve_tokens: bool | None = None, idle_timeout: float | None = None,
+                 expect_proxy: bool = False):
         self.name = name
+        self.expect_proxy = expect_proxy  # every connection starts with a PROXY v1/v2 header
         self.tls_context = tls_context
         self.serve_tokens = (name == "cloudfront") if serve_tokens is None else serve_tokens
         self.idle_timeout = idle_timeout
@@ -436,6 +502,7 @@ class RecordingBackend:
         self._sni_by_sock: dict[int, str] = {}
         self._listener = None
         self.port = None
+        self.proxy_headers: list[dict] = []  # one per connection when expect_proxy
 
     # -- lifecycle
     def start(self):
@@ -536,6 +603,18 @@ class RecordingBackend:
         sni = None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            proxy_header = None
+            if self.expect_proxy:
+                sock.settimeout(5)
+                try:
+                    proxy_header = read_proxy_header(sock)
+                except (ProtocolError, OSError) as e:
+                    with self._lock:
+                        self._errors.append(f"conn {conn_id}: PROXY header: {e}")
+                    return
+                with self._lock:
+                    self.proxy_headers.append(proxy_header)
+                peer = (proxy_header["src"], proxy_header["src_port"])
             if self.tls_context is not None:
                 sock.settimeout(5)
                 try:
@@ -567,7 +646,7 @@ class RecordingBackend:
                         return
                 except _Stopping:
                     return
-                keep_alive = self._serve_one(sock, reader, conn_id, sni, peer)
+                keep_alive = self._serve_one(sock, reader, conn_id, sni, peer, proxy_header)
                 if not keep_alive:
                     return
         except (_Stopping, PeerClosed, ConnectionError, ssl.SSLError, OSError):
@@ -583,7 +662,7 @@ class RecordingBackend:
             except OSError:
                 pass
 
-    def _serve_one(self, sock, reader, conn_id, sni, peer) -> bool:
+    def _serve_one(self, sock, reader, conn_id, sni, peer, proxy_header=None) -> bool:
         head = reader.read_until(b"\r\n\r\n", 1 << 20)
         start, fields = _parse_head(head)
         parts = start.split(b" ")
@@ -594,7 +673,7 @@ class RecordingBackend:
         framing, length = _body_framing(headers)
         rec = RecordedRequest(backend=self.name, conn_id=conn_id, sni=sni, peer=peer,
                               method=method, target=target, version=version, headers=fields,
-                              raw_head=head, framing=framing)
+                              raw_head=head, framing=framing, proxy=proxy_header)
         path = rec.path
         if headers.get("expect", "").lower() == "100-continue":
             _sendall(sock, b"HTTP/1.1 100 Continue\r\n\r\n")

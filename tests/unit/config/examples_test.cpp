@@ -81,6 +81,7 @@ TEST_CASE("the example configs say what they promise") {
     CHECK(c.timeouts.upstream_response == defaults.timeouts.upstream_response);
     CHECK(c.timeouts.upstream_idle == defaults.timeouts.upstream_idle);
     CHECK(c.timeouts.body_idle == defaults.timeouts.body_idle);
+    CHECK(c.timeouts.tunnel_idle == defaults.timeouts.tunnel_idle);
     CHECK(c.limits.header_bytes == defaults.limits.header_bytes);
     CHECK(c.limits.header_count == defaults.limits.header_count);
     CHECK(c.limits.target_bytes == defaults.limits.target_bytes);
@@ -101,5 +102,18 @@ TEST_CASE("the example configs say what they promise") {
     CHECK(c.cloudfront.sni == "d111111abcdef8.cloudfront.net");
     CHECK(c.cloudfront.verify);
     CHECK(c.cloudfront.ca_file == std::string(WK_FIXTURES_DIR) + "/config/ca.pem");
+  }
+  SUBCASE("ports-80-443.yaml answers validation on 80 and passes 443 through") {
+    const auto c = load_example("ports-80-443.yaml");
+    REQUIRE(c.listen.size() == 4);
+    for (std::size_t i = 0; i < 2; ++i) {
+      CHECK(c.listen[i].port == 80);
+      CHECK(c.listen[i].mode == cfg::listener_mode::http);
+      CHECK(c.listen[i + 2].port == 443);
+      CHECK(c.listen[i + 2].mode == cfg::listener_mode::passthrough);
+      CHECK(c.listen[i + 2].passthrough.host == "127.0.0.1");
+      CHECK(c.listen[i + 2].passthrough.port == 8443);
+      CHECK(c.listen[i + 2].certificates.empty());  // no key needed
+    }
   }
 }

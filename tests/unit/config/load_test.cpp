@@ -1,4 +1,5 @@
 #include "config/load.hpp"
+#include "config/upstream_url.hpp"
 
 #include <doctest/doctest.h>
 
@@ -154,7 +155,7 @@ TEST_CASE("bad config files report every error with file, line, column, key and 
   const std::vector<row> rows{
       {"unknown_key.yaml",
        {"7:3: timeouts.conect: unknown key (expected one of: connect, header_read, idle, "
-        "upstream_response, upstream_idle, body_idle)",
+        "upstream_response, upstream_idle, body_idle, tunnel_idle)",
         "8:1: colour: unknown key (expected one of: version, listen, origin, cloudfront, domains, "
         "validation, tokens, timeouts, limits, headers, dns, shutdown, access_log, workers)"}},
       {"wrong_type.yaml",
@@ -336,12 +337,173 @@ TEST_CASE("listen entries") {
     CHECK(messages(load_listen("[]")) ==
           std::vector<std::string>{"test.yaml:2:9: listen: must not be empty"});
   }
-  SUBCASE("a mapping needs an address and nothing else") {
+  SUBCASE("a mapping needs an address") {
     CHECK(messages(load_listen("[{port: 80}]")) ==
           std::vector<std::string>{
               "test.yaml:2:10: listen[0].address: missing required key",
-              "test.yaml:2:11: listen[0].port: unknown key (expected one of: address)"});
+              "test.yaml:2:11: listen[0].port: unknown key (expected one of: address, mode, "
+              "accept_proxy_from, certificates, upstream, sni_routes, on_no_sni, "
+              "send_proxy_protocol)"});
   }
+}
+
+TEST_CASE("listener modes") {
+  const auto load = [](const std::string& listen,
+                       const std::string& origin = "http://origin.example.net:8081") {
+    return cfg::load_string("version: 1\n"
+                            "listen:\n" +
+                                listen + "origin: " + origin +
+                                "\n"
+                                "cloudfront: http://d111111abcdef8.cloudfront.net\n"
+                                "domains: [example.com]\n",
+                            std::string(WK_FIXTURES_DIR) + "/config/test.yaml", fake_env());
+  };
+  const auto tail = [](const std::vector<std::string>& lines) {
+    // Messages without the fixtures directory in front.
+    std::vector<std::string> out;
+    for (const auto& l : lines) {
+      out.push_back(l.substr(l.find("test.yaml")));
+    }
+    return out;
+  };
+  SUBCASE("http is the default mode") {
+    const auto r = load("  - \"127.0.0.1:80\"\n");
+    REQUIRE(r.errors.empty());
+    CHECK(r.cfg->listen[0].mode == cfg::listener_mode::http);
+    CHECK(r.cfg->listen[0].accept_proxy_from.empty());
+  }
+  SUBCASE("passthrough defaults to the origin's host on port 443") {
+    const auto r = load("  - {address: \"127.0.0.1:443\", mode: passthrough}\n");
+    REQUIRE(r.errors.empty());
+    const auto& l = r.cfg->listen[0];
+    CHECK(l.mode == cfg::listener_mode::passthrough);
+    CHECK(l.passthrough.host == "origin.example.net");
+    CHECK(l.passthrough.port == 443);
+    CHECK_FALSE(l.passthrough.tls);
+    CHECK_FALSE(l.reject_without_sni);
+    CHECK(l.passthrough.send_proxy_protocol == cfg::proxy_protocol::off);
+  }
+  SUBCASE("passthrough with routes, reject and PROXY v2") {
+    const auto r = load("  - address: \"[::1]:8443\"\n"
+                        "    mode: passthrough\n"
+                        "    upstream: \"[::1]:9443\"\n"
+                        "    sni_routes: {API.example.com: \"10.0.0.5:443\", \"*.example.com\": "
+                        "\"tls.example.net:8443\"}\n"
+                        "    on_no_sni: reject\n"
+                        "    send_proxy_protocol: v2\n");
+    REQUIRE(messages(r).empty());
+    const auto& l = r.cfg->listen[0];
+    CHECK(l.passthrough.host == "::1");
+    CHECK(l.passthrough.port == 9443);
+    CHECK(l.reject_without_sni);
+    REQUIRE(l.sni_routes.size() == 2);
+    CHECK(l.sni_routes[0].pattern == "api.example.com");
+    CHECK(l.sni_routes[0].target.host == "10.0.0.5");
+    CHECK(l.sni_routes[1].pattern == "*.example.com");
+    CHECK(l.sni_routes[1].target.port == 8443);
+    CHECK(l.passthrough.send_proxy_protocol == cfg::proxy_protocol::v2);
+    CHECK(l.sni_routes[1].target.send_proxy_protocol == cfg::proxy_protocol::v2);
+  }
+  SUBCASE("tls needs certificates that can be read") {
+    const auto r = load("  - address: \"127.0.0.1:443\"\n"
+                        "    mode: tls\n"
+                        "  - address: \"127.0.0.1:444\"\n"
+                        "    mode: tls\n"
+                        "    certificates: [{cert: ca.pem, key: missing.key}, {key: ca.pem}]\n");
+    CHECK(tail(messages(r)) ==
+          std::vector<std::string>{
+              "test.yaml:3:5: listen[0].certificates: missing required key (mode: tls)",
+              "test.yaml:7:40: listen[1].certificates[0].key: cannot read key file \"" +
+                  std::string(WK_FIXTURES_DIR) + "/config/missing.key\": No such file or directory",
+              "test.yaml:7:54: listen[1].certificates[1].cert: missing required key"});
+  }
+  SUBCASE("a tls listener with a certificate") {
+    const auto r = load("  - address: \"127.0.0.1:443\"\n"
+                        "    mode: tls\n"
+                        "    accept_proxy_from: [10.0.0.0/8, \"::1\"]\n"
+                        "    certificates:\n"
+                        "      - {cert: ca.pem, key: ca.pem, ocsp: ca.pem}\n");
+    REQUIRE(messages(r).empty());
+    const auto& l = r.cfg->listen[0];
+    REQUIRE(l.certificates.size() == 1);
+    CHECK(l.certificates[0].cert_file == std::string(WK_FIXTURES_DIR) + "/config/ca.pem");
+    CHECK(l.certificates[0].ocsp_file == l.certificates[0].cert_file);
+    REQUIRE(l.accept_proxy_from.size() == 2);
+    CHECK(l.accept_proxy_from[0].prefix == 8);
+    CHECK(l.accept_proxy_from[1].v6);
+  }
+  SUBCASE("keys of other modes, bad values") {
+    const auto r = load("  - address: \"127.0.0.1:80\"\n"
+                        "    certificates: [{cert: ca.pem, key: ca.pem}]\n"
+                        "    upstream: \"127.0.0.1:443\"\n"
+                        "    send_proxy_protocol: v2\n"
+                        "    accept_proxy_from: [10.1.0.0/8, 300.0.0.1]\n"
+                        "  - address: \"127.0.0.1:443\"\n"
+                        "    mode: passthrough\n"
+                        "    upstream: origin.example.net\n"
+                        "    sni_routes: {\"*\": \"a:1\", \"b.example\": \"b:0\"}\n"
+                        "    on_no_sni: drop\n"
+                        "    send_proxy_protocol: v3\n"
+                        "  - {address: \"127.0.0.1:1\", mode: https}\n");
+    CHECK(tail(messages(r)) ==
+          std::vector<std::string>{
+              "test.yaml:4:19: listen[0].certificates: only applies to a listener with mode: tls",
+              "test.yaml:5:15: listen[0].upstream: only applies to a listener with mode: "
+              "passthrough",
+              "test.yaml:6:26: listen[0].send_proxy_protocol: only applies to a listener with "
+              "mode: passthrough (for HTTP, set it on origin or cloudfront)",
+              "test.yaml:7:25: listen[0].accept_proxy_from[0]: address bits beyond the prefix "
+              "length must be zero in \"10.1.0.0/8\"",
+              "test.yaml:7:37: listen[0].accept_proxy_from[1]: expected an IP address or range "
+              "like 10.0.0.0/8, got \"300.0.0.1\"",
+              "test.yaml:10:15: listen[1].upstream: expected HOST:PORT (a DNS name, IPv4 or "
+              "[IPv6], and a port), got \"origin.example.net\"",
+              "test.yaml:11:18: listen[1].sni_routes.*: expected a server name or *.suffix, got "
+              "\"*\" (connections that match no route go to upstream)",
+              "test.yaml:11:43: listen[1].sni_routes.b.example: invalid port \"0\" (expected "
+              "1-65535)",
+              "test.yaml:12:16: listen[1].on_no_sni: expected upstream or reject, got \"drop\"",
+              "test.yaml:13:26: listen[1].send_proxy_protocol: expected off, v1 or v2, got \"v3\"",
+              "test.yaml:14:36: listen[2].mode: expected http, tls or passthrough, got \"https\""});
+  }
+  SUBCASE("upstreams may send the PROXY protocol") {
+    const auto r =
+        cfg::load_string(minimal.substr(0, minimal.find("origin:")) +
+                             "origin: {url: \"http://127.0.0.1:8081\", send_proxy_protocol: v1}\n"
+                             "cloudfront: http://d111111abcdef8.cloudfront.net\n"
+                             "domains: [example.com]\n",
+                         "test.yaml", fake_env());
+    REQUIRE(messages(r).empty());
+    CHECK(r.cfg->origin.send_proxy_protocol == cfg::proxy_protocol::v1);
+    CHECK(r.cfg->origin.key() != "http://127.0.0.1:8081");
+    CHECK(r.cfg->cloudfront.send_proxy_protocol == cfg::proxy_protocol::off);
+  }
+}
+
+TEST_CASE("address ranges") {
+  const auto range = [](std::string_view text) {
+    return std::get<cfg::cidr>(cfg::parse_cidr(text));
+  };
+  const std::uint8_t v4[] = {10, 1, 2, 3};
+  const std::uint8_t other4[] = {11, 1, 2, 3};
+  const std::uint8_t mapped[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3};
+  const std::uint8_t v6[] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  CHECK(range("10.0.0.0/8").contains(v4, 4));
+  CHECK(range("10.0.0.0/8").contains(mapped, 16));
+  CHECK_FALSE(range("10.0.0.0/8").contains(other4, 4));
+  CHECK(range("10.1.2.3").contains(v4, 4));
+  CHECK_FALSE(range("10.1.2.2").contains(v4, 4));
+  CHECK(range("10.1.2.2/31").contains(v4, 4));
+  CHECK(range("0.0.0.0/0").contains(other4, 4));
+  CHECK_FALSE(range("0.0.0.0/0").contains(v6, 16));
+  CHECK(range("2001:db8::/32").contains(v6, 16));
+  CHECK_FALSE(range("2001:db9::/32").contains(v6, 16));
+  CHECK_FALSE(range("::/0").contains(v4, 4));
+  CHECK(range("::/0").contains(v6, 16));
+  CHECK(std::holds_alternative<std::string>(cfg::parse_cidr("10.0.0.0/33")));
+  CHECK(std::holds_alternative<std::string>(cfg::parse_cidr("10.0.0.0/")));
+  CHECK(std::holds_alternative<std::string>(cfg::parse_cidr("::1/129")));
+  CHECK(std::holds_alternative<std::string>(cfg::parse_cidr("example.com")));
 }
 
 TEST_CASE("upstreams over https") {

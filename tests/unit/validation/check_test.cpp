@@ -315,7 +315,7 @@ TEST_CASE("--via addresses") {
   }
 }
 
-TEST_CASE("the default first hop is the config's first listener") {
+TEST_CASE("the default first hop is the config's first plain-HTTP listener") {
   const auto L = [](std::string address, std::string host, std::uint16_t port) {
     wk::config::listener l;
     l.address = std::move(address);
@@ -323,7 +323,9 @@ TEST_CASE("the default first hop is the config's first listener") {
     l.port = port;
     return l;
   };
-  const auto target = [](const std::vector<wk::config::listener>& l) { return v::listener_target(l); };
+  const auto target = [](const std::vector<wk::config::listener>& l) {
+    return v::listener_target(l);
+  };
   SUBCASE("a loopback listener as written") {
     auto t = target({L("127.0.0.1:8080", "127.0.0.1", 8080), L("[::1]:81", "::1", 81)});
     REQUIRE(std::holds_alternative<v::host_port>(t));
@@ -341,6 +343,18 @@ TEST_CASE("the default first hop is the config's first listener") {
     auto t = target({L("127.0.0.1:0", "127.0.0.1", 0)});
     REQUIRE(std::holds_alternative<std::string>(t));
     CHECK(std::get<std::string>(t).find("--via") != std::string::npos);
+  }
+  SUBCASE("TLS, passthrough and PROXY-protocol listeners are skipped") {
+    auto tls = L("127.0.0.1:443", "127.0.0.1", 443);
+    tls.mode = wk::config::listener_mode::tls;
+    auto pass = L("127.0.0.1:444", "127.0.0.1", 444);
+    pass.mode = wk::config::listener_mode::passthrough;
+    auto behind_lb = L("127.0.0.1:81", "127.0.0.1", 81);
+    behind_lb.accept_proxy_from.emplace_back();
+    auto t = target({tls, pass, behind_lb, L("127.0.0.1:82", "127.0.0.1", 82)});
+    REQUIRE(std::holds_alternative<v::host_port>(t));
+    CHECK(std::get<v::host_port>(t).text() == "127.0.0.1:82");
+    CHECK(std::holds_alternative<std::string>(target({tls, pass})));
   }
   SUBCASE("no listener") {
     CHECK(std::holds_alternative<std::string>(target({})));

@@ -1,0 +1,177 @@
+#include "app/connection.hpp"
+
+#include "app/passthrough.hpp"
+#include "net/proxy_protocol.hpp"
+#include "observe/counters.hpp"
+#include "observe/log.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include <algorithm>
+#include <cstring>
+
+namespace wk::app {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+// Decrements the listener's and the worker's connection counts when a connection ends.
+struct connection_count {
+  http::worker_state* w;
+  std::shared_ptr<net::listener_slot> slot;
+  connection_count(http::worker_state* worker, std::shared_ptr<net::listener_slot> s)
+      : w(worker), slot(std::move(s)) {
+    w->active.fetch_add(1, std::memory_order_relaxed);
+  }
+  connection_count(const connection_count&) = delete;
+  connection_count& operator=(const connection_count&) = delete;
+  ~connection_count() {
+    w->active.fetch_sub(1, std::memory_order_relaxed);
+    slot->active.fetch_sub(1, std::memory_order_relaxed);
+  }
+};
+
+void copy_address(const asio::ip::address& a, net::pp_family& family,
+                  std::array<std::uint8_t, 16>& out) {
+  if (a.is_v4()) {
+    const auto b = a.to_v4().to_bytes();
+    std::copy(b.begin(), b.end(), out.begin());
+    family = net::pp_family::tcp4;
+  } else {
+    const auto b = a.to_v6().to_bytes();
+    std::copy(b.begin(), b.end(), out.begin());
+    family = net::pp_family::tcp6;
+  }
+}
+
+// The connection as the socket sees it: client = the TCP peer.
+http::client_info info_from(const tcp::endpoint& remote, const tcp::endpoint& local) {
+  http::client_info info;
+  info.peer_ip = remote.address().to_string();
+  info.peer = net::endpoint_string(remote);
+  net::pp_family local_family = net::pp_family::unknown;
+  copy_address(remote.address(), info.pp.family, info.pp.src);
+  copy_address(local.address(), local_family, info.pp.dst);
+  if (local_family != info.pp.family) {
+    info.pp.family = net::pp_family::unknown;  // cannot happen on one TCP connection
+  }
+  info.pp.src_port = remote.port();
+  info.pp.dst_port = local.port();
+  return info;
+}
+
+bool trusted(const std::vector<config::cidr>& ranges, const asio::ip::address& a) {
+  std::array<std::uint8_t, 16> bytes{};
+  std::size_t size = 4;
+  if (a.is_v4()) {
+    const auto b = a.to_v4().to_bytes();
+    std::copy(b.begin(), b.end(), bytes.begin());
+  } else {
+    const auto b = a.to_v6().to_bytes();
+    std::copy(b.begin(), b.end(), bytes.begin());
+    size = 16;
+  }
+  return std::any_of(ranges.begin(), ranges.end(),
+                     [&](const config::cidr& r) { return r.contains(bytes.data(), size); });
+}
+
+// Reads the PROXY header a trusted balancer sends first, within the header deadline. On
+// success `info` describes the client it carries (unless it carries none: LOCAL or UNKNOWN)
+// and `early` holds the bytes after the header. Returns false when the connection must close.
+asio::awaitable<bool> read_proxy_header(beast::tcp_stream& s, http::client_info& info,
+                                        std::string& early, std::chrono::milliseconds deadline) {
+  s.expires_after(deadline);
+  std::string buf;
+  for (;;) {
+    const auto r = net::parse_proxy_header(buf);
+    if (r.status == net::pp_status::ok) {
+      if (!r.local && r.addr.family != net::pp_family::unknown) {
+        info.pp = r.addr;
+        info.peer_ip = r.addr.src_string();
+        info.peer =
+            (r.addr.family == net::pp_family::tcp6 ? "[" + info.peer_ip + "]" : info.peer_ip) +
+            ":" + std::to_string(r.addr.src_port);
+      }
+      early = buf.substr(r.length);
+      s.expires_never();
+      co_return true;
+    }
+    if (r.status != net::pp_status::need_more) {
+      observe::process_counters().count(observe::connection_event::proxy_invalid);
+      observe::warn_limited("PROXY header from " + info.peer + " refused: " + r.reason);
+      co_return false;
+    }
+    char chunk[512];
+    // Never more than the longest header: the bytes after it belong to the next layer, and
+    // reading little keeps them few.
+    const auto want = std::min(sizeof chunk, net::pp_v2_max_length + 1 - buf.size());
+    auto [ec, n] = co_await s.async_read_some(asio::buffer(chunk, want), nothrow);
+    if (ec) {
+      if (!buf.empty() || ec == beast::error::timeout) {
+        observe::process_counters().count(observe::connection_event::proxy_invalid);
+        observe::warn_limited(
+            "PROXY header from " + info.peer + ": " +
+            (ec == beast::error::timeout ? std::string("none in time") : ec.message()));
+      }
+      co_return false;
+    }
+    buf.append(chunk, n);
+  }
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_client(http::worker_state* w, tcp::socket socket,
+                                   std::shared_ptr<net::listener_slot> slot) {
+  connection_count count(w, slot);
+  auto rt = w->runtime;  // this connection's listener settings
+  const listener_runtime* listener = rt->listener_for(*slot);
+  boost::system::error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  const auto local = socket.local_endpoint(ec);
+  if (listener == nullptr || ec) {
+    co_return;  // the listener was removed by a reload, or the client already left
+  }
+  socket.set_option(tcp::no_delay(true), ec);
+  auto info = info_from(remote, local);
+  std::string early;
+  const auto& cfg = *listener->cfg;
+  if (!cfg.accept_proxy_from.empty()) {
+    if (!trusted(cfg.accept_proxy_from, remote.address())) {
+      observe::process_counters().count(observe::connection_event::proxy_untrusted);
+      observe::warn_limited("connection from " + info.peer + " on " + slot->name +
+                            " refused: not in accept_proxy_from");
+      socket.close(ec);
+      co_return;
+    }
+    beast::tcp_stream stream(std::move(socket));
+    if (!co_await read_proxy_header(stream, info, early, rt->cfg->timeouts.header_read)) {
+      stream.close();
+      co_return;
+    }
+    socket = stream.release_socket();
+  }
+  switch (cfg.mode) {
+  case config::listener_mode::http:
+    co_await http::serve_connection(w, std::move(socket), std::move(info), std::move(early));
+    break;
+  case config::listener_mode::tls:
+    co_await http::serve_tls_connection(w, std::move(socket), std::move(info), std::move(early),
+                                        listener->tls);
+    break;
+  case config::listener_mode::passthrough:
+    co_await serve_passthrough(w, std::move(socket), std::move(info), std::move(early), rt,
+                               listener);
+    break;
+  }
+}
+
+}  // namespace wk::app

@@ -1,0 +1,22 @@
+#pragma once
+// What happens to an accepted connection before HTTP: it is counted against its listener and
+// its worker, a PROXY protocol header is read when the listener trusts its source, and the
+// listener's mode (as of the current runtime snapshot) picks plain HTTP, TLS termination or
+// TLS passthrough.
+
+#include "http/session.hpp"
+#include "net/listener.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <memory>
+
+namespace wk::app {
+
+// Serves one accepted connection until it closes. Never throws for network errors.
+boost::asio::awaitable<void> serve_client(http::worker_state* w,
+                                          boost::asio::ip::tcp::socket socket,
+                                          std::shared_ptr<net::listener_slot> slot);
+
+}  // namespace wk::app

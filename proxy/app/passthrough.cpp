@@ -1,0 +1,147 @@
+#include "app/passthrough.hpp"
+
+#include "net/client_hello.hpp"
+#include "net/proxy_protocol.hpp"
+#include "net/splice_tunnel.hpp"
+#include "observe/counters.hpp"
+#include "observe/log.hpp"
+#include "upstream/connector.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include <chrono>
+
+namespace wk::app {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+// A ClientHello body is at most 16 KiB here (parse_client_hello's default); with record
+// headers, a few more bytes. Anything longer is refused as too_large by the parser.
+constexpr std::size_t max_hello_input = 16384 + 1024;
+
+struct passthrough_state {
+  steady::time_point start = steady::now();
+  std::chrono::system_clock::time_point wall = std::chrono::system_clock::now();
+  std::string sni;
+  std::string alpn;  // the client's first ALPN protocol, for the log
+  const upstream::target* target = nullptr;
+  net::tunnel_stats bytes;
+  std::string_view error;
+};
+
+void write_log(http::worker_state* w, const passthrough_state& st, const http::client_info& info) {
+  observe::access_record r;
+  r.time = st.wall;
+  r.client = info.peer;
+  r.host = st.sni;
+  r.method = "";
+  r.target = st.alpn;
+  r.route = "passthrough";
+  r.upstream = st.target != nullptr ? std::string_view(st.target->cfg.name) : std::string_view();
+  r.bytes_in = st.bytes.client_to_upstream;
+  r.bytes_out = st.bytes.upstream_to_client;
+  r.duration_ms = std::chrono::duration<double, std::milli>(steady::now() - st.start).count();
+  r.error = st.error;
+  w->log.write(r);
+}
+
+// Reads until `buf` holds a whole ClientHello (possibly over several records and reads).
+asio::awaitable<net::client_hello> read_hello(beast::tcp_stream& s, std::string& buf,
+                                              std::chrono::milliseconds deadline, bool& timed_out) {
+  s.expires_after(deadline);
+  for (;;) {
+    auto hello = net::parse_client_hello(buf);
+    if (hello.status != net::hello_status::need_more) {
+      s.expires_never();
+      co_return hello;
+    }
+    if (buf.size() >= max_hello_input) {
+      hello.status = net::hello_status::too_large;
+      hello.reason = "ClientHello too large";
+      co_return hello;
+    }
+    const std::size_t want = std::min<std::size_t>(max_hello_input - buf.size(), 8192);
+    const auto old = buf.size();
+    buf.resize(old + want);
+    auto [ec, n] = co_await s.async_read_some(asio::buffer(buf.data() + old, want), nothrow);
+    buf.resize(old + n);
+    if (ec) {
+      timed_out = ec == beast::error::timeout;
+      hello.reason = timed_out ? "no complete ClientHello in time" : ec.message();
+      co_return hello;
+    }
+  }
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_passthrough(http::worker_state* w, tcp::socket socket,
+                                        http::client_info info, std::string early,
+                                        std::shared_ptr<const runtime> rt,
+                                        const listener_runtime* listener) {
+  passthrough_state st;
+  const auto& timeouts = rt->cfg->timeouts;
+  beast::tcp_stream client(std::move(socket));
+  bool timed_out = false;
+  const auto hello = co_await read_hello(client, early, timeouts.header_read, timed_out);
+  if (hello.status != net::hello_status::ok) {
+    if (hello.status == net::hello_status::need_more && early.empty() && !timed_out) {
+      co_return;  // closed before sending anything: a TCP health check
+    }
+    const bool late = hello.status == net::hello_status::need_more;
+    observe::process_counters().count(late ? observe::connection_event::passthrough_timeout
+                                           : observe::connection_event::passthrough_not_tls);
+    st.error = late ? "client_hello_timeout" : "not_tls";
+    observe::warn_limited("passthrough from " + info.peer + " closed: " + hello.reason);
+    write_log(w, st, info);
+    co_return;  // never forwarded: garbage is not TLS
+  }
+  st.sni = hello.sni;
+  if (!hello.alpn.empty()) {
+    st.alpn = hello.alpn.front();
+  }
+  if (st.sni.empty() && listener->cfg->reject_without_sni) {
+    observe::process_counters().count(observe::connection_event::passthrough_no_sni);
+    st.error = "no_sni";
+    write_log(w, st, info);
+    co_return;
+  }
+  st.target = &listener->passthrough_for(st.sni);
+  std::string preface;
+  if (st.target->cfg.send_proxy_protocol == config::proxy_protocol::v1) {
+    preface = net::build_proxy_v1(info.pp);
+  } else if (st.target->cfg.send_proxy_protocol == config::proxy_protocol::v2) {
+    preface = net::build_proxy_v2(info.pp);
+  }
+  auto outcome = co_await upstream::connect(*st.target, timeouts, preface);
+  if (!outcome.conn) {
+    observe::process_counters().count(observe::connection_event::passthrough_upstream);
+    observe::warn_limited("passthrough from " + info.peer + " (SNI \"" + st.sni +
+                          "\"): " + outcome.detail);
+    st.error = http::name_of(outcome.error);
+    write_log(w, st, info);
+    co_return;
+  }
+  auto up = std::get<upstream::tcp_stream>(std::move(outcome.conn->stream)).release_socket();
+  auto down = client.release_socket();
+  net::relay_options opt;
+  opt.idle = timeouts.tunnel_idle;
+  const auto result = co_await net::relay(down, early, up, opt);
+  st.bytes = result.stats;
+  write_log(w, st, info);
+  boost::system::error_code ec;
+  down.close(ec);
+  up.close(ec);
+}
+
+}  // namespace wk::app
