@@ -1,0 +1,79 @@
+#pragma once
+// The operator's validation status page, as pure rendering: a plain snapshot in, an HTML page or
+// a JSON document out. No I/O, no locks, no clocks (the snapshot carries `now`); the admin
+// server fills the snapshot and serves the result. Everything that comes from outside the
+// process (User-Agent, client, file names, error texts) is treated as hostile: HTML-escaped,
+// invalid UTF-8 and control characters replaced, so the page is safe whatever was sent.
+
+#include "validation/events.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace wk::observe {
+
+struct status_snapshot {
+  std::string version;  // e.g. "0.4.0 (abc1234)"
+  // `now` is when the snapshot was taken; a default (epoch) `started` or `config_loaded` means
+  // unknown and is shown as such.
+  std::chrono::system_clock::time_point now, started, config_loaded;
+  std::string config_file;
+  std::vector<std::string> listeners;  // e.g. "0.0.0.0:80 http", "0.0.0.0:443 passthrough"
+  bool ready = true;
+  bool draining = false;
+
+  struct upstream_state {
+    std::string name;  // "origin", "cloudfront", or a fetch host
+    std::string url;
+    std::vector<std::string> addresses;  // as resolved, e.g. "192.0.2.10:80"
+    std::string last_error;              // "" if none
+    std::uint64_t errors = 0;
+  };
+  std::vector<upstream_state> upstreams;
+
+  struct domain_state {
+    std::string domain;                         // as configured, may be "*.example.com"
+    std::string mode;                           // forward | redirect | fetch | static
+    std::vector<std::string> token_files;       // configured tokens for this domain (file names)
+    std::vector<wk::validation::event> events;  // newest last (as event_store::snapshot gives)
+  };
+  std::vector<domain_state> domains;
+};
+
+// How the state of a domain looks: drives the colour of the hint on the page and
+// "hint_level" in the JSON ("none", "ok", "warning", "error").
+enum class hint_level { none, ok, warning, error };
+
+// The whole page: one self-contained HTML5 document (inline CSS, no script, no external
+// resource, refreshes itself every 5 s). Domains in snapshot order, each with its state hint and
+// its events newest first. Stable hooks for tests and scrapers:
+//   <section id="process">, <dd id="state" class="state ready|not-ready|draining">,
+//   <table id="upstreams"> with <tr class="upstream" data-upstream="NAME">,
+//   <section class="domain" id="domain-DOMAIN" data-domain="DOMAIN" data-hint="LEVEL">,
+//   <p class="hint LEVEL">, <table class="events"> with <tr class="event">.
+std::string render_status_html(const status_snapshot& s);
+
+// The same information as one JSON object (Boost.JSON, always valid UTF-8):
+//   {"generated", "process": {"version", "started", "uptime_s", "config_file",
+//    "config_loaded", "listeners", "ready", "draining"},
+//    "upstreams": [{"name", "url", "addresses", "last_error", "errors"}],
+//    "domains": [{"domain", "mode", "tokens", "hint", "hint_level",
+//                 "events": [{"time", "client", "user_agent", "domain", "file", "mode",
+//                             "action", "status", "upstream", "location", "latency_ms",
+//                             "error"}]}]}
+// Times are ISO 8601 UTC with milliseconds, or null when unknown; events newest first, like the
+// page.
+std::string render_status_json(const status_snapshot& s);
+
+// One plain-language sentence (no final period) about the domain's validation state, chosen by
+// its newest event (the last one): e.g. "answered 200 at 14:03 UTC — the CA got the token".
+// Times are HH:MM UTC, with the date in front when the event is not from `now`'s UTC day.
+std::string state_hint(const status_snapshot::domain_state& d,
+                       std::chrono::system_clock::time_point now);
+
+// The level that goes with state_hint() for the same domain.
+hint_level state_level(const status_snapshot::domain_state& d);
+
+}  // namespace wk::observe
