@@ -14,6 +14,9 @@
 
 #include <unistd.h>
 
+#ifndef WKPROXY_REVISION
+#define WKPROXY_REVISION "unknown"
+#endif
 #ifndef WKPROXY_VERSION
 #define WKPROXY_VERSION "0.0.0"
 #endif
@@ -107,7 +110,7 @@ int main(int argc, char** argv) {
     } else if (a == "-t" || a == "--test") {
       test_only = true;
     } else if (a == "--version") {
-      std::cout << "wkproxy " << WKPROXY_VERSION << '\n';
+      std::cout << "wkproxy " << WKPROXY_VERSION << " (" << WKPROXY_REVISION << ")\n";
       return 0;
     } else if (a == "-h" || a == "--help") {
       std::cout << usage;
@@ -129,5 +132,7 @@ int main(int argc, char** argv) {
   auto n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
   opt.exe = n > 0 ? std::string(exe, static_cast<std::size_t>(n)) : std::string(argv[0]);
   opt.args.assign(argv, argv + argc);
+  opt.version = WKPROXY_VERSION;
+  opt.revision = WKPROXY_REVISION;
   return wk::app::run_server(opt);
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing wkproxy needs, from Debian 12's own packages.
 # Skips apt-get entirely when everything is already there.
-# Extra groups by argument: `fuzz` (clang and its libFuzzer runtime), `bench` (wrk, h2load,
-# nginx and HAProxy for side-by-side runs).
+# Extra groups by argument: `browser` (Chromium, for the status page test), `fuzz` (clang and
+# its libFuzzer runtime), `bench` (wrk, h2load, nginx and HAProxy for side-by-side runs).
 set -euo pipefail
 
 packages=(
@@ -14,6 +14,7 @@ packages=(
 )
 for group in "$@"; do
   case "$group" in
+    browser) packages+=(chromium) ;;
     fuzz) packages+=(clang libclang-rt-14-dev) ;;
     bench) packages+=(wrk nghttp2-client nginx-light haproxy) ;;
     *) echo "deps.sh: unknown group $group" >&2; exit 2 ;;

@@ -4,7 +4,7 @@
 # proxy exit). PRESETS="dev" (or "asan-ubsan") runs only that one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/deps.sh
+tools/deps.sh browser  # Chromium renders the status page in tests/integration/test_status_page.py
 status=0
 for preset in ${PRESETS:-dev asan-ubsan}; do
   echo "=== preset $preset"

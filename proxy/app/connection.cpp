@@ -142,6 +142,7 @@ asio::awaitable<void> serve_client(http::worker_state* w, tcp::socket socket,
   }
   socket.set_option(tcp::no_delay(true), ec);
   auto info = info_from(remote, local);
+  info.listener_index = slot->metrics_index;
   std::string early;
   const auto& cfg = *listener->cfg;
   if (!cfg.accept_proxy_from.empty()) {

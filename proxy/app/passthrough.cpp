@@ -5,6 +5,7 @@
 #include "net/splice_tunnel.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
+#include "observe/metrics.hpp"
 #include "upstream/connector.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -12,6 +13,7 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include <algorithm>
 #include <chrono>
 
 namespace wk::app {
@@ -39,6 +41,19 @@ struct passthrough_state {
   std::string_view error;
 };
 
+// The SNI as a metrics label: only names the config knows (a route or a tenant domain), so a
+// scanner cannot create time series at will.
+std::string sni_label(const runtime& rt, const listener_runtime& l, std::string_view sni) {
+  if (sni.empty()) {
+    return "none";
+  }
+  const auto& domains = rt.cfg->validation.domains;
+  const bool known = std::any_of(l.sni_routes.begin(), l.sni_routes.end(),
+                                 [&](const sni_target& r) { return r.pattern == sni; }) ||
+                     std::find(domains.begin(), domains.end(), sni) != domains.end();
+  return known ? std::string(sni) : "other";
+}
+
 void write_log(http::worker_state* w, const passthrough_state& st, const http::client_info& info) {
   observe::access_record r;
   r.time = st.wall;
@@ -53,6 +68,8 @@ void write_log(http::worker_state* w, const passthrough_state& st, const http::c
   r.duration_ms = std::chrono::duration<double, std::milli>(steady::now() - st.start).count();
   r.error = st.error;
   w->log.write(r);
+  w->metrics.record_request(info.listener_index, observe::route_label::passthrough, 0,
+                            steady::now() - st.start, r.bytes_in, r.bytes_out);
 }
 
 // Reads until `buf` holds a whole ClientHello (possibly over several records and reads).
@@ -117,6 +134,8 @@ asio::awaitable<void> serve_passthrough(http::worker_state* w, tcp::socket socke
     co_return;
   }
   st.target = &listener->passthrough_for(st.sni);
+  observe::passthrough_connections().add(
+      {{"listener", listener->cfg->address}, {"sni", sni_label(*rt, *listener, st.sni)}});
   std::string preface;
   if (st.target->cfg.send_proxy_protocol == config::proxy_protocol::v1) {
     preface = net::build_proxy_v1(info.pp);
@@ -124,11 +143,14 @@ asio::awaitable<void> serve_passthrough(http::worker_state* w, tcp::socket socke
     preface = net::build_proxy_v2(info.pp);
   }
   auto outcome = co_await upstream::connect(*st.target, timeouts, preface);
+  constexpr auto pass = static_cast<std::size_t>(observe::upstream_label::passthrough);
+  w->metrics.pool_misses[pass].add();
   if (!outcome.conn) {
     observe::process_counters().count(observe::connection_event::passthrough_upstream);
     observe::warn_limited("passthrough from " + info.peer + " (SNI \"" + st.sni +
                           "\"): " + outcome.detail);
     st.error = http::name_of(outcome.error);
+    http::count_upstream_failure(w, observe::upstream_label::passthrough, outcome.error);
     write_log(w, st, info);
     co_return;
   }
@@ -136,7 +158,9 @@ asio::awaitable<void> serve_passthrough(http::worker_state* w, tcp::socket socke
   auto down = client.release_socket();
   net::relay_options opt;
   opt.idle = timeouts.tunnel_idle;
+  w->metrics.tunnels.add(1);
   const auto result = co_await net::relay(down, early, up, opt);
+  w->metrics.tunnels.add(-1);
   st.bytes = result.stats;
   write_log(w, st, info);
   boost::system::error_code ec;

@@ -1,5 +1,6 @@
 #include "app/server.hpp"
 
+#include "app/admin.hpp"
 #include "app/runtime.hpp"
 #include "app/upgrade.hpp"
 #include "app/worker.hpp"
@@ -79,7 +80,68 @@ struct server_state {
   std::vector<std::unique_ptr<worker>> workers;
   bool stopping = false;
   bool upgrading = false;
+  std::unique_ptr<net::listener_socket> admin;  // the admin listener, when configured
+  admin_context admin_ctx;
+  std::vector<std::string> listener_labels;  // metrics label per index (bound addresses)
 };
+
+// Gives `slot` its metrics label: its bound address, the same index whenever that address
+// comes back; past the last label, listeners share an "other" one.
+void assign_label(server_state& s, net::listener_slot& slot) {
+  const auto it = std::find(s.listener_labels.begin(), s.listener_labels.end(), slot.name);
+  if (it != s.listener_labels.end()) {
+    slot.metrics_index = static_cast<std::size_t>(it - s.listener_labels.begin());
+    return;
+  }
+  if (s.listener_labels.size() + 1 < observe::max_listener_labels) {
+    s.listener_labels.push_back(slot.name);
+    slot.metrics_index = s.listener_labels.size() - 1;
+    return;
+  }
+  if (s.listener_labels.size() < observe::max_listener_labels) {
+    s.listener_labels.emplace_back("other");
+  }
+  slot.metrics_index = observe::max_listener_labels - 1;
+}
+
+std::string_view mode_name(config::listener_mode m) {
+  switch (m) {
+  case config::listener_mode::http:
+    return "http";
+  case config::listener_mode::tls:
+    return "tls";
+  case config::listener_mode::passthrough:
+    return "passthrough";
+  }
+  return "http";
+}
+
+void setup_admin_context(server_state& s) {
+  auto& c = s.admin_ctx;
+  c.version = s.opt.version;
+  c.revision = s.opt.revision;
+  c.started = std::chrono::system_clock::now();
+  c.last_reload = c.started;
+  c.config_loaded = c.started;
+  c.current = [&s] { return s.current; };
+  c.draining = [&s] { return s.stopping; };
+  c.workers = [&s] {
+    std::vector<const observe::worker_metrics*> out;
+    for (const auto& w : s.workers) {
+      out.push_back(&w->metrics());
+    }
+    return out;
+  };
+  c.listener_labels = [&s] { return s.listener_labels; };
+  c.listeners = [&s] {
+    std::vector<admin_context::listener_state> out;
+    for (const auto& l : s.listeners) {
+      out.push_back({l->slot->name, std::string(mode_name(l->cfg.mode)),
+                     l->slot->active.load(std::memory_order_relaxed)});
+    }
+    return out;
+  };
+}
 
 std::shared_ptr<const runtime> load_runtime_quietly(server_state& s, bool reporting_only_to_log) {
   auto loaded = config::load_file(s.opt.config_path, config::process_env());
@@ -140,6 +202,9 @@ bool write_ports_file(const server_state& s) {
   }
   json::object doc;
   doc["listen"] = std::move(listen);
+  if (s.admin) {
+    doc["admin"] = net::endpoint_string(s.admin->bound);
+  }
   doc["pid"] = ::getpid();
   // Written beside the target and renamed into place: readers never see half a file.
   auto tmp = s.opt.ports_file + ".tmp";
@@ -178,12 +243,15 @@ open_new_listeners(server_state& s, const config::config& cfg) {
     }
     opened.push_back(std::get<0>(std::move(result)));
     opened.back()->slot->ordinal = ordinal_of(cfg.listen, i);
+    assign_label(s, *opened.back()->slot);
   }
   return opened;
 }
 
 void reload(server_state& s) {
   auto rt = load_runtime(s, true);
+  s.admin_ctx.last_reload = std::chrono::system_clock::now();
+  s.admin_ctx.last_reload_ok = rt != nullptr;
   if (!rt) {
     observe::error("reload of " + s.opt.config_path + " failed; the running config stays");
     return;
@@ -194,6 +262,7 @@ void reload(server_state& s) {
   if (auto* e = std::get_if<std::string>(&opened)) {
     observe::error("reload refused: listen: " + *e + "; the running config stays");
     observe::process_counters().reload_failures.fetch_add(1, std::memory_order_relaxed);
+    s.admin_ctx.last_reload_ok = false;
     return;
   }
   for (auto it = s.listeners.begin(); it != s.listeners.end();) {
@@ -221,7 +290,12 @@ void reload(server_state& s) {
     observe::info("reload: listening on " + l->slot->name);
     s.listeners.push_back(std::move(l));
   }
+  if (rt->cfg->admin.address != s.current->cfg->admin.address ||
+      rt->cfg->admin.enabled != s.current->cfg->admin.enabled) {
+    observe::warn("reload: the admin listener changes only at restart (the token applies now)");
+  }
   s.current = std::move(rt);
+  s.admin_ctx.config_loaded = s.admin_ctx.last_reload;
   s.dns.prune();
   write_ports_file(s);
   observe::process_counters().reloads.fetch_add(1, std::memory_order_relaxed);
@@ -379,6 +453,7 @@ int run_server(const server_options& opt) {
     }
     s.listeners.push_back(std::get<0>(std::move(opened)));
     s.listeners.back()->slot->ordinal = ordinal_of(cfg.listen, i);
+    assign_label(s, *s.listeners.back()->slot);
   }
   unsigned n = cfg.workers != 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) {
@@ -394,7 +469,29 @@ int run_server(const server_options& opt) {
     w->start(s.listeners);
   }
   for (const auto& l : s.listeners) {
-    observe::info("listening on " + l->slot->name + " (" + std::to_string(n) + " workers)");
+    observe::info("listening on " + l->slot->name + " (" + std::string(mode_name(l->cfg.mode)) +
+                  ", " + std::to_string(n) + " workers)");
+  }
+  // The admin listener opens last: /readyz answering means every public listener is open.
+  setup_admin_context(s);
+  if (cfg.admin.enabled) {
+    config::listener a;
+    a.address = cfg.admin.address;
+    a.host = cfg.admin.host;
+    a.port = cfg.admin.port;
+    auto opened = net::open_listener(s.ioc, a, 64);
+    if (auto* e = std::get_if<std::string>(&opened)) {
+      std::cerr << s.opt.config_path << ": admin.listen: " << *e << '\n';
+      s.ioc.stop();
+      for (auto& w : s.workers) {
+        w->stop_and_join();
+      }
+      return 1;
+    }
+    s.admin = std::get<0>(std::move(opened));
+    asio::co_spawn(s.ioc, run_admin(s.admin->acceptor, s.admin_ctx),
+                   observe::log_exception{"admin listener"});
+    observe::info("admin listening on " + s.admin->slot->name);
   }
   inherited.close_unused();
   if (!write_ports_file(s)) {

@@ -11,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <array>
 #include <exception>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -61,6 +62,24 @@ asio::awaitable<void> accept_loop(http::worker_state* w, tcp::acceptor* acceptor
   }
 }
 
+// The pool-idle gauges, by upstream label.
+void count_idle(http::worker_state& w) {
+  std::array<std::int64_t, observe::worker_metrics::upstreams> idle{};
+  const auto& rt = *w.runtime;
+  w.pool.for_each_key([&](const std::string& key, std::size_t n) {
+    auto label = observe::upstream_label::acm;
+    if (key.starts_with(rt.origin.key)) {
+      label = observe::upstream_label::origin;
+    } else if (key.starts_with(rt.cloudfront.key)) {
+      label = observe::upstream_label::cloudfront;
+    }
+    idle[static_cast<std::size_t>(label)] += static_cast<std::int64_t>(n);
+  });
+  for (std::size_t i = 0; i < idle.size(); ++i) {
+    w.metrics.pool_idle[i].set(idle[i]);
+  }
+}
+
 asio::awaitable<void> housekeeping(http::worker_state* w) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
@@ -71,6 +90,7 @@ asio::awaitable<void> housekeeping(http::worker_state* w) {
     }
     w->log.flush();
     w->pool.expire(w->runtime->cfg->timeouts.upstream_idle);
+    count_idle(*w);
   }
 }
 

@@ -41,6 +41,9 @@ public:
   // Open client connections (read from the main thread while draining).
   std::size_t active() const { return state_.active.load(std::memory_order_relaxed); }
 
+  // This worker's metrics (written by its thread, read by the admin listener).
+  const observe::worker_metrics& metrics() const { return state_.metrics; }
+
   // Stops the thread (abandoning whatever still runs) and joins it.
   void stop_and_join();
 

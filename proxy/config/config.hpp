@@ -180,6 +180,16 @@ struct shutdown {
   duration upgrade_timeout{30'000};  // a new binary must be ready within this (SIGUSR2)
 };
 
+// The admin listener: health, readiness, metrics, status page, effective config. Off unless
+// the config has an `admin` section.
+struct admin {
+  bool enabled = false;
+  std::string address = "127.0.0.1:9901";  // as written
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 9901;
+  std::string token;  // bearer token for everything but /healthz and /readyz; "" = none
+};
+
 enum class log_output { stdout_stream, stderr_stream, off };
 
 struct access_log {
@@ -202,6 +212,7 @@ struct config {
   ::wk::config::dns dns;
   ::wk::config::shutdown shutdown;
   ::wk::config::access_log access_log;
+  ::wk::config::admin admin;
   unsigned workers = 0;  // 0 = one per core
 };
 

@@ -277,6 +277,8 @@ private:
   void load_count(const YAML::Node& node, const std::string& key, std::size_t& out);
   void load_policy(const YAML::Node& node, const std::string& key, forwarded_policy& out);
   void load_workers(const YAML::Node& node, const std::string& key);
+  void load_admin(const YAML::Node& node, const std::string& key);
+  void check_admin();
   // A file that must be readable (relative paths start at the config file's directory);
   // `out` gets the resolved path.
   void check_file(const located& file, std::string& out, std::string_view what);
@@ -303,6 +305,7 @@ private:
   std::vector<token_source> token_marks_;          // tokens[i], for cross-checks after the walk
   std::vector<std::string> listen_paths_;          // listen[i] as a key, for cross-checks
   std::vector<std::size_t> passthrough_defaults_;  // passthrough listeners without upstream
+  std::optional<located> admin_listen_;            // where admin.listen was
 };
 
 void loader::fail(const YAML::Mark& mark, std::string key, std::string reason) {
@@ -482,6 +485,7 @@ void loader::load_document(const YAML::Node& root) {
          }
        }},
       {"workers", [this](const YAML::Node& n, const std::string& k) { load_workers(n, k); }},
+      {"admin", [this](const YAML::Node& n, const std::string& k) { load_admin(n, k); }},
   };
   const auto seen = walk_map(root, "", fields);
 
@@ -507,6 +511,7 @@ void loader::load_document(const YAML::Node& root) {
          "the allow-list is given twice (domains and validation.domains); keep one");
   }
   check_tokens();
+  check_admin();
   for (std::size_t index : passthrough_defaults_) {
     // TLS traffic goes where it went before: the origin's host, on the HTTPS port.
     upstream& u = cfg_.listen[index].passthrough;
@@ -516,6 +521,56 @@ void loader::load_document(const YAML::Node& root) {
     u.host = host;
     u.port = 443;
     u.send_proxy_protocol = pp;
+  }
+}
+
+void loader::load_admin(const YAML::Node& node, const std::string& key) {
+  auto& a = cfg_.admin;
+  a.enabled = true;
+  walk_map(node, key,
+           {{"listen",
+             [this, &a](const YAML::Node& v, const std::string& p) {
+               auto text = scalar(v, p);
+               if (!text) {
+                 return;
+               }
+               auto parsed = parse_listen_address(*text);
+               if (auto* reason = std::get_if<std::string>(&parsed)) {
+                 fail(v.Mark(), p, "invalid listen address " + in_quotes(*text) + ": " + *reason);
+                 return;
+               }
+               const auto& l = std::get<listener>(parsed);
+               a.address = l.address;
+               a.host = l.host;
+               a.port = l.port;
+               admin_listen_ = located{*text, v.Mark(), p};
+             }},
+            {"token", [this, &a](const YAML::Node& v, const std::string& p) {
+               if (auto text = scalar(v, p)) {
+                 a.token = *text;
+               }
+             }}});
+}
+
+// The admin listener is never a public one, and never reachable from outside without a token.
+void loader::check_admin() {
+  const auto& a = cfg_.admin;
+  if (!a.enabled || !admin_listen_) {
+    return;
+  }
+  const bool loopback = a.host.starts_with("127.") || a.host == "::1";
+  if (!loopback && a.token.empty()) {
+    fail(admin_listen_->mark, admin_listen_->key,
+         "an admin listener on a non-loopback address needs admin.token");
+  }
+  for (std::size_t i = 0; i < cfg_.listen.size(); ++i) {
+    const auto& l = cfg_.listen[i];
+    if (a.port != 0 && l.port == a.port &&
+        (l.host == a.host || l.host == "0.0.0.0" || l.host == "::")) {
+      fail(admin_listen_->mark, admin_listen_->key,
+           "must differ from the public listener " + in_quotes(l.address) + " (" +
+               listen_paths_[i] + ")");
+    }
   }
 }
 

@@ -9,6 +9,7 @@
 #include "net/tunnel.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
+#include "observe/metrics.hpp"
 #include "upstream/connector.hpp"
 #include "validation/events.hpp"
 #include "validation/plan.hpp"
@@ -75,16 +76,17 @@ struct request_state {
   bool http11 = true;
   bool head = false;
   bool client_keep_alive = false;
-  bool response_started = false;   // bytes of a response reached the client
-  bool request_sent = false;       // the whole request reached the backend
-  std::size_t prefetched = 0;      // body bytes parsed into the body buffer before connecting
-  bool body_read_live = false;     // body bytes were read while streaming (no resend possible)
-  bool last = false;               // a connection limit: this answer closes the connection
-  const bool* stopping = nullptr;  // the worker is stopping: the answer closes the connection
-  bool upstream_reusable = false;  // the backend connection can go back to the pool
-  bool retryable = false;          // failed on a reused connection before any exchange
-  bool upgrade_requested = false;  // origin route, Upgrade + Connection: upgrade forwarded
-  bool tunnel = false;             // the backend answered 101: bytes flow both ways now
+  bool response_started = false;      // bytes of a response reached the client
+  bool request_sent = false;          // the whole request reached the backend
+  std::size_t prefetched = 0;         // body bytes parsed into the body buffer before connecting
+  bool body_read_live = false;        // body bytes were read while streaming (no resend possible)
+  bool last = false;                  // a connection limit: this answer closes the connection
+  const bool* stopping = nullptr;     // the worker is stopping: the answer closes the connection
+  observe::gauge* tunnels = nullptr;  // the worker's count of open tunnels
+  bool upstream_reusable = false;     // the backend connection can go back to the pool
+  bool retryable = false;             // failed on a reused connection before any exchange
+  bool upgrade_requested = false;     // origin route, Upgrade + Connection: upgrade forwarded
+  bool tunnel = false;                // the backend answered 101: bytes flow both ways now
   // The validation route (before the action may have passed the request to the origin).
   bool validation_hit = false;
   validation::action_kind vaction = validation::action_kind::forward;
@@ -577,12 +579,35 @@ net::awaitable<void> exchange(Up& up, upstream::connection& conn, Client& client
   }
   co_await relay_response(up, conn.buffer, client, chunk, st, cfg);
   if (st.tunnel && st.error == failure::none) {
+    st.tunnels->add(1);
     auto down = std::make_unique<body_buffer>();
     auto stats = co_await wk::net::run_tunnel(client, cbuf, up, conn.buffer, chunk, *down,
                                               cfg.timeouts.tunnel_idle);
     st.bytes_in += stats.client_to_upstream;
     st.bytes_out += stats.upstream_to_client;
+    st.tunnels->add(-1);
   }
+}
+
+observe::upstream_label label_of(const app::runtime& rt, const upstream::target* t) {
+  if (t == &rt.origin) {
+    return observe::upstream_label::origin;
+  }
+  if (t == &rt.cloudfront) {
+    return observe::upstream_label::cloudfront;
+  }
+  return observe::upstream_label::acm;
+}
+
+// The domain label of validation metrics: a configured name or token domain, else "other" (a
+// "*" allow-list must not turn every Host on the Internet into a time series).
+std::string validation_label(const app::runtime& rt, std::string_view host) {
+  const auto& domains = rt.cfg->validation.domains;
+  if (std::find(domains.begin(), domains.end(), host) != domains.end() ||
+      rt.tokens.has_tokens(host)) {
+    return std::string(host);
+  }
+  return "other";
 }
 
 void write_access_log(worker_state* w, const request_state& st, const client_info& conn) {
@@ -613,6 +638,9 @@ void write_access_log(worker_state* w, const request_state& st, const client_inf
     observe::process_counters().count_failure(static_cast<std::size_t>(st.error));
   }
   w->log.write(r);
+  w->metrics.record_request(conn.listener_index,
+                            static_cast<observe::route_label>(st.decision.kind), st.status,
+                            steady::now() - st.start, st.bytes_in, st.bytes_out);
   if (st.validation_hit) {
     validation::event e;
     e.time = st.wall;
@@ -630,6 +658,9 @@ void write_access_log(worker_state* w, const request_state& st, const client_inf
     e.location = st.location;
     e.latency_ms = r.duration_ms;
     e.error = r.error;
+    observe::validation_requests().add({{"domain", validation_label(*w->runtime, e.domain)},
+                                        {"action", e.action},
+                                        {"code", std::to_string(e.status)}});
     validation::events().record(std::move(e));
   }
 }
@@ -687,6 +718,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   request_state st;
   st.decision.kind = routing::route_kind::reject;
   st.stopping = &w->stopping;
+  st.tunnels = &w->metrics.tunnels;
 
   request_parser parser;
   parser.header_limit(static_cast<std::uint32_t>(cfg.limits.header_bytes));
@@ -795,6 +827,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
     }
   }
   std::unique_ptr<upstream::connection> up;
+  const auto ulabel = label_of(*rt, st.upstream);
   // A backend that gets PROXY headers learns the client's address once per connection: such a
   // connection is only ever reused for the same client connection.
   std::string preface;
@@ -816,11 +849,14 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   for (int attempt = 0;; ++attempt) {
     up = attempt < 2 ? w->pool.take(pool_key) : nullptr;
     bool reused = up != nullptr;
+    (reused ? w->metrics.pool_hits : w->metrics.pool_misses)[static_cast<std::size_t>(ulabel)]
+        .add();
     if (!up) {
       auto outcome = co_await upstream::connect(*st.upstream, cfg.timeouts, preface);
       if (!outcome.conn) {
         st.error = outcome.error;
         st.detail = outcome.detail;
+        count_upstream_failure(w, ulabel, st.error);
         break;
       }
       up = std::move(outcome.conn);
@@ -850,6 +886,9 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
     w->pool.give(std::move(up));
   }
   if (st.error != failure::none) {
+    if (up) {
+      count_upstream_failure(w, ulabel, st.error);  // connect failures were counted above
+    }
     co_await send_error(client, st, cfg.timeouts);
     st.client_keep_alive = false;
   }
@@ -859,6 +898,37 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
 }
 
 }  // namespace
+
+void count_upstream_failure(worker_state* w, observe::upstream_label u, failure f) {
+  using E = observe::upstream_error;
+  E e{};
+  switch (f) {
+  case failure::upstream_unresolved:
+    e = E::unresolved;
+    break;
+  case failure::upstream_refused:
+    e = E::refused;
+    break;
+  case failure::upstream_connect_timeout:
+    e = E::connect_timeout;
+    break;
+  case failure::upstream_tls:
+    e = E::tls;
+    break;
+  case failure::upstream_reset:
+    e = E::reset;
+    break;
+  case failure::upstream_bad_response:
+    e = E::bad_response;
+    break;
+  case failure::upstream_timeout:
+    e = E::timeout;
+    break;
+  default:
+    return;
+  }
+  w->metrics.upstream_failures[static_cast<std::size_t>(u)][static_cast<std::size_t>(e)].add();
+}
 
 std::unique_ptr<body_buffer> worker_state::take_buffer() {
   if (free_buffers.empty()) {

@@ -6,9 +6,11 @@
 // Stages are plain functions called in that order; per-request state lives in one struct.
 
 #include "app/runtime.hpp"
+#include "http/failure.hpp"
 #include "net/listener.hpp"
 #include "net/proxy_protocol.hpp"
 #include "observe/access_log.hpp"
+#include "observe/metrics.hpp"
 #include "upstream/pool.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -44,6 +46,7 @@ struct worker_state {
   std::shared_ptr<const app::runtime> runtime;  // the snapshot new requests use
   upstream::pool pool;
   observe::access_log log{config::log_output::stdout_stream};
+  observe::worker_metrics metrics;  // written here only; summed by the admin listener
   bool stopping = false;
   std::unordered_set<session_handle*> sessions;
   std::atomic<std::size_t> active{0};
@@ -70,7 +73,12 @@ struct client_info {
   bool tls = false;     // arrived on a TLS-terminating listener: X-Forwarded-Proto https
   std::string sni;      // the server name the TLS client asked for
   net::pp_address pp;   // source: the client; destination: the address it connected to
+  std::size_t listener_index = 0;  // the listener's metrics label (net::listener_slot)
 };
+
+// Counts a failed upstream exchange in `w`'s metrics (nothing for failures that are not the
+// upstream's).
+void count_upstream_failure(worker_state* w, observe::upstream_label u, failure f);
 
 // Serves one plain-HTTP client connection until it closes. `early` holds bytes already read
 // from it (after a PROXY header). `w` outlives the coroutine (the worker destroys its

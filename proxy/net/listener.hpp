@@ -24,6 +24,7 @@ struct listener_slot {
   // the listener's settings up by these, so a reload applies to kept listeners too.
   std::string address;
   std::size_t ordinal = 0;
+  std::size_t metrics_index = 0;  // label of this listener in metrics (by bound address)
   std::size_t max_connections = 0;
   std::atomic<std::size_t> active{0};
 };

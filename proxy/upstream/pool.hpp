@@ -32,6 +32,12 @@ public:
   void clear() { idle_.clear(); }
 
   std::size_t idle_count() const;
+  // Idle connections per key (keys may carry a "|client=" suffix, see session.cpp).
+  template <class F> void for_each_key(F&& f) const {
+    for (const auto& [key, list] : idle_) {
+      f(key, list.size());
+    }
+  }
 
 private:
   std::size_t max_idle_per_key_;

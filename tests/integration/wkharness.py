@@ -1102,6 +1102,7 @@ class Proxy:
         self.returncode = None
         self.addresses = []
         self.port = None
+        self.admin_address = None  # (host, port) of the admin listener, when configured
         self._stdout: list[str] = []
         self._stderr: list[str] = []
         self._log: list[dict] = []
@@ -1155,6 +1156,8 @@ class Proxy:
                 raise AssertionError(f"ports file has no 'listen' list: {data!r}")
             self.addresses = [_parse_addr(a) for a in listen]
             self.port = self.addresses[0][1]
+            admin = data.get("admin")
+            self.admin_address = _parse_addr(admin) if admin else None
         except BaseException:
             self.stop(expect_exit=None)
             raise

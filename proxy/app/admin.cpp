@@ -1,0 +1,433 @@
+#include "app/admin.hpp"
+
+#include "net/listener.hpp"
+#include "observe/log.hpp"
+#include "observe/status_page.hpp"
+#include "validation/events.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <memory>
+#include <set>
+
+namespace wk::app {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t max_admin_connections = 64;
+
+std::string_view name_of(config::listener_mode m) {
+  switch (m) {
+  case config::listener_mode::http:
+    return "http";
+  case config::listener_mode::tls:
+    return "tls";
+  case config::listener_mode::passthrough:
+    return "passthrough";
+  }
+  return "http";
+}
+
+std::string_view name_of(config::proxy_protocol p) {
+  switch (p) {
+  case config::proxy_protocol::off:
+    return "off";
+  case config::proxy_protocol::v1:
+    return "v1";
+  case config::proxy_protocol::v2:
+    return "v2";
+  }
+  return "off";
+}
+
+std::string_view name_of(config::validation_mode m) {
+  switch (m) {
+  case config::validation_mode::forward:
+    return "forward";
+  case config::validation_mode::redirect:
+    return "redirect";
+  case config::validation_mode::fetch:
+    return "fetch";
+  case config::validation_mode::static_files:
+    return "static";
+  }
+  return "forward";
+}
+
+std::string_view name_of(config::forwarded_policy p) {
+  switch (p) {
+  case config::forwarded_policy::off:
+    return "off";
+  case config::forwarded_policy::append:
+    return "append";
+  case config::forwarded_policy::replace:
+    return "replace";
+  }
+  return "append";
+}
+
+json::object upstream_json(const config::upstream& u) {
+  json::object o;
+  o["url"] = u.url;
+  o["host"] = u.host;
+  o["port"] = u.port;
+  if (u.tls) {
+    o["sni"] = u.sni;
+    o["verify"] = u.verify;
+    o["ca_file"] = u.ca_file;
+  }
+  o["send_proxy_protocol"] = name_of(u.send_proxy_protocol);
+  return o;
+}
+
+json::array strings(const std::vector<std::string>& v) {
+  json::array a;
+  for (const auto& s : v) {
+    a.emplace_back(s);
+  }
+  return a;
+}
+
+std::string seconds(config::duration d) {
+  return std::to_string(d.count()) + "ms";
+}
+
+}  // namespace
+
+json::object config_json(const config::config& cfg) {
+  json::object o;
+  o["version"] = cfg.version;
+  o["file"] = cfg.file;
+  json::array listen;
+  for (const auto& l : cfg.listen) {
+    json::object lj;
+    lj["address"] = l.address;
+    lj["mode"] = name_of(l.mode);
+    json::array ranges;
+    for (const auto& r : l.accept_proxy_from) {
+      ranges.emplace_back(r.text);
+    }
+    lj["accept_proxy_from"] = std::move(ranges);
+    if (l.mode == config::listener_mode::tls) {
+      json::array certs;
+      for (const auto& c : l.certificates) {
+        certs.emplace_back(
+            json::object{{"cert", c.cert_file}, {"key", c.key_file}, {"ocsp", c.ocsp_file}});
+      }
+      lj["certificates"] = std::move(certs);
+    }
+    if (l.mode == config::listener_mode::passthrough) {
+      lj["upstream"] = upstream_json(l.passthrough);
+      json::object routes;
+      for (const auto& r : l.sni_routes) {
+        routes[r.pattern] = upstream_json(r.target);
+      }
+      lj["sni_routes"] = std::move(routes);
+      lj["on_no_sni"] = l.reject_without_sni ? "reject" : "upstream";
+    }
+    listen.emplace_back(std::move(lj));
+  }
+  o["listen"] = std::move(listen);
+  o["origin"] = upstream_json(cfg.origin);
+  o["cloudfront"] = upstream_json(cfg.cloudfront);
+  const auto& v = cfg.validation;
+  json::object vj;
+  vj["prefix"] = v.prefix;
+  vj["domains"] = strings(v.domains);
+  vj["methods"] = strings(v.methods);
+  vj["mode"] = name_of(v.mode);
+  json::object modes;
+  for (const auto& m : v.modes) {
+    modes[m.pattern] = name_of(m.mode);
+  }
+  vj["modes"] = std::move(modes);
+  vj["redirect_status"] = v.redirect_status;
+  vj["unknown_token"] =
+      v.unknown_token == config::unknown_token_action::origin ? "origin" : "not_found";
+  vj["static_dir"] = v.static_dir;
+  vj["fetch_ca_file"] = v.fetch_ca_file;
+  vj["events_per_domain"] = v.events_per_domain;
+  o["validation"] = std::move(vj);
+  json::array tokens;
+  for (const auto& t : cfg.tokens) {
+    tokens.emplace_back(json::object{{"domain", t.domain},
+                                     {"redirect_from", t.redirect_from},
+                                     {"redirect_to", t.redirect_to},
+                                     {"has_content", t.has_content}});
+  }
+  o["tokens"] = std::move(tokens);
+  const auto& t = cfg.timeouts;
+  o["timeouts"] = json::object{{"connect", seconds(t.connect)},
+                               {"header_read", seconds(t.header_read)},
+                               {"idle", seconds(t.idle)},
+                               {"upstream_response", seconds(t.upstream_response)},
+                               {"upstream_idle", seconds(t.upstream_idle)},
+                               {"body_idle", seconds(t.body_idle)},
+                               {"tunnel_idle", seconds(t.tunnel_idle)}};
+  const auto& l = cfg.limits;
+  o["limits"] = json::object{{"header_bytes", l.header_bytes},
+                             {"header_count", l.header_count},
+                             {"target_bytes", l.target_bytes},
+                             {"max_connections", l.max_connections},
+                             {"max_body_bytes", l.max_body_bytes},
+                             {"max_requests_per_connection", l.max_requests_per_connection},
+                             {"max_pipelined", l.max_pipelined}};
+  o["headers"] = json::object{{"x_forwarded_for", name_of(cfg.headers.x_forwarded_for)},
+                              {"x_forwarded_proto", name_of(cfg.headers.x_forwarded_proto)}};
+  o["dns"] = json::object{{"refresh", seconds(cfg.dns.refresh)}};
+  o["shutdown"] = json::object{{"accept_grace", seconds(cfg.shutdown.accept_grace)},
+                               {"drain_timeout", seconds(cfg.shutdown.drain_timeout)},
+                               {"upgrade_timeout", seconds(cfg.shutdown.upgrade_timeout)}};
+  o["admin"] = json::object{{"listen", cfg.admin.address},
+                            {"token", cfg.admin.token.empty() ? "" : "(redacted)"}};
+  o["workers"] = cfg.workers;
+  return o;
+}
+
+namespace {
+
+using response = bhttp::response<bhttp::string_body>;
+
+response reply(unsigned status, std::string_view content_type, std::string body) {
+  response res;
+  res.result(status);
+  res.version(11);
+  res.set(bhttp::field::content_type, content_type);
+  res.set(bhttp::field::cache_control, "no-store");
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+bool authorized(const bhttp::request<bhttp::empty_body>& req, const std::string& token) {
+  if (token.empty()) {
+    return true;
+  }
+  const std::string expected = "Bearer " + token;
+  const auto got = req[bhttp::field::authorization];
+  // Constant time: a wrong token's answer takes as long whatever its prefix.
+  return got.size() == expected.size() &&
+         CRYPTO_memcmp(got.data(), expected.data(), expected.size()) == 0;
+}
+
+std::string metrics_text(const admin_context& ctx) {
+  observe::scrape_input in;
+  in.version = ctx.version;
+  in.revision = ctx.revision;
+  in.start_time = std::chrono::duration<double>(ctx.started.time_since_epoch()).count();
+  const auto workers = ctx.workers();
+  in.workers = workers;
+  const auto labels = ctx.listener_labels();
+  in.listener_labels = labels;
+  for (const auto& l : ctx.listeners()) {
+    in.open_connections.emplace_back(l.address, l.open);
+  }
+  in.last_reload_time = std::chrono::duration<double>(ctx.last_reload.time_since_epoch()).count();
+  in.last_reload_ok = ctx.last_reload_ok;
+  return observe::prometheus_text(in);
+}
+
+bool matches(std::string_view pattern, std::string_view host) {
+  if (pattern == "*") {
+    return true;
+  }
+  if (pattern.starts_with("*.")) {
+    const auto suffix = pattern.substr(1);
+    return host.size() > suffix.size() && host.ends_with(suffix) &&
+           host.substr(0, host.size() - suffix.size()).find('.') == std::string_view::npos;
+  }
+  return pattern == host;
+}
+
+observe::status_snapshot::upstream_state upstream_state(const upstream::target& t, std::string name,
+                                                        std::uint64_t errors) {
+  observe::status_snapshot::upstream_state u;
+  u.name = std::move(name);
+  u.url = t.cfg.url;
+  for (const auto& ep : *t.dns->get()) {
+    u.addresses.push_back(net::endpoint_string(ep));
+  }
+  u.errors = errors;
+  return u;
+}
+
+observe::status_snapshot status(const admin_context& ctx) {
+  const auto rt = ctx.current();
+  const auto& cfg = *rt->cfg;
+  observe::status_snapshot s;
+  s.version = ctx.version + " (" + ctx.revision + ")";
+  s.now = std::chrono::system_clock::now();
+  s.started = ctx.started;
+  s.config_loaded = ctx.config_loaded;
+  s.config_file = cfg.file;
+  for (const auto& l : ctx.listeners()) {
+    s.listeners.push_back(l.address + " " + l.mode);
+  }
+  s.draining = ctx.draining();
+  s.ready = !s.draining;
+  const auto workers = ctx.workers();
+  const auto errors = [&](observe::upstream_label u) {
+    std::uint64_t n = 0;
+    for (const auto* w : workers) {
+      for (const auto& c : w->upstream_failures[static_cast<std::size_t>(u)]) {
+        n += c.get();
+      }
+    }
+    return n;
+  };
+  s.upstreams.push_back(
+      upstream_state(rt->origin, "origin", errors(observe::upstream_label::origin)));
+  s.upstreams.push_back(
+      upstream_state(rt->cloudfront, "cloudfront", errors(observe::upstream_label::cloudfront)));
+  for (const auto& f : rt->fetch_targets) {
+    s.upstreams.push_back(upstream_state(f, f.cfg.host, errors(observe::upstream_label::acm)));
+  }
+  // One section per configured name or pattern, then per token domain not listed yet. A
+  // pattern collects the events of the hosts it matches that have no section of their own.
+  std::vector<std::string> names = cfg.validation.domains;
+  for (const auto& t : cfg.tokens) {
+    if (std::find(names.begin(), names.end(), t.domain) == names.end()) {
+      names.push_back(t.domain);
+    }
+  }
+  const std::set<std::string, std::less<>> exact(names.begin(), names.end());
+  const auto events = validation::events().snapshot();
+  for (const auto& name : names) {
+    observe::status_snapshot::domain_state d;
+    d.domain = name;
+    d.mode = std::string(name_of(rt->tokens.mode_for(name)));
+    for (const auto& t : cfg.tokens) {
+      if (t.domain == name) {
+        d.token_files.push_back(t.file);
+      }
+    }
+    for (const auto& [host, list] : events) {
+      if (host == name || (name.starts_with("*") && !exact.contains(host) && matches(name, host))) {
+        d.events.insert(d.events.end(), list.begin(), list.end());
+      }
+    }
+    std::stable_sort(d.events.begin(), d.events.end(),
+                     [](const auto& a, const auto& b) { return a.time < b.time; });
+    s.domains.push_back(std::move(d));
+  }
+  return s;
+}
+
+response handle(const bhttp::request<bhttp::empty_body>& req, const admin_context& ctx) {
+  if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
+    auto res = reply(405, "text/plain; charset=utf-8", "method not allowed\n");
+    res.set(bhttp::field::allow, "GET, HEAD");
+    return res;
+  }
+  std::string_view path = req.target();
+  path = path.substr(0, path.find('?'));
+  if (path == "/healthz") {
+    return reply(200, "text/plain; charset=utf-8", "ok\n");
+  }
+  if (path == "/readyz") {
+    return ctx.draining() ? reply(503, "text/plain; charset=utf-8", "draining\n")
+                          : reply(200, "text/plain; charset=utf-8", "ready\n");
+  }
+  const auto rt = ctx.current();
+  if (!authorized(req, rt->cfg->admin.token)) {
+    auto res = reply(401, "text/plain; charset=utf-8", "a bearer token is required\n");
+    res.set(bhttp::field::www_authenticate, "Bearer realm=\"wkproxy\"");
+    return res;
+  }
+  if (path == "/metrics") {
+    return reply(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(ctx));
+  }
+  if (path == "/status") {
+    return reply(200, "text/html; charset=utf-8", observe::render_status_html(status(ctx)));
+  }
+  if (path == "/status.json") {
+    return reply(200, "application/json", observe::render_status_json(status(ctx)));
+  }
+  if (path == "/config") {
+    return reply(200, "application/json", json::serialize(config_json(*rt->cfg)) + "\n");
+  }
+  return reply(404, "text/plain; charset=utf-8", "no such admin endpoint\n");
+}
+
+asio::awaitable<void> serve_admin_connection(tcp::socket socket, const admin_context* ctx,
+                                             std::shared_ptr<std::size_t> open) {
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buf;
+  for (;;) {
+    bhttp::request_parser<bhttp::empty_body> parser;
+    parser.header_limit(8 * 1024);
+    stream.expires_after(std::chrono::seconds(10));
+    auto [ec, n] = co_await bhttp::async_read(stream, buf, parser, nothrow);
+    if (ec) {
+      break;
+    }
+    auto res = handle(parser.get(), *ctx);
+    const bool head = parser.get().method() == bhttp::verb::head;
+    res.keep_alive(parser.get().keep_alive());
+    if (head) {
+      // The length of the GET answer, no body.
+      bhttp::response<bhttp::empty_body> h{res.base()};
+      auto [wec, wn] = co_await bhttp::async_write(stream, h, nothrow);
+      if (wec) {
+        break;
+      }
+    } else {
+      auto [wec, wn] = co_await bhttp::async_write(stream, res, nothrow);
+      if (wec) {
+        break;
+      }
+    }
+    if (!res.keep_alive()) {
+      break;
+    }
+  }
+  boost::system::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  --*open;
+}
+
+}  // namespace
+
+asio::awaitable<void> run_admin(tcp::acceptor& acceptor, const admin_context& ctx) {
+  auto open = std::make_shared<std::size_t>(0);
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+    if (!acceptor.is_open() || ec == asio::error::operation_aborted) {
+      co_return;
+    }
+    if (ec) {
+      continue;
+    }
+    if (*open >= max_admin_connections) {
+      boost::system::error_code ignored;
+      socket.close(ignored);  // a scraper gone wild must not starve the main thread
+      continue;
+    }
+    ++*open;
+    asio::co_spawn(acceptor.get_executor(), serve_admin_connection(std::move(socket), &ctx, open),
+                   observe::log_exception{"admin connection"});
+  }
+}
+
+}  // namespace wk::app

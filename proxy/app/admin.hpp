@@ -1,0 +1,55 @@
+#pragma once
+// The admin listener: a small HTTP/1.1 server on its own address (loopback by default), on the
+// main thread, apart from the public listeners and the workers. Endpoints:
+//   /healthz      200 while the process runs
+//   /readyz       200 when serving; 503 while draining (before listeners open it is not up)
+//   /metrics      Prometheus text format: worker metrics summed, process counters
+//   /status       the validation status page (HTML); /status.json the same as JSON
+//   /config       the effective configuration as JSON, secrets redacted
+// With admin.token set, everything but /healthz and /readyz needs "Authorization: Bearer".
+
+#include "app/runtime.hpp"
+#include "observe/metrics.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace wk::app {
+
+// What the endpoints read, provided by the server. Used on the main thread only.
+struct admin_context {
+  std::string version;
+  std::string revision;
+  std::chrono::system_clock::time_point started;
+  std::function<std::shared_ptr<const runtime>()> current;
+  std::function<bool()> draining;
+  std::function<std::vector<const observe::worker_metrics*>()> workers;
+  std::function<std::vector<std::string>()> listener_labels;  // metrics label per index
+  // Per public listener: its bound address, mode and open connections.
+  struct listener_state {
+    std::string address;
+    std::string mode;
+    std::size_t open = 0;
+  };
+  std::function<std::vector<listener_state>()> listeners;
+  std::chrono::system_clock::time_point last_reload;    // start, or the last SIGHUP
+  std::chrono::system_clock::time_point config_loaded;  // when the running config was loaded
+  bool last_reload_ok = true;
+};
+
+// Accepts and serves admin connections until the acceptor is closed.
+boost::asio::awaitable<void> run_admin(boost::asio::ip::tcp::acceptor& acceptor,
+                                       const admin_context& ctx);
+
+// The effective configuration as JSON, with secrets (admin.token) redacted.
+boost::json::object config_json(const config::config& cfg);
+
+}  // namespace wk::app

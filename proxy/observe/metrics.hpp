@@ -1,0 +1,174 @@
+#pragma once
+// Request metrics, one set per worker. Each worker is the only writer of its own set, so a
+// counter update is a relaxed load and store (a plain add in machine code: no lock, no locked
+// instruction, no shared cache line between workers); the admin listener reads every worker's
+// set on the main thread and sums them when Prometheus scrapes. Label values are small fixed
+// enums or indexes fixed by the config, so cardinality is bounded by construction.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace wk::observe {
+
+// A monotonic counter with one writing thread and any number of readers.
+class counter {
+public:
+  void add(std::uint64_t n = 1) {
+    value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  std::uint64_t get() const { return value_.load(std::memory_order_relaxed); }
+
+private:
+  std::atomic<std::uint64_t> value_{0};
+};
+
+// A value that goes up and down, with one writing thread.
+class gauge {
+public:
+  void add(std::int64_t n) {
+    value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void set(std::int64_t v) { value_.store(v, std::memory_order_relaxed); }
+  std::int64_t get() const { return value_.load(std::memory_order_relaxed); }
+
+private:
+  std::atomic<std::int64_t> value_{0};
+};
+
+// Upper bounds (seconds) of the request duration histogram: 0.5 ms to 10 s.
+inline constexpr std::array<double, 14> duration_buckets{
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+class histogram {
+public:
+  void observe(double seconds);
+  // Per bucket, not cumulative; the last entry counts values above every bound.
+  std::uint64_t bucket(std::size_t i) const { return buckets_[i].get(); }
+  std::uint64_t count() const { return count_.get(); }
+  double sum() const { return sum_.load(std::memory_order_relaxed); }
+
+private:
+  std::array<counter, duration_buckets.size() + 1> buckets_;
+  counter count_;
+  std::atomic<double> sum_{0};
+};
+
+enum class route_label : std::size_t { origin, validation, reject, passthrough, count_ };
+inline constexpr std::array<std::string_view, 4> route_names{"origin", "validation", "reject",
+                                                             "passthrough"};
+
+// 0 (no response: the client left, or a connection-level failure), then 1xx..5xx.
+inline constexpr std::array<std::string_view, 6> code_class_names{"none", "1xx", "2xx",
+                                                                  "3xx",  "4xx", "5xx"};
+inline std::size_t code_class(unsigned status) {
+  return status >= 100 && status < 600 ? status / 100 : 0;
+}
+
+enum class upstream_label : std::size_t { origin, cloudfront, acm, passthrough, count_ };
+inline constexpr std::array<std::string_view, 4> upstream_names{"origin", "cloudfront", "acm",
+                                                                "passthrough"};
+
+// Why an upstream exchange failed (a subset of http::failure, kept apart so that this header
+// does not depend on the HTTP layer).
+enum class upstream_error : std::size_t {
+  unresolved,
+  refused,
+  connect_timeout,
+  tls,
+  reset,
+  bad_response,
+  timeout,
+  count_
+};
+inline constexpr std::array<std::string_view, 7> upstream_error_names{
+    "unresolved", "refused", "connect_timeout", "tls", "reset", "bad_response", "timeout"};
+
+// Listeners are told apart by an index the server assigns per listen address (the same
+// address keeps its index across reloads); beyond the last slot they share it.
+inline constexpr std::size_t max_listener_labels = 32;
+
+struct worker_metrics {
+  static constexpr std::size_t routes = static_cast<std::size_t>(route_label::count_);
+  static constexpr std::size_t upstreams = static_cast<std::size_t>(upstream_label::count_);
+  static constexpr std::size_t upstream_errors = static_cast<std::size_t>(upstream_error::count_);
+
+  // requests[listener][route][code class]
+  std::array<std::array<std::array<counter, code_class_names.size()>, routes>, max_listener_labels>
+      requests;
+  std::array<histogram, routes> duration;  // per route
+  std::array<counter, routes> bytes_in;    // body bytes from clients (passthrough: all bytes)
+  std::array<counter, routes> bytes_out;   // body bytes to clients
+  std::array<std::array<counter, upstream_errors>, upstreams> upstream_failures;
+  std::array<counter, upstreams> pool_hits;    // a pooled connection was reused
+  std::array<counter, upstreams> pool_misses;  // a new connection was opened
+  std::array<gauge, upstreams> pool_idle;      // idle pooled connections now
+  gauge tunnels;                               // 101 and passthrough tunnels open now
+
+  void record_request(std::size_t listener, route_label route, unsigned status,
+                      std::chrono::steady_clock::duration took, std::uint64_t in,
+                      std::uint64_t out) {
+    const auto r = static_cast<std::size_t>(route);
+    requests[listener < max_listener_labels ? listener : max_listener_labels - 1][r]
+            [code_class(status)]
+                .add();
+    duration[r].observe(std::chrono::duration<double>(took).count());
+    bytes_in[r].add(in);
+    bytes_out[r].add(out);
+  }
+};
+
+}  // namespace wk::observe
+
+#include <map>
+#include <mutex>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace wk::observe {
+
+// Counters with label values known only at run time (validation domains, passthrough server
+// names), for events far rarer than requests: one mutex, values bounded by the caller.
+class labelled_counters {
+public:
+  // `labels`: name/value pairs, in the same order for every call.
+  void add(std::vector<std::pair<std::string, std::string>> labels, std::uint64_t n = 1);
+  std::vector<std::pair<std::vector<std::pair<std::string, std::string>>, std::uint64_t>>
+  snapshot() const;
+
+private:
+  mutable std::mutex mu_;
+  std::map<std::vector<std::pair<std::string, std::string>>, std::uint64_t> values_;
+};
+
+// Process-wide: validation requests by domain/action/code, passthrough connections by
+// listener/SNI.
+labelled_counters& validation_requests();
+labelled_counters& passthrough_connections();
+
+// Everything one scrape needs besides the process counters (observe/counters.hpp).
+struct scrape_input {
+  std::string version;
+  std::string revision;
+  double start_time = 0;  // Unix seconds
+  std::span<const worker_metrics* const> workers;
+  // Listener label per index (the listen address as written, e.g. "127.0.0.1:8080").
+  std::span<const std::string> listener_labels;
+  // Open client connections per listener label.
+  std::vector<std::pair<std::string, std::size_t>> open_connections;
+  double last_reload_time = 0;  // Unix seconds; the start time until a reload happens
+  bool last_reload_ok = true;
+};
+
+// The Prometheus text exposition format (version 0.0.4) of every metric.
+std::string prometheus_text(const scrape_input& in);
+
+// Escapes a label value: backslash, double quote and newline.
+std::string escape_label(std::string_view value);
+
+}  // namespace wk::observe
