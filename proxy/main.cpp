@@ -46,7 +46,8 @@ domains to CloudFront and every other request to the existing origin, untouched.
 
 Signals: SIGHUP reloads the configuration (and listeners, certificates, token files);
 SIGTERM/SIGINT stop gracefully (a second one stops at once); SIGUSR2 starts this binary again
-with the listening sockets handed over, then drains and exits once the new process serves.
+with the listening sockets handed over, then drains and exits once the new process serves;
+SIGUSR1 reopens the access-log and validation event-log files (after logrotate renamed them).
 )";
 
 int check_config(const std::string& path) {

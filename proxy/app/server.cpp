@@ -9,6 +9,7 @@
 #include "net/listener.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
+#include "observe/log_file.hpp"
 #include "validation/events.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -71,11 +72,65 @@ std::string counters_summary() {
   return out;
 }
 
+observe::level level_of(config::log_level l) {
+  switch (l) {
+  case config::log_level::debug:
+    return observe::level::debug;
+  case config::log_level::info:
+    return observe::level::info;
+  case config::log_level::warn:
+    return observe::level::warn;
+  case config::log_level::error:
+    return observe::level::error;
+  }
+  return observe::level::info;
+}
+
+// "stdout (json)", "/var/log/wkproxy/access.log (combined)", "off".
+std::string describe(const config::access_log& a) {
+  std::string out;
+  switch (a.output) {
+  case config::log_output::stdout_stream:
+    out = "stdout";
+    break;
+  case config::log_output::stderr_stream:
+    out = "stderr";
+    break;
+  case config::log_output::off:
+    return "off";
+  case config::log_output::file:
+    out = a.path;
+    break;
+  }
+  return out + (a.format == config::log_format::combined ? " (combined)" : " (json)");
+}
+
+// The destination of `a`: stdout, stderr, a newly opened file, or nullptr for off. On failure,
+// why.
+std::variant<std::shared_ptr<const observe::log_file>, std::string>
+open_access_log(const config::access_log& a) {
+  switch (a.output) {
+  case config::log_output::stdout_stream:
+    return observe::log_file::standard(1);
+  case config::log_output::stderr_stream:
+    return observe::log_file::standard(2);
+  case config::log_output::off:
+    return std::shared_ptr<const observe::log_file>();
+  case config::log_output::file:
+    break;
+  }
+  return observe::log_file::open(a.path);
+}
+
 struct server_state {
   server_options opt;
   asio::io_context ioc{1};
   upstream::resolver_registry dns;
   std::shared_ptr<const runtime> current;
+  // The access log's destination for current->cfg->access_log, shared with the workers. Kept
+  // here so that a reload with an unchanged access_log keeps the same file, and so that
+  // SIGUSR1 knows what to reopen.
+  std::shared_ptr<const observe::log_file> access_file;
   std::vector<std::unique_ptr<net::listener_socket>> listeners;
   std::vector<std::unique_ptr<worker>> workers;
   bool stopping = false;
@@ -248,6 +303,30 @@ open_new_listeners(server_state& s, const config::config& cfg) {
   return opened;
 }
 
+// What a reload changes, for diagnosis (debug level): the upstreams, the access log and the
+// sizes of the allow-list and the token table.
+void describe_reload(const config::config& before, const config::config& after) {
+  if (!observe::enabled(observe::level::debug)) {
+    return;
+  }
+  if (before.origin.url != after.origin.url) {
+    observe::debug("reload: origin " + before.origin.url + " -> " + after.origin.url);
+  }
+  if (before.cloudfront.url != after.cloudfront.url) {
+    observe::debug("reload: cloudfront " + before.cloudfront.url + " -> " + after.cloudfront.url);
+  }
+  if (before.access_log != after.access_log) {
+    observe::debug("reload: access_log " + describe(before.access_log) + " -> " +
+                   describe(after.access_log));
+  }
+  if (before.workers != after.workers) {
+    observe::debug("reload: workers is read at start only; keeping the running workers");
+  }
+  observe::debug("reload: " + std::to_string(after.listen.size()) + " listener(s), " +
+                 std::to_string(after.validation.domains.size()) + " domain pattern(s), " +
+                 std::to_string(after.tokens.size()) + " token(s)");
+}
+
 void reload(server_state& s) {
   auto rt = load_runtime(s, true);
   s.admin_ctx.last_reload = std::chrono::system_clock::now();
@@ -255,6 +334,19 @@ void reload(server_state& s) {
   if (!rt) {
     observe::error("reload of " + s.opt.config_path + " failed; the running config stays");
     return;
+  }
+  // The same access_log keeps its open file (SIGUSR1 is what reopens it); a changed one is
+  // opened now, and a file that cannot be opened refuses the reload like any config error.
+  auto access_file = s.access_file;
+  if (rt->cfg->access_log.output != s.current->cfg->access_log.output ||
+      rt->cfg->access_log.path != s.current->cfg->access_log.path) {
+    auto opened = open_access_log(rt->cfg->access_log);
+    if (auto* e = std::get_if<std::string>(&opened)) {
+      observe::error("reload refused: access_log: " + *e + "; the running config stays");
+      observe::process_counters().reload_failures.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    access_file = std::get<0>(std::move(opened));
   }
   // Listeners: the ones that stay are never touched; new ones are opened first (a bind error
   // refuses the whole reload); removed ones stop accepting and their connections finish.
@@ -280,9 +372,13 @@ void reload(server_state& s) {
     it = s.listeners.erase(it);  // the workers' own descriptors close on their threads
   }
   s.dns.set_interval(rt->cfg->dns.refresh);
+  // The level first: a reload that turns debug on shows its own details.
+  observe::set_level(level_of(rt->cfg->log_level));
+  describe_reload(*s.current->cfg, *rt->cfg);
   for (auto& w : s.workers) {
-    w->publish(rt);
+    w->publish(rt, access_file);
   }
+  s.access_file = std::move(access_file);
   for (auto& l : std::get<0>(opened)) {
     for (auto& w : s.workers) {
       w->add_listener(*l);
@@ -300,6 +396,34 @@ void reload(server_state& s) {
   write_ports_file(s);
   observe::process_counters().reloads.fetch_add(1, std::memory_order_relaxed);
   observe::info("reloaded " + s.opt.config_path);
+}
+
+// SIGUSR1: log files are opened again at their configured paths (logrotate renamed them).
+// The workers get the new access-log file with a post; each writes what it buffered to the old
+// one first, and the old descriptor closes when the last of them lets go. A file that cannot
+// be opened is reported and the old one stays in use.
+void reopen_logs(server_state& s) {
+  const auto& a = s.current->cfg->access_log;
+  if (a.output == config::log_output::file) {
+    auto opened = observe::log_file::open(a.path);
+    if (auto* e = std::get_if<std::string>(&opened)) {
+      observe::error("SIGUSR1: access log: " + *e + "; still writing to the file open before");
+    } else {
+      s.access_file = std::get<0>(std::move(opened));
+      for (auto& w : s.workers) {
+        w->reopen_access_log(s.access_file);
+      }
+      observe::info("SIGUSR1: reopened access log " + a.path);
+    }
+  }
+  const auto& events = s.current->cfg->validation.events;
+  if (events.kind == config::event_log::output::file) {
+    if (auto problem = validation::events().reopen(); !problem.empty()) {
+      observe::error("SIGUSR1: " + problem + "; still writing to the file open before");
+    } else {
+      observe::info("SIGUSR1: reopened validation event log " + events.path);
+    }
+  }
 }
 
 // Graceful stop: keep accepting for `grace` (load balancers notice the readiness flip), then
@@ -412,6 +536,10 @@ asio::awaitable<void> signal_loop(server_state* s, asio::signal_set* signals_ptr
       }
       continue;
     }
+    if (sig == SIGUSR1) {
+      reopen_logs(*s);
+      continue;
+    }
     if (sig == SIGUSR2) {
       if (s->stopping || s->upgrading) {
         observe::warn("SIGUSR2 ignored: " +
@@ -441,6 +569,15 @@ int run_server(const server_options& opt) {
     return 1;
   }
   const auto& cfg = *s.current->cfg;
+  observe::set_level(level_of(cfg.log_level));
+  {
+    auto opened = open_access_log(cfg.access_log);
+    if (auto* e = std::get_if<std::string>(&opened)) {
+      std::cerr << s.opt.config_path << ": access_log: " << *e << '\n';
+      return 1;
+    }
+    s.access_file = std::get<0>(std::move(opened));
+  }
   auto inherited = inherited_sockets::from_environment();
   for (std::size_t i = 0; i < cfg.listen.size(); ++i) {
     const auto& l = cfg.listen[i];
@@ -457,11 +594,12 @@ int run_server(const server_options& opt) {
   }
   unsigned n = cfg.workers != 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) {
-    s.workers.push_back(std::make_unique<worker>(i, s.current));
+    s.workers.push_back(std::make_unique<worker>(i, s.current, s.access_file));
   }
   // Signals are set up before the workers run and before the ports file announces readiness,
   // so an early SIGTERM is never lost.
   asio::signal_set signals(s.ioc, SIGINT, SIGTERM, SIGHUP);
+  signals.add(SIGUSR1);
   signals.add(SIGUSR2);
   asio::co_spawn(s.ioc, signal_loop(&s, &signals), observe::log_exception{"signal handling"});
   s.dns.start(s.ioc, cfg.dns.refresh);
@@ -492,6 +630,12 @@ int run_server(const server_options& opt) {
     asio::co_spawn(s.ioc, run_admin(s.admin->acceptor, s.admin_ctx),
                    observe::log_exception{"admin listener"});
     observe::info("admin listening on " + s.admin->slot->name);
+  }
+  if (observe::enabled(observe::level::debug)) {
+    observe::debug("config " + s.opt.config_path + ": access_log " + describe(cfg.access_log) +
+                   ", origin " + cfg.origin.url + ", cloudfront " + cfg.cloudfront.url + ", " +
+                   std::to_string(cfg.validation.domains.size()) + " domain pattern(s), " +
+                   std::to_string(cfg.tokens.size()) + " token(s)");
   }
   inherited.close_unused();
   if (!write_ports_file(s)) {

@@ -96,10 +96,11 @@ asio::awaitable<void> housekeeping(http::worker_state* w) {
 
 }  // namespace
 
-worker::worker(unsigned index, std::shared_ptr<const runtime> rt)
+worker::worker(unsigned index, std::shared_ptr<const runtime> rt,
+               std::shared_ptr<const observe::log_file> access_file)
     : index_(index), work_(asio::make_work_guard(ioc_)) {
   state_.runtime = std::move(rt);
-  state_.log.set_output(state_.runtime->cfg->access_log.output);
+  state_.log.set_destination(std::move(access_file), state_.runtime->cfg->access_log.format);
 }
 
 worker::~worker() {
@@ -180,11 +181,18 @@ void worker::spawn_housekeeping() {
   asio::co_spawn(ioc_, housekeeping(&state_), observe::log_exception{"housekeeping"});
 }
 
-void worker::publish(std::shared_ptr<const runtime> rt) {
-  asio::post(ioc_, [this, rt = std::move(rt)]() mutable {
-    state_.log.set_output(rt->cfg->access_log.output);
+void worker::publish(std::shared_ptr<const runtime> rt,
+                     std::shared_ptr<const observe::log_file> access_file) {
+  asio::post(ioc_, [this, rt = std::move(rt), file = std::move(access_file)]() mutable {
+    state_.log.set_destination(std::move(file), rt->cfg->access_log.format);
     state_.pool.retain_only(rt->upstream_keys());
     state_.runtime = std::move(rt);
+  });
+}
+
+void worker::reopen_access_log(std::shared_ptr<const observe::log_file> file) {
+  asio::post(ioc_, [this, file = std::move(file)]() mutable {
+    state_.log.set_destination(std::move(file), state_.runtime->cfg->access_log.format);
   });
 }
 

@@ -18,7 +18,9 @@ namespace wk::app {
 
 class worker {
 public:
-  worker(unsigned index, std::shared_ptr<const runtime> rt);
+  // `access_file`: where access-log lines go (nullptr: access_log off), in rt's format.
+  worker(unsigned index, std::shared_ptr<const runtime> rt,
+         std::shared_ptr<const observe::log_file> access_file);
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
   ~worker();
@@ -26,8 +28,15 @@ public:
   // Starts accepting on every listener and runs the thread. Called once, from the main thread.
   void start(const std::vector<std::unique_ptr<net::listener_socket>>& listeners);
 
-  // Makes `rt` the snapshot for new requests (posted to the worker's thread).
-  void publish(std::shared_ptr<const runtime> rt);
+  // Makes `rt` the snapshot for new requests and `access_file` the access log's destination
+  // (both posted to the worker's thread in one step, so no line is written in the new format
+  // to the old file or the other way round).
+  void publish(std::shared_ptr<const runtime> rt,
+               std::shared_ptr<const observe::log_file> access_file);
+
+  // Switches the access log to `file` (a reopened file: SIGUSR1). Posted: the worker writes
+  // what it has buffered to the file it had, then lets go of it (the last holder closes it).
+  void reopen_access_log(std::shared_ptr<const observe::log_file> file);
 
   // Starts accepting on a listener opened by a reload (from the main thread).
   void add_listener(const net::listener_socket& l);

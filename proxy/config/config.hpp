@@ -190,11 +190,24 @@ struct admin {
   std::string token;  // bearer token for everything but /healthz and /readyz; "" = none
 };
 
-enum class log_output { stdout_stream, stderr_stream, off };
+enum class log_output { stdout_stream, stderr_stream, off, file };
+
+// How an access-log line is written.
+enum class log_format {
+  json,     // one JSON object per line, every field named (the default)
+  combined  // Apache/nginx "combined": what existing log tooling (GoAccess, awstats...) reads
+};
 
 struct access_log {
   log_output output = log_output::stdout_stream;
+  std::string path;  // log_output::file only: absolute, or relative to the config file
+  log_format format = log_format::json;
+
+  bool operator==(const access_log&) const = default;
 };
+
+// The least severe message the diagnostic log (stderr) keeps.
+enum class log_level { debug, info, warn, error };
 
 struct config {
   int version = 1;
@@ -213,6 +226,7 @@ struct config {
   ::wk::config::shutdown shutdown;
   ::wk::config::access_log access_log;
   ::wk::config::admin admin;
+  ::wk::config::log_level log_level = ::wk::config::log_level::info;
   unsigned workers = 0;  // 0 = one per core
 };
 

@@ -279,6 +279,8 @@ private:
   void load_workers(const YAML::Node& node, const std::string& key);
   void load_admin(const YAML::Node& node, const std::string& key);
   void check_admin();
+  void load_access_log(const YAML::Node& node, const std::string& key);
+  void load_log_output(const YAML::Node& node, const std::string& key, access_log& out);
   // A file that must be readable (relative paths start at the config file's directory);
   // `out` gets the resolved path.
   void check_file(const located& file, std::string& out, std::string_view what);
@@ -470,17 +472,20 @@ void loader::load_document(const YAML::Node& root) {
                       load_duration(v, p, sd.upgrade_timeout);
                     }}});
        }},
-      {"access_log",
+      {"access_log", [this](const YAML::Node& n, const std::string& k) { load_access_log(n, k); }},
+      {"log_level",
        [this](const YAML::Node& n, const std::string& k) {
          if (auto v = scalar(n, k)) {
-           if (*v == "stdout") {
-             cfg_.access_log.output = log_output::stdout_stream;
-           } else if (*v == "stderr") {
-             cfg_.access_log.output = log_output::stderr_stream;
-           } else if (*v == "off") {
-             cfg_.access_log.output = log_output::off;
+           if (*v == "debug") {
+             cfg_.log_level = log_level::debug;
+           } else if (*v == "info") {
+             cfg_.log_level = log_level::info;
+           } else if (*v == "warn") {
+             cfg_.log_level = log_level::warn;
+           } else if (*v == "error") {
+             cfg_.log_level = log_level::error;
            } else {
-             fail(n.Mark(), k, "expected stdout, stderr or off, got " + in_quotes(*v));
+             fail(n.Mark(), k, "expected debug, info, warn or error, got " + in_quotes(*v));
            }
          }
        }},
@@ -1431,6 +1436,70 @@ void loader::load_workers(const YAML::Node& node, const std::string& key) {
     return;
   }
   cfg_.workers = static_cast<unsigned>(*value);
+}
+
+void loader::load_access_log(const YAML::Node& node, const std::string& key) {
+  access_log& a = cfg_.access_log;
+  if (node.IsMap()) {
+    walk_map(node, key,
+             {{"output",
+               [this, &a](const YAML::Node& n, const std::string& k) { load_log_output(n, k, a); }},
+              {"format", [this, &a](const YAML::Node& n, const std::string& k) {
+                 if (auto text = scalar(n, k)) {
+                   if (*text == "json") {
+                     a.format = log_format::json;
+                   } else if (*text == "combined") {
+                     a.format = log_format::combined;
+                   } else {
+                     fail(n.Mark(), k, "expected json or combined, got " + in_quotes(*text));
+                   }
+                 }
+               }}});
+    return;
+  }
+  if (node.IsSequence()) {
+    fail(node.Mark(), key,
+         "expected stdout, stderr, off, a file path or a mapping with output and format, got a "
+         "list");
+    return;
+  }
+  load_log_output(node, key, a);
+}
+
+void loader::load_log_output(const YAML::Node& node, const std::string& key, access_log& out) {
+  auto text = scalar(node, key);
+  if (!text) {
+    return;
+  }
+  if (*text == "stdout") {
+    out.output = log_output::stdout_stream;
+  } else if (*text == "stderr") {
+    out.output = log_output::stderr_stream;
+  } else if (*text == "off") {
+    out.output = log_output::off;
+  } else if (text->find('/') == std::string::npos) {
+    // A path needs a "/" so that a misspelt keyword ("stdot", "syslog") is an error, not a file
+    // quietly created beside the config.
+    fail(node.Mark(), key,
+         "expected stdout, stderr, off or a file path (with a \"/\", e.g. ./access.log), got " +
+             in_quotes(*text));
+  } else if (text->back() == '/') {
+    fail(node.Mark(), key, "a file path must not end in \"/\", got " + in_quotes(*text));
+  } else {
+    // The file itself is opened when the proxy starts (it may not exist yet); its directory
+    // must, so that `wkproxy -t` catches a wrong path.
+    std::string path = resolve_path(*text);
+    const fs::path dir = fs::path(path).parent_path();
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+      fail(node.Mark(), key, "is a directory: " + in_quotes(path));
+    } else if (!dir.empty() && !fs::is_directory(dir, ec)) {
+      fail(node.Mark(), key, "no such directory: " + in_quotes(dir.string()));
+    } else {
+      out.output = log_output::file;
+      out.path = std::move(path);
+    }
+  }
 }
 
 // Notes whether a YAML document has any content and where it starts. Used to find a second

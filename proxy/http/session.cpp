@@ -91,7 +91,12 @@ struct request_state {
   bool validation_hit = false;
   validation::action_kind vaction = validation::action_kind::forward;
   config::validation_mode vmode = config::validation_mode::forward;
-  std::string user_agent;
+  // Fields of the request head, for the log. They point into the request parser, which
+  // handle_request keeps until after the last write_access_log; trailer fields that Beast adds
+  // to the parsed header later are new list nodes and never move these.
+  std::string_view user_agent;
+  std::string_view referer;
+  unsigned version = 0;       // 10 or 11 once the head is parsed
   std::string_view location;  // redirect: the Location sent (points into the config snapshot)
 };
 
@@ -617,6 +622,9 @@ void write_access_log(worker_state* w, const request_state& st, const client_inf
   r.host = st.decision.host;
   r.method = st.method;
   r.target = st.target;
+  r.version = st.version;
+  r.referer = st.referer;
+  r.user_agent = st.user_agent;
   switch (st.decision.kind) {
   case routing::route_kind::origin:
     r.route = "origin";
@@ -739,6 +747,9 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   st.method = req.method_string();
   st.target = req.target();
   st.http11 = req.version() == 11;
+  st.version = req.version();
+  st.user_agent = req[bhttp::field::user_agent];
+  st.referer = req[bhttp::field::referer];
   st.head = req.method() == bhttp::verb::head;
   st.client_keep_alive = req.keep_alive() && !w->stopping && !last;
   if (auto f = check_request(req, cfg.limits, st.detail); f != failure::none) {
@@ -774,7 +785,6 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
     st.validation_hit = true;
     st.vaction = act.kind;
     st.vmode = act.mode;
-    st.user_agent = req[bhttp::field::user_agent];
     switch (act.kind) {
     case validation::action_kind::forward:
       break;

@@ -45,7 +45,7 @@ using body_buffer = std::array<char, body_chunk_size>;
 struct worker_state {
   std::shared_ptr<const app::runtime> runtime;  // the snapshot new requests use
   upstream::pool pool;
-  observe::access_log log{config::log_output::stdout_stream};
+  observe::access_log log;
   observe::worker_metrics metrics;  // written here only; summed by the admin listener
   bool stopping = false;
   std::unordered_set<session_handle*> sessions;

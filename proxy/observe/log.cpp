@@ -10,6 +10,9 @@
 namespace wk::observe {
 
 void log(level lv, std::string_view message) {
+  if (!enabled(lv)) {
+    return;
+  }
   static constexpr std::string_view names[] = {"debug", "info", "warn", "error"};
   auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   std::tm tm{};

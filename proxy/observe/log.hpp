@@ -2,6 +2,7 @@
 // Diagnostic log on stderr: one line per event, "LEVEL message". Not on the data path: the
 // access log (observe/access_log.hpp) is what records requests.
 
+#include <atomic>
 #include <exception>
 #include <string_view>
 
@@ -9,9 +10,28 @@ namespace wk::observe {
 
 enum class level { debug, info, warn, error };
 
-// Thread-safe; writes the whole line with one write(2).
+namespace detail {
+inline std::atomic<level> min_level{level::info};
+}
+
+// The least severe level written (config `log_level`; info until set). Any thread; set by the
+// main thread at start and on reload.
+inline void set_level(level lv) {
+  detail::min_level.store(lv, std::memory_order_relaxed);
+}
+
+// Whether a message at `lv` is written: one relaxed load. Check it before building an
+// expensive debug message.
+inline bool enabled(level lv) {
+  return lv >= detail::min_level.load(std::memory_order_relaxed);
+}
+
+// Thread-safe; writes the whole line with one write(2). Dropped below the level.
 void log(level lv, std::string_view message);
 
+inline void debug(std::string_view m) {
+  log(level::debug, m);
+}
 inline void info(std::string_view m) {
   log(level::info, m);
 }

@@ -1,5 +1,7 @@
 #include "upstream/connector.hpp"
 
+#include "observe/log.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -86,6 +88,9 @@ net::awaitable<connect_outcome> connect(const target& t, const config::timeouts&
       out.error = ec == beast::error::timeout ? http::failure::upstream_connect_timeout
                                               : http::failure::upstream_refused;
       out.detail = t.cfg.name + " " + endpoint_text(ep) + ": " + ec.message();
+      if (observe::enabled(observe::level::debug)) {
+        observe::debug("upstream: connect to " + out.detail);
+      }
       continue;  // the next address may answer
     }
     stream.socket().set_option(tcp::no_delay(true), ec);
@@ -101,6 +106,9 @@ net::awaitable<connect_outcome> connect(const target& t, const config::timeouts&
       }
     }
     if (!t.tls) {
+      if (observe::enabled(observe::level::debug)) {
+        observe::debug("upstream: connected to " + t.cfg.name + " " + endpoint_text(ep));
+      }
       stream.expires_never();
       out.conn = std::make_unique<connection>(std::move(stream));
       out.error = http::failure::none;
@@ -127,6 +135,11 @@ net::awaitable<connect_outcome> connect(const target& t, const config::timeouts&
       continue;
     }
     tls.next_layer().expires_never();
+    if (observe::enabled(observe::level::debug)) {
+      const char* version = SSL_get_version(tls.native_handle());
+      observe::debug("upstream: connected to " + t.cfg.name + " " + endpoint_text(ep) + " (" +
+                     (version != nullptr ? version : "TLS") + ")");
+    }
     out.conn = std::make_unique<connection>(std::move(tls), t.tls);
     out.error = http::failure::none;
     out.detail.clear();

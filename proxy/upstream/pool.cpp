@@ -1,5 +1,7 @@
 #include "upstream/pool.hpp"
 
+#include "observe/log.hpp"
+
 #include <algorithm>
 #include <sys/socket.h>
 
@@ -36,6 +38,10 @@ std::unique_ptr<connection> pool::take(const std::string& key) {
     if (still_open(*c)) {
       return c;
     }
+    if (observe::enabled(observe::level::debug)) {
+      observe::debug("upstream: pooled connection to " + key + " closed by the backend after " +
+                     std::to_string(c->uses) + " request(s); not reused");
+    }
   }
   return nullptr;
 }
@@ -55,13 +61,22 @@ void pool::expire(std::chrono::steady_clock::duration max_idle) {
     // Oldest first: everything before the first fresh entry is stale.
     auto fresh = std::find_if(list.begin(), list.end(),
                               [&](const auto& c) { return c->idle_since > limit; });
+    if (fresh != list.begin() && observe::enabled(observe::level::debug)) {
+      observe::debug("upstream: closing " + std::to_string(fresh - list.begin()) +
+                     " idle connection(s) to " + key + " (timeouts.upstream_idle)");
+    }
     list.erase(list.begin(), fresh);
   }
 }
 
 void pool::retain_only(const std::vector<std::string>& keep) {
   std::erase_if(idle_, [&](const auto& kv) {
-    return std::find(keep.begin(), keep.end(), kv.first) == keep.end();
+    const bool drop = std::find(keep.begin(), keep.end(), kv.first) == keep.end();
+    if (drop && !kv.second.empty() && observe::enabled(observe::level::debug)) {
+      observe::debug("upstream: closing " + std::to_string(kv.second.size()) +
+                     " idle connection(s) to " + kv.first + " (upstream changed by a reload)");
+    }
+    return drop;
   });
 }
 

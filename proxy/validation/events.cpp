@@ -3,13 +3,9 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <ctime>
-
-#include <fcntl.h>
-#include <unistd.h>
+#include <variant>
 
 namespace wk::validation {
 
@@ -27,19 +23,6 @@ std::string iso_time(std::chrono::system_clock::time_point t) {
   const auto n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
   std::snprintf(stamp + n, sizeof stamp - n, ".%03dZ", static_cast<int>(millis));
   return stamp;
-}
-
-void write_all(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    const auto n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      return;  // a log that cannot be written must not stop the proxy
-    }
-    bytes.remove_prefix(static_cast<std::size_t>(n));
-  }
 }
 
 }  // namespace
@@ -66,33 +49,27 @@ void format_json(const event& e, std::string& out) {
 }
 
 std::string event_store::configure(const config::event_log& log, std::size_t per_domain) {
-  int fd = -1;
-  bool own = false;
+  std::shared_ptr<const observe::log_file> out;
   switch (log.kind) {
   case config::event_log::output::stdout_stream:
-    fd = 1;
+    out = observe::log_file::standard(1);
     break;
   case config::event_log::output::stderr_stream:
-    fd = 2;
+    out = observe::log_file::standard(2);
     break;
   case config::event_log::output::off:
-    fd = -1;
     break;
-  case config::event_log::output::file:
-    fd = ::open(log.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (fd < 0) {
-      return "cannot open validation event log " + log.path + ": " + std::strerror(errno);
+  case config::event_log::output::file: {
+    auto opened = observe::log_file::open(log.path);
+    if (auto* problem = std::get_if<std::string>(&opened)) {
+      return "validation event log: " + *problem;
     }
-    own = true;
+    out = std::get<0>(std::move(opened));
     break;
+  }
   }
   std::lock_guard lock(mu_);
-  if (own_fd_ && fd_ >= 0) {
-    ::close(fd_);
-  }
-  fd_ = fd;
-  own_fd_ = own;
-  path_ = log.path;
+  out_ = std::move(out);  // the previous file closes here (only this store writes to it)
   per_domain_ = per_domain;
   for (auto& [domain, list] : by_domain_) {
     while (list.size() > per_domain_) {
@@ -102,12 +79,31 @@ std::string event_store::configure(const config::event_log& log, std::size_t per
   return {};
 }
 
+std::string event_store::reopen() {
+  std::string path;
+  {
+    std::lock_guard lock(mu_);
+    if (!out_ || out_->path().empty()) {
+      return {};  // stdout, stderr or off: nothing to reopen
+    }
+    path = out_->path();
+  }
+  // Opened outside the lock: record() on the workers never waits for the file system.
+  auto opened = observe::log_file::open(path);
+  if (auto* problem = std::get_if<std::string>(&opened)) {
+    return "validation event log: " + *problem;
+  }
+  std::lock_guard lock(mu_);
+  out_ = std::get<0>(std::move(opened));
+  return {};
+}
+
 void event_store::record(event e) {
   std::string line;
   format_json(e, line);
   std::lock_guard lock(mu_);
-  if (fd_ >= 0) {
-    write_all(fd_, line);
+  if (out_) {
+    (void)out_->write_all(line);  // a log that cannot be written must not stop the proxy
   }
   auto& list = by_domain_[e.domain];
   list.push_back(std::move(e));
@@ -123,12 +119,6 @@ std::map<std::string, std::vector<event>> event_store::snapshot() const {
     out[domain] = std::vector<event>(list.begin(), list.end());
   }
   return out;
-}
-
-event_store::~event_store() {
-  if (own_fd_ && fd_ >= 0) {
-    ::close(fd_);
-  }
 }
 
 event_store& events() {

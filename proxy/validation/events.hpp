@@ -6,6 +6,7 @@
 // touches this.
 
 #include "config/config.hpp"
+#include "observe/log_file.hpp"
 
 #include <chrono>
 #include <cstddef>
@@ -42,21 +43,21 @@ public:
   // Returns an error text if a file cannot be opened (the previous output is kept).
   std::string configure(const config::event_log& log, std::size_t per_domain);
 
+  // Main thread, on SIGUSR1: a file output is opened again at its path (after logrotate
+  // renamed it). Returns an error text if it cannot be (the open file is kept).
+  std::string reopen();
+
   // Any thread.
   void record(event e);
 
   // The kept events, newest last, per domain.
   std::map<std::string, std::vector<event>> snapshot() const;
 
-  ~event_store();
-
 private:
   mutable std::mutex mu_;
   std::map<std::string, std::deque<event>> by_domain_;
   std::size_t per_domain_ = 50;
-  int fd_ = 2;
-  bool own_fd_ = false;
-  std::string path_;
+  std::shared_ptr<const observe::log_file> out_ = observe::log_file::standard(2);  // null: off
 };
 
 // The process's store.

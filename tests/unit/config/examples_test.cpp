@@ -92,7 +92,8 @@ TEST_CASE("the example configs say what they promise") {
     CHECK(c.headers.x_forwarded_for == defaults.headers.x_forwarded_for);
     CHECK(c.headers.x_forwarded_proto == defaults.headers.x_forwarded_proto);
     CHECK(c.dns.refresh == defaults.dns.refresh);
-    CHECK(c.access_log.output == defaults.access_log.output);
+    CHECK(c.access_log == defaults.access_log);
+    CHECK(c.log_level == defaults.log_level);
     CHECK(c.workers == defaults.workers);
   }
   SUBCASE("https-cloudfront.yaml reaches CloudFront over verified TLS") {

@@ -91,6 +91,9 @@ TEST_CASE("the minimal config loads with every other key defaulted") {
   CHECK(c.headers.x_forwarded_for == cfg::forwarded_policy::append);
   CHECK(c.dns.refresh == defaults.dns.refresh);
   CHECK(c.access_log.output == cfg::log_output::stdout_stream);
+  CHECK(c.access_log.format == cfg::log_format::json);
+  CHECK(c.access_log.path.empty());
+  CHECK(c.log_level == cfg::log_level::info);
   CHECK(c.workers == 0);
 }
 
@@ -157,7 +160,8 @@ TEST_CASE("bad config files report every error with file, line, column, key and 
        {"7:3: timeouts.conect: unknown key (expected one of: connect, header_read, idle, "
         "upstream_response, upstream_idle, body_idle, tunnel_idle)",
         "8:1: colour: unknown key (expected one of: version, listen, origin, cloudfront, domains, "
-        "validation, tokens, timeouts, limits, headers, dns, shutdown, access_log, workers)"}},
+        "validation, tokens, timeouts, limits, headers, dns, shutdown, access_log, log_level, "
+        "workers)"}},
       {"wrong_type.yaml",
        {"2:9: listen: expected a list, got a single value",
         "3:9: origin: expected a URL or a mapping with url, got a list",
@@ -206,7 +210,8 @@ TEST_CASE("bad config files report every error with file, line, column, key and 
         "14:17: limits.header_bytes: must be at least 1024 bytes",
         "15:17: limits.header_count: expected a positive integer, got \"-1\"",
         "16:10: workers: expected auto or a number from 1 to 256, got \"0\"",
-        "17:13: access_log: expected stdout, stderr or off, got \"syslog\""}},
+        "17:13: access_log: expected stdout, stderr, off or a file path (with a \"/\", e.g. "
+        "./access.log), got \"syslog\""}},
   };
   for (const row& r : rows) {
     CAPTURE(r.fixture);
@@ -302,6 +307,108 @@ TEST_CASE("each value is checked against its own rule") {
     CHECK(messages(result) == r.errors);
     CHECK(result.cfg.has_value() == r.errors.empty());
   }
+}
+
+TEST_CASE("access_log: a keyword, a file path, or a mapping with output and format") {
+  // Loaded as if from the fixtures directory, which exists: relative paths start there.
+  const std::string file = fixtures + "good/test.yaml";
+  const auto load = [&](const std::string& extra) {
+    return cfg::load_string(minimal + extra, file, fake_env({{"LOGS", fixtures + "good"}}));
+  };
+  struct row {
+    std::string_view name;
+    std::string extra;
+    cfg::log_output output;
+    std::string path;
+    cfg::log_format format;
+  };
+  const std::vector<row> rows{
+      {"stdout", "access_log: stdout\n", cfg::log_output::stdout_stream, "", cfg::log_format::json},
+      {"stderr", "access_log: stderr\n", cfg::log_output::stderr_stream, "", cfg::log_format::json},
+      {"off", "access_log: \"off\"\n", cfg::log_output::off, "", cfg::log_format::json},
+      {"a relative path starts at the config file's directory", "access_log: ./access.log\n",
+       cfg::log_output::file, fixtures + "good/access.log", cfg::log_format::json},
+      {"a path into a subdirectory", "access_log: ../good/x.log\n", cfg::log_output::file,
+       fixtures + "good/x.log", cfg::log_format::json},
+      {"an absolute path, with substitution", "access_log: ${LOGS}/access.log\n",
+       cfg::log_output::file, fixtures + "good/access.log", cfg::log_format::json},
+      {"a mapping with both keys", "access_log: {output: stderr, format: combined}\n",
+       cfg::log_output::stderr_stream, "", cfg::log_format::combined},
+      {"a mapping with a path", "access_log:\n  output: ./a.log\n  format: json\n",
+       cfg::log_output::file, fixtures + "good/a.log", cfg::log_format::json},
+      {"a mapping with only format writes to stdout", "access_log: {format: combined}\n",
+       cfg::log_output::stdout_stream, "", cfg::log_format::combined},
+      {"an empty mapping is the default", "access_log: {}\n", cfg::log_output::stdout_stream, "",
+       cfg::log_format::json},
+  };
+  for (const row& r : rows) {
+    CAPTURE(r.name);
+    const auto result = load(r.extra);
+    REQUIRE(messages(result) == std::vector<std::string>{});
+    CHECK(result.cfg->access_log.output == r.output);
+    CHECK(result.cfg->access_log.path == r.path);
+    CHECK(result.cfg->access_log.format == r.format);
+  }
+
+  struct bad {
+    std::string_view name;
+    std::string extra;
+    std::string error;  // after "FILE:"
+  };
+  const std::vector<bad> bads{
+      {"a word that is not a keyword", "access_log: stdot\n",
+       "6:13: access_log: expected stdout, stderr, off or a file path (with a \"/\", e.g. "
+       "./access.log), got \"stdot\""},
+      {"an empty value", "access_log: \"\"\n",
+       "6:13: access_log: expected stdout, stderr, off or a file path (with a \"/\", e.g. "
+       "./access.log), got \"\""},
+      {"a missing value", "access_log:\n", "6:1: access_log: missing value"},
+      {"a directory", "access_log: ./\n",
+       "6:13: access_log: a file path must not end in \"/\", got \"./\""},
+      {"an existing directory without a slash", "access_log: ../good\n",
+       "6:13: access_log: is a directory: \"" + fixtures + "good\""},
+      {"a directory that does not exist", "access_log: ./no-such-dir/access.log\n",
+       "6:13: access_log: no such directory: \"" + fixtures + "good/no-such-dir\""},
+      {"a list", "access_log: [stdout]\n",
+       "6:13: access_log: expected stdout, stderr, off, a file path or a mapping with output and "
+       "format, got a list"},
+      {"an unknown format", "access_log:\n  format: apache\n",
+       "7:11: access_log.format: expected json or combined, got \"apache\""},
+      {"a bad output in the mapping", "access_log: {output: syslog}\n",
+       "6:22: access_log.output: expected stdout, stderr, off or a file path (with a \"/\", e.g. "
+       "./access.log), got \"syslog\""},
+      {"an unknown key in the mapping", "access_log:\n  fromat: json\n",
+       "7:3: access_log.fromat: unknown key (expected one of: output, format)"},
+      {"a key given twice", "access_log:\n  format: json\n  format: combined\n",
+       "8:3: access_log.format: duplicate key"},
+  };
+  for (const bad& b : bads) {
+    CAPTURE(b.name);
+    const auto result = load(b.extra);
+    CHECK_FALSE(result.cfg.has_value());
+    CHECK(messages(result) == std::vector<std::string>{file + ":" + b.error});
+  }
+}
+
+TEST_CASE("log_level") {
+  struct row {
+    std::string_view text;
+    cfg::log_level level;
+  };
+  for (const row& r : std::vector<row>{{"debug", cfg::log_level::debug},
+                                       {"info", cfg::log_level::info},
+                                       {"warn", cfg::log_level::warn},
+                                       {"error", cfg::log_level::error}}) {
+    CAPTURE(r.text);
+    const auto result = load_with("log_level: " + std::string(r.text) + "\n");
+    REQUIRE(messages(result) == std::vector<std::string>{});
+    CHECK(result.cfg->log_level == r.level);
+  }
+  CHECK(messages(load_with("log_level: verbose\n")) ==
+        std::vector<std::string>{
+            "test.yaml:6:12: log_level: expected debug, info, warn or error, got \"verbose\""});
+  CHECK(messages(load_with("log_level: [info]\n")) ==
+        std::vector<std::string>{"test.yaml:6:12: log_level: expected a single value, got a list"});
 }
 
 TEST_CASE("listen entries") {
