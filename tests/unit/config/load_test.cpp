@@ -161,7 +161,7 @@ TEST_CASE("bad config files report every error with file, line, column, key and 
         "upstream_response, upstream_idle, body_idle, tunnel_idle)",
         "8:1: colour: unknown key (expected one of: version, listen, origin, cloudfront, domains, "
         "validation, tokens, timeouts, limits, headers, dns, shutdown, access_log, log_level, "
-        "workers)"}},
+        "workers, admin)"}},
       {"wrong_type.yaml",
        {"2:9: listen: expected a list, got a single value",
         "3:9: origin: expected a URL or a mapping with url, got a list",
@@ -584,6 +584,38 @@ TEST_CASE("listener modes") {
     CHECK(r.cfg->origin.send_proxy_protocol == cfg::proxy_protocol::v1);
     CHECK(r.cfg->origin.key() != "http://127.0.0.1:8081");
     CHECK(r.cfg->cloudfront.send_proxy_protocol == cfg::proxy_protocol::off);
+  }
+}
+
+TEST_CASE("the admin listener") {
+  SUBCASE("off without the section") {
+    const auto r = load_with("");
+    REQUIRE(r.errors.empty());
+    CHECK_FALSE(r.cfg->admin.enabled);
+  }
+  SUBCASE("an empty section means loopback port 9901, no token") {
+    const auto r = load_with("admin: {}\n");
+    REQUIRE(messages(r).empty());
+    CHECK(r.cfg->admin.enabled);
+    CHECK(r.cfg->admin.host == "127.0.0.1");
+    CHECK(r.cfg->admin.port == 9901);
+    CHECK(r.cfg->admin.token.empty());
+  }
+  SUBCASE("address and token") {
+    const auto r = load_with("admin: {listen: \"[::1]:0\", token: \"${T}\"}\n", {{"T", "abc"}});
+    REQUIRE(messages(r).empty());
+    CHECK(r.cfg->admin.host == "::1");
+    CHECK(r.cfg->admin.port == 0);
+    CHECK(r.cfg->admin.token == "abc");
+  }
+  SUBCASE("public without a token, or on a public listener's address") {
+    CHECK(messages(load_with("admin: {listen: \"0.0.0.0:9901\"}\n")) ==
+          std::vector<std::string>{"test.yaml:6:17: admin.listen: an admin listener on a "
+                                   "non-loopback address needs admin.token"});
+    CHECK(messages(load_with("admin: {listen: \"127.0.0.1:8080\"}\n")) ==
+          std::vector<std::string>{"test.yaml:6:17: admin.listen: must differ from the public "
+                                   "listener \"127.0.0.1:8080\" (listen[0])"});
+    CHECK(messages(load_with("admin: {listen: \"localhost:1\", port: 2}\n")).size() == 2);
   }
 }
 
