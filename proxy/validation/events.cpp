@@ -25,6 +25,24 @@ std::string iso_time(std::chrono::system_clock::time_point t) {
   return stamp;
 }
 
+// Header values may carry any byte from 0x80 to 0xFF (obs-text), which is not UTF-8 and would
+// make the JSON line invalid. Each such byte is taken as the Latin-1 character of the same
+// number, as the access log's \u00XX escapes read: lossless, and always valid UTF-8.
+std::string latin1_to_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x80) {
+      out += c;
+    } else {
+      out += static_cast<char>(0xC0 | (u >> 6));
+      out += static_cast<char>(0x80 | (u & 0x3F));
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 void format_json(const event& e, std::string& out) {
@@ -32,7 +50,7 @@ void format_json(const event& e, std::string& out) {
   o["time"] = iso_time(e.time);
   o["event"] = "validation";
   o["client"] = e.client;
-  o["user_agent"] = e.user_agent;
+  o["user_agent"] = latin1_to_utf8(e.user_agent);
   o["domain"] = e.domain;
   o["file"] = e.file;
   o["mode"] = e.mode;

@@ -54,6 +54,13 @@ class ValidationModesTest(ProxyTestCase):
 
     # -- forward ---------------------------------------------------------------------------------
 
+    def test_event_lines_stay_valid_json_with_non_utf8_header_bytes(self):
+        origin, cf, proxy = self.start({"mode": "forward"}, [])
+        # build_request sends latin-1: "\u00e9" goes out as the single byte 0xE9 (obs-text).
+        r = request(proxy.port, "GET", PREFIX + "x.txt", headers=[("User-Agent", "caf\u00e9 CA")])
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.events(1)[0]["user_agent"], "caf\u00e9 CA")
+
     def test_forward_with_tokens_diverts_only_the_token_files(self):
         to = "https://validation.us-east-1.acm-validations.aws/1/.well-known/pki-validation/t1.txt"
         origin, cf, proxy = self.start({"mode": "forward"}, [token_yaml(TENANT, "t1.txt", to)])
