@@ -3,6 +3,7 @@
 #include "app/loadtest.hpp"
 #include "app/runtime.hpp"
 #include "app/server.hpp"
+#include "cli_help.hpp"
 #include "config/load.hpp"
 #include "validation/check.hpp"
 #include "validation/import.hpp"
@@ -23,32 +24,9 @@
 
 namespace {
 
-constexpr std::string_view usage = R"(usage: wkproxy -c FILE [--ports-file PATH]
-       wkproxy -t -c FILE
-       wkproxy tokens import FILE|- [--write CONFIG] [--prefix PATH]
-       wkproxy check -c FILE [--via HOST:PORT | --dns] [--ca-file PEM] [--json] [--timeout DUR]
-       wkproxy loadtest --target HOST:PORT [--duration DUR] [--event AT:SHELLCMD ...] [--json]
-       wkproxy --version | --help
-
-Sends ACME/ACM HTTP validation requests (/.well-known/pki-validation/<token>) for the tenant
-domains to CloudFront and every other request to the existing origin, untouched.
-
-  tokens import       turn `aws cloudfront get-managed-certificate-details` output (JSON or
-                      XML) into the config's tokens block: printed, or --write CONFIG
-                      (in place, the rest of the file kept; refused if the result is invalid)
-  check               act as the CA: fetch every token's RedirectFrom through the proxy,
-                      follow redirects, compare with RedirectTo; exit 0 only if all pass
-  -c, --config FILE   configuration file (YAML)
-  -t, --test          check the configuration and exit (0: valid, 1: errors on stderr)
-  --ports-file PATH   once listening, write {"listen": ["ip:port", ...]} to PATH
-  --version           print the version
-  -h, --help          this text
-
-Signals: SIGHUP reloads the configuration (and listeners, certificates, token files);
-SIGTERM/SIGINT stop gracefully (a second one stops at once); SIGUSR2 starts this binary again
-with the listening sockets handed over, then drains and exits once the new process serves;
-SIGUSR1 reopens the access-log and validation event-log files (after logrotate renamed them).
-)";
+// Both generated from docs/wkproxy.1.md, which also makes the man page wkproxy(1).
+constexpr std::string_view usage = wk::cli::usage;
+constexpr std::string_view help = wk::cli::help;
 
 int check_config(const std::string& path) {
   auto loaded = wk::config::load_file(path, wk::config::process_env());
@@ -114,7 +92,7 @@ int main(int argc, char** argv) {
       std::cout << "wkproxy " << WKPROXY_VERSION << " (" << WKPROXY_REVISION << ")\n";
       return 0;
     } else if (a == "-h" || a == "--help") {
-      std::cout << usage;
+      std::cout << help;
       return 0;
     } else {
       std::cerr << "wkproxy: unknown argument " << a << "\n" << usage;
@@ -122,7 +100,8 @@ int main(int argc, char** argv) {
     }
   }
   if (opt.config_path.empty()) {
-    std::cerr << "wkproxy: no configuration file (-c FILE)\n" << usage;
+    std::cerr << "wkproxy: no configuration file (-c FILE)\n" << usage
+              << "(wkproxy --help for every option)\n";
     return 2;
   }
   if (test_only) {

@@ -11,6 +11,9 @@ packages=(
   libssl-dev libyaml-cpp-dev doctest-dev
   # integration tests: real clients and a test CA made at test time
   python3 curl openssl ca-certificates
+  # packaging tests: `systemd-analyze verify` on the units (skipped without it) and `man -l`
+  # to render wkproxy(1) (else only its roff structure is checked)
+  systemd man-db
 )
 for group in "$@"; do
   case "$group" in

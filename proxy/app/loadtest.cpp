@@ -1,5 +1,7 @@
 #include "app/loadtest.hpp"
 
+#include "cli_help.hpp"
+
 #include "config/duration.hpp"
 #include "validation/check.hpp"
 
@@ -54,37 +56,8 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-constexpr std::string_view usage =
-    R"(usage: wkproxy loadtest --target HOST:PORT [--host HOST] [--path /] [--duration 10s]
-                        [--keepalive N] [--fresh N] [--event AT:SHELLCMD ...] [--window 1s]
-                        [--timeout 5s] [--json]
-
-Closed-loop HTTP/1.1 GET load that proves (or disproves) zero downtime: every request is
-classified as ok (2xx), non-2xx, connect error, reset (written, no complete response) or
-timeout, over the whole run and in a window after each event.
-
-  --target HOST:PORT  where to connect ([IPv6]:PORT for IPv6)
-  --host HOST         the Host header (default: the target)
-  --path PATH         the request target (default /)
-  --duration DUR      how long to start new requests (default 10s)
-  --keepalive N       connections sending back-to-back keep-alive requests (default 8)
-  --fresh N           loops opening a new connection per request, Connection: close (default 2)
-  --event AT:SHELLCMD at AT after the start, run SHELLCMD with /bin/sh -c without pausing the
-                      load (its stdout goes to stderr); repeatable
-  --window DUR        per-event statistics cover requests started this long after (default 1s)
-  --timeout DUR       per request: connect, write and complete response (default 5s)
-  --json              print a JSON document instead of the table
-  -h, --help          this text
-
-A keep-alive connection the server closes between requests (Connection: close, idle close) is
-not an error: the loop reconnects. A request that was written and got no complete response is
-a reset, except that a request sent on a reused keep-alive connection that closes before a
-single response byte arrives is retried once on a new connection (RFC 9110 section 9.2.2, as
-browsers do for idempotent requests); such requests are counted as "retried", not as failures.
-
-Exit status: 0 no request failed; 1 some request failed (non-2xx, connect error, reset,
-timeout); 2 bad arguments.
-)";
+// The text lives in docs/wkproxy.1.md, with the man page.
+constexpr std::string_view usage = wk::cli::help_loadtest;
 
 constexpr unsigned max_loops = 10'000;
 

@@ -1,5 +1,7 @@
 #include "validation/check.hpp"
 
+#include "cli_help.hpp"
+
 #include "config/duration.hpp"
 #include "config/load.hpp"
 
@@ -59,25 +61,8 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-constexpr std::string_view usage =
-    R"(usage: wkproxy check -c FILE [--via HOST:PORT | --dns] [--ca-file PEM] [--json]
-                     [--timeout DUR]
-
-Acts like the certificate authority for every token in the config's tokens: list: GETs the
-RedirectFrom URL (Host: <domain>), follows up to 5 redirects (301/302/307/308, http or https,
-certificates verified), fetches RedirectTo directly and compares the two bodies byte for byte.
-
-  -c, --config FILE   configuration file (YAML) with tokens (see: wkproxy tokens import)
-  --via HOST:PORT     send the first request there (default: the config's first listener)
-  --dns               send the first request to the domain's DNS addresses, port 80, as the CA does
-  --ca-file PEM       extra trust anchors for https (besides the system store)
-  --json              print a JSON document instead of the table
-  --timeout DUR       deadline of every network step: DNS, connect, TLS, write, read (default 10s)
-  -h, --help          this text
-
-Exit status: 0 every token passed; 1 a token failed, no tokens, or an invalid config; 2 bad
-arguments.
-)";
+// The text lives in docs/wkproxy.1.md, with the man page.
+constexpr std::string_view usage = wk::cli::help_check;
 
 // A CLI tool, not a mirror: validation files are a few dozen bytes.
 constexpr std::size_t max_body = std::size_t{1024} * 1024;

@@ -1,5 +1,7 @@
 #include "validation/import.hpp"
 
+#include "cli_help.hpp"
+
 #include "config/env_subst.hpp"
 #include "config/upstream_url.hpp"
 #include "routing/host_match.hpp"
@@ -761,22 +763,9 @@ struct edit {
 // ---------------------------------------------------------------------------------------------
 // The command line
 
-constexpr std::string_view usage_line =
-    "usage: wkproxy tokens import FILE|- [--write CONFIG] [--prefix PATH]\n";
-
-constexpr std::string_view usage =
-    R"(usage: wkproxy tokens import FILE|- [--write CONFIG] [--prefix PATH]
-
-Reads the output of `aws cloudfront get-managed-certificate-details --identifier TENANT`
-(JSON, or the API's XML) from FILE or stdin ("-") and prints the domains and tokens as YAML to
-paste into the config.
-
-  --write CONFIG   update CONFIG in place instead: replace its tokens block (or add one), add
-                   missing domains to its allow-list; nothing is written unless the result is a
-                   valid config
-  --prefix PATH    the validation path prefix (default /.well-known/pki-validation/)
-  -h, --help       this text
-)";
+// The text lives in docs/wkproxy.1.md, with the man page; errors repeat its first line.
+constexpr std::string_view usage = wk::cli::help_tokens_import;
+constexpr std::string_view usage_line = usage.substr(0, usage.find('\n') + 1);
 
 struct options {
   std::string input;
