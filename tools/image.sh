@@ -95,7 +95,7 @@ slim=$(podman image inspect --format '{{.Size}}' docker.io/library/debian:bookwo
 awk -v s="$size" -v b="$slim" \
   'BEGIN { printf "image size %.1f MB (debian:bookworm-slim here: %.1f MB, wkproxy layers: %.1f MB)\n",
            s / 1e6, b / 1e6, (s - b) / 1e6 }'
-podman run --rm --network none "$IMAGE" --version
+podman run --rm --health-interval disable --network none "$IMAGE" --version
 
 # --- an origin and a CloudFront stand-in (python http.server) on loopback
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -120,10 +120,12 @@ wait_for 10 curl -fs "http://127.0.0.1:$origin_port/" || fail "origin did not st
 wait_for 10 curl -fs "http://127.0.0.1:$cf_port/.well-known/pki-validation/abc123.txt" ||
   fail "cloudfront stand-in did not start"
 
-# --- run: host network, read-only root, no capabilities, as the image's user
+# --- run: host network, read-only root, no capabilities, as the image's user.
+# podman runs a HEALTHCHECK on a systemd timer; this machine has no systemd, so the timer is
+# off (--health-interval disable) and the check is run by hand (podman healthcheck run).
 step "run (--network host --read-only --cap-drop ALL)"
 t=$(now)
-podman run -d --name "$NAME" --network host --read-only --cap-drop ALL \
+podman run -d --name "$NAME" --health-interval disable --network host --read-only --cap-drop ALL \
   -e WKPROXY_PORT="$port" -e WKPROXY_ADMIN="127.0.0.1:$admin_port" \
   -e WKPROXY_ORIGIN="http://127.0.0.1:$origin_port" \
   -e WKPROXY_CLOUDFRONT="http://127.0.0.1:$cf_port" -e WKPROXY_DOMAIN=tenant.example \
@@ -170,12 +172,12 @@ podman rm "$NAME" >/dev/null
 # net.ipv4.ip_unprivileged_port_start (a namespaced sysctl; Kubernetes counts it as safe).
 # No capability is needed. Without it the bind is refused and wkproxy exits 1.
 step "port 80 as non-root"
-podman run -d --name "$NAME-80" --network none --read-only --cap-drop ALL \
+podman run -d --name "$NAME-80" --health-interval disable --network none --read-only --cap-drop ALL \
   --sysctl net.ipv4.ip_unprivileged_port_start=80 -e WKPROXY_PORT=80 "$IMAGE" >/dev/null
 wait_for 10 podman exec "$NAME-80" wkproxy-healthcheck 127.0.0.1:9901 /readyz ||
   { podman logs "$NAME-80"; fail "port 80 with the sysctl"; }
 echo "--sysctl net.ipv4.ip_unprivileged_port_start=80, --cap-drop ALL: listening on :80 (/readyz 200)"
-podman run --name "$NAME-80-denied" --network none -e WKPROXY_PORT=80 "$IMAGE" \
+podman run --name "$NAME-80-denied" --health-interval disable --network none -e WKPROXY_PORT=80 "$IMAGE" \
   >"$work/denied.log" 2>&1 && fail "binding :80 without the sysctl should fail"
 echo "without it: $(grep -m1 -i 'permission\|denied\|bind' "$work/denied.log")"
 
