@@ -14,7 +14,7 @@ import time
 import unittest
 
 from wkharness import (CF_SNI, LOOPBACK, TENANT, ProxyTestCase, RawClient, RecordingBackend,
-                       SocketReader, build_request, curl, pattern_sha256)
+                       SocketReader, build_request, curl, pattern_sha256, wait_until)
 
 
 class PassthroughCase(ProxyTestCase):
@@ -181,7 +181,8 @@ class BadInputTest(PassthroughCase):
             ctx.wrap_socket(c.sock, server_hostname=CF_SNI)
         log = proxy.wait_for_log(1)
         self.assertEqual(log[-1]["error"], "upstream_refused")
-        self.assertIn("passthrough from 127.0.0.1", proxy.stderr())
+        wait_until(lambda: "passthrough from 127.0.0.1" in proxy.stderr(), 5,
+                   what="the failure to be logged")
         resp = self.client(proxy, index=0).request("GET", "/plain")
         self.assertEqual(resp.status, 200)
 

@@ -11,7 +11,7 @@ import struct
 import unittest
 
 from wkharness import (PROXY_V2_SIGNATURE, TENANT, ProxyTestCase, RawClient, SocketReader,
-                       build_request)
+                       build_request, wait_until)
 
 
 def v2_header(src: str, dst: str, sport: int, dport: int, local=False) -> bytes:
@@ -84,7 +84,8 @@ class AcceptTest(ProxyTestCase):
         c.send(b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 80\r\n" + build_request("GET", "/"))
         self.assertTrue(c.closed_by_peer(timeout=5))
         self.assertEqual(origin.requests, [])
-        self.assertIn("not in accept_proxy_from", proxy.stderr())
+        wait_until(lambda: "not in accept_proxy_from" in proxy.stderr(), 5,
+                   what="the refusal to be logged")
 
     def test_tls_listener_behind_a_balancer(self):
         cert, key = self.ca.issue("pp-site", (TENANT,))
