@@ -100,8 +100,8 @@ int main(int argc, char** argv) {
     }
   }
   if (opt.config_path.empty()) {
-    std::cerr << "wkproxy: no configuration file (-c FILE)\n" << usage
-              << "(wkproxy --help for every option)\n";
+    std::cerr << "wkproxy: no configuration file (-c FILE)\n"
+              << usage << "(wkproxy --help for every option)\n";
     return 2;
   }
   if (test_only) {

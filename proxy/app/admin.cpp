@@ -4,6 +4,7 @@
 #include "observe/log.hpp"
 #include "observe/status_page.hpp"
 #include "validation/events.hpp"
+#include "validation/plan.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -37,18 +38,6 @@ namespace {
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t max_admin_connections = 64;
 
-std::string_view name_of(config::listener_mode m) {
-  switch (m) {
-  case config::listener_mode::http:
-    return "http";
-  case config::listener_mode::tls:
-    return "tls";
-  case config::listener_mode::passthrough:
-    return "passthrough";
-  }
-  return "http";
-}
-
 std::string_view name_of(config::proxy_protocol p) {
   switch (p) {
   case config::proxy_protocol::off:
@@ -59,20 +48,6 @@ std::string_view name_of(config::proxy_protocol p) {
     return "v2";
   }
   return "off";
-}
-
-std::string_view name_of(config::validation_mode m) {
-  switch (m) {
-  case config::validation_mode::forward:
-    return "forward";
-  case config::validation_mode::redirect:
-    return "redirect";
-  case config::validation_mode::fetch:
-    return "fetch";
-  case config::validation_mode::static_files:
-    return "static";
-  }
-  return "forward";
 }
 
 std::string_view name_of(config::forwarded_policy p) {
@@ -123,7 +98,7 @@ json::object config_json(const config::config& cfg) {
   for (const auto& l : cfg.listen) {
     json::object lj;
     lj["address"] = l.address;
-    lj["mode"] = name_of(l.mode);
+    lj["mode"] = config::name_of(l.mode);
     json::array ranges;
     for (const auto& r : l.accept_proxy_from) {
       ranges.emplace_back(r.text);
@@ -156,10 +131,10 @@ json::object config_json(const config::config& cfg) {
   vj["prefix"] = v.prefix;
   vj["domains"] = strings(v.domains);
   vj["methods"] = strings(v.methods);
-  vj["mode"] = name_of(v.mode);
+  vj["mode"] = validation::name_of(v.mode);
   json::object modes;
   for (const auto& m : v.modes) {
-    modes[m.pattern] = name_of(m.mode);
+    modes[m.pattern] = validation::name_of(m.mode);
   }
   vj["modes"] = std::move(modes);
   vj["redirect_status"] = v.redirect_status;
@@ -316,7 +291,7 @@ observe::status_snapshot status(const admin_context& ctx) {
   for (const auto& name : names) {
     observe::status_snapshot::domain_state d;
     d.domain = name;
-    d.mode = std::string(name_of(rt->tokens.mode_for(name)));
+    d.mode = std::string(validation::name_of(rt->tokens.mode_for(name)));
     for (const auto& t : cfg.tokens) {
       if (t.domain == name) {
         d.token_files.push_back(t.file);

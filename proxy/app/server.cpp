@@ -159,18 +159,6 @@ void assign_label(server_state& s, net::listener_slot& slot) {
   slot.metrics_index = observe::max_listener_labels - 1;
 }
 
-std::string_view mode_name(config::listener_mode m) {
-  switch (m) {
-  case config::listener_mode::http:
-    return "http";
-  case config::listener_mode::tls:
-    return "tls";
-  case config::listener_mode::passthrough:
-    return "passthrough";
-  }
-  return "http";
-}
-
 void setup_admin_context(server_state& s) {
   auto& c = s.admin_ctx;
   c.version = s.opt.version;
@@ -191,7 +179,7 @@ void setup_admin_context(server_state& s) {
   c.listeners = [&s] {
     std::vector<admin_context::listener_state> out;
     for (const auto& l : s.listeners) {
-      out.push_back({l->slot->name, std::string(mode_name(l->cfg.mode)),
+      out.push_back({l->slot->name, std::string(config::name_of(l->cfg.mode)),
                      l->slot->active.load(std::memory_order_relaxed)});
     }
     return out;
@@ -607,8 +595,9 @@ int run_server(const server_options& opt) {
     w->start(s.listeners);
   }
   for (const auto& l : s.listeners) {
-    observe::info("listening on " + l->slot->name + " (" + std::string(mode_name(l->cfg.mode)) +
-                  ", " + std::to_string(n) + " workers)");
+    observe::info("listening on " + l->slot->name + " (" +
+                  std::string(config::name_of(l->cfg.mode)) + ", " + std::to_string(n) +
+                  " workers)");
   }
   // The admin listener opens last: /readyz answering means every public listener is open.
   setup_admin_context(s);

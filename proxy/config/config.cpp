@@ -51,3 +51,19 @@ bool cidr::contains(const std::uint8_t* address, std::size_t size) const {
 }
 
 }  // namespace wk::config
+
+namespace wk::config {
+
+std::string_view name_of(listener_mode m) {
+  switch (m) {
+  case listener_mode::http:
+    return "http";
+  case listener_mode::tls:
+    return "tls";
+  case listener_mode::passthrough:
+    return "passthrough";
+  }
+  return "http";
+}
+
+}  // namespace wk::config

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace wk::config {
@@ -73,6 +74,9 @@ struct sni_route {
   std::string pattern;  // lower-case "name" or "*.suffix" (exactly one more label)
   struct upstream target;
 };
+
+// "http", "tls" or "passthrough", as written in the config.
+std::string_view name_of(listener_mode m);
 
 struct listener {
   std::string address;  // as written, e.g. "127.0.0.1:8080" or "[::1]:0"
