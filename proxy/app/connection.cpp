@@ -23,22 +23,6 @@ namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
-// Decrements the listener's and the worker's connection counts when a connection ends.
-struct connection_count {
-  http::worker_state* w;
-  std::shared_ptr<net::listener_slot> slot;
-  connection_count(http::worker_state* worker, std::shared_ptr<net::listener_slot> s)
-      : w(worker), slot(std::move(s)) {
-    w->active.fetch_add(1, std::memory_order_relaxed);
-  }
-  connection_count(const connection_count&) = delete;
-  connection_count& operator=(const connection_count&) = delete;
-  ~connection_count() {
-    w->active.fetch_sub(1, std::memory_order_relaxed);
-    slot->active.fetch_sub(1, std::memory_order_relaxed);
-  }
-};
-
 void copy_address(const asio::ip::address& a, net::pp_family& family,
                   std::array<std::uint8_t, 16>& out) {
   if (a.is_v4()) {
@@ -131,7 +115,7 @@ asio::awaitable<bool> read_proxy_header(beast::tcp_stream& s, http::client_info&
 
 asio::awaitable<void> serve_client(http::worker_state* w, tcp::socket socket,
                                    std::shared_ptr<net::listener_slot> slot) {
-  connection_count count(w, slot);
+  http::connection_count count(w, slot);
   auto rt = w->runtime;  // this connection's listener settings
   const listener_runtime* listener = rt->listener_for(*slot);
   boost::system::error_code ec;
@@ -162,7 +146,8 @@ asio::awaitable<void> serve_client(http::worker_state* w, tcp::socket socket,
   }
   switch (cfg.mode) {
   case config::listener_mode::http:
-    co_await http::serve_connection(w, std::move(socket), std::move(info), std::move(early));
+    // Lives on by itself from here (parked between requests): this frame ends now.
+    http::serve_connection(std::move(count), std::move(socket), std::move(info), std::move(early));
     break;
   case config::listener_mode::tls:
     co_await http::serve_tls_connection(w, std::move(socket), std::move(info), std::move(early),

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <string>
+#include <vector>
 
 namespace wk::http {
 
@@ -17,18 +18,69 @@ bool iequals(std::string_view a, std::string_view b) {
   return beast::iequals(a, b);
 }
 
-// Names listed in every Connection field of `in` (RFC 9110 section 7.6.1).
-bool named_in_connection(const bhttp::fields& in, std::string_view name) {
-  auto range = in.equal_range(bhttp::field::connection);
-  for (auto it = range.first; it != range.second; ++it) {
-    for (auto token : bhttp::token_list{it->value()}) {
-      if (iequals(token, name)) {
-        return true;
+// The names listed in the Connection fields of a message (RFC 9110 section 7.6.1), collected
+// once per message; most messages list none or one ("keep-alive", "close").
+class connection_names {
+public:
+  explicit connection_names(const bhttp::fields& in) {
+    auto range = in.equal_range(bhttp::field::connection);
+    for (auto it = range.first; it != range.second; ++it) {
+      for (auto token : bhttp::token_list{it->value()}) {
+        const std::string_view t(token.data(), token.size());
+        if (count_ < inline_names.size()) {
+          inline_names[count_++] = t;
+        } else {
+          more_.push_back(t);
+        }
       }
     }
   }
-  return false;
+  bool contains(std::string_view name) const {
+    for (std::size_t i = 0; i < count_; ++i) {
+      if (iequals(inline_names[i], name)) {
+        return true;
+      }
+    }
+    for (auto t : more_) {
+      if (iequals(t, name)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+private:
+  std::array<std::string_view, 4> inline_names{};
+  std::size_t count_ = 0;
+  std::vector<std::string_view> more_;  // allocates only past four names
+};
+
+bool skipped(const connection_names& named, const bhttp::fields::value_type& f) {
+  return is_hop_by_hop(f.name()) || named.contains(f.name_string());
 }
+
+}  // namespace
+
+bool is_hop_by_hop(bhttp::field f) {
+  switch (f) {
+  case bhttp::field::connection:
+  case bhttp::field::keep_alive:
+  case bhttp::field::proxy_connection:
+  case bhttp::field::te:
+  case bhttp::field::transfer_encoding:
+  case bhttp::field::upgrade:
+  case bhttp::field::trailer:
+  case bhttp::field::content_length:
+  case bhttp::field::expect:
+  case bhttp::field::proxy_authenticate:
+  case bhttp::field::proxy_authorization:
+    return true;
+  default:
+    return false;
+  }
+}
+
+namespace {
 
 bool allowed_on_validation_route(std::string_view name) {
   static constexpr std::array<std::string_view, 8> allowed{
@@ -40,10 +92,6 @@ bool allowed_on_validation_route(std::string_view name) {
     }
   }
   return false;
-}
-
-bool skipped(const bhttp::fields& in, std::string_view name) {
-  return is_hop_by_hop(name) || named_in_connection(in, name);
 }
 
 }  // namespace
@@ -68,15 +116,16 @@ bool is_hop_by_hop(std::string_view name) {
   return false;
 }
 
-void build_upstream_request_fields(const bhttp::fields& in, bhttp::fields& out,
-                                   const forward_options& opt) {
+template <class Out>
+void build_upstream_request_fields(const bhttp::fields& in, Out& out, const forward_options& opt) {
   using config::forwarded_policy;
+  const connection_names named(in);
   std::string xff;
   bool has_xfp = false;
   bool host_done = false;
   for (const auto& f : in) {
     auto name = f.name_string();
-    if (skipped(in, name)) {
+    if (skipped(named, f)) {
       continue;
     }
     if (f.name() == bhttp::field::host) {
@@ -131,14 +180,16 @@ void build_upstream_request_fields(const bhttp::fields& in, bhttp::fields& out,
   }
 }
 
-void build_downstream_response_fields(const bhttp::fields& in, bhttp::fields& out, bool switching) {
+template <class Out>
+void build_downstream_response_fields(const bhttp::fields& in, Out& out, bool switching) {
+  const connection_names named(in);
   for (const auto& f : in) {
     auto name = f.name_string();
     if (switching && f.name() == bhttp::field::upgrade) {
       out.insert(f.name(), name, f.value());
       continue;
     }
-    if (skipped(in, name)) {
+    if (skipped(named, f)) {
       continue;
     }
     out.insert(f.name(), name, f.value());
@@ -147,5 +198,12 @@ void build_downstream_response_fields(const bhttp::fields& in, bhttp::fields& ou
     out.insert(bhttp::field::connection, "upgrade");
   }
 }
+
+template void build_upstream_request_fields(const bhttp::fields&, bhttp::fields&,
+                                            const forward_options&);
+template void build_upstream_request_fields(const bhttp::fields&, head_writer&,
+                                            const forward_options&);
+template void build_downstream_response_fields(const bhttp::fields&, bhttp::fields&, bool);
+template void build_downstream_response_fields(const bhttp::fields&, head_writer&, bool);
 
 }  // namespace wk::http

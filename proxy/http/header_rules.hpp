@@ -4,8 +4,10 @@
 
 #include "config/config.hpp"
 
+#include <boost/beast/http/field.hpp>
 #include <boost/beast/http/fields.hpp>
 
+#include <string>
 #include <string_view>
 
 namespace wk::http {
@@ -21,10 +23,34 @@ struct forward_options {
   std::string_view upgrade;       // non-empty: forward "Upgrade: <this>" and "Connection: upgrade"
 };
 
+// Appends header fields as the bytes of a head being written ("Name: value\r\n"), with the
+// same calls as a Beast field container. The request and response heads are written this way
+// on the hot path: no field node is allocated, and `out` keeps its capacity between requests.
+class head_writer {
+public:
+  explicit head_writer(std::string& out) : out_(&out) {}
+  void insert(boost::beast::http::field f, std::string_view value) {
+    insert(boost::beast::http::to_string(f), value);
+  }
+  void insert(boost::beast::http::field /*f*/, std::string_view name, std::string_view value) {
+    insert(name, value);
+  }
+  void insert(std::string_view name, std::string_view value) {
+    out_->append(name).append(": ", 2).append(value).append("\r\n", 2);
+  }
+
+private:
+  std::string* out_;
+};
+
 // True for the hop-by-hop fields of RFC 9110 section 7.6.1 and the framing fields the proxy
 // recomputes (Content-Length, Transfer-Encoding, Trailer), plus Expect (the proxy answers
 // 100-continue itself) and Proxy-Connection.
 bool is_hop_by_hop(std::string_view name);
+
+// The same by the field's code (what the hot path uses): every name above is a field Beast
+// knows, so an unknown field never is one.
+bool is_hop_by_hop(boost::beast::http::field f);
 
 // Fills `out` with the fields of the client's request `in` that go to a backend:
 // end-to-end fields in order, minus hop-by-hop ones and those named in Connection;
@@ -33,13 +59,16 @@ bool is_hop_by_hop(std::string_view name);
 // validation route only Host, User-Agent, Accept, Accept-Encoding, Accept-Language, If-None-Match,
 // If-Modified-Since, Cache-Control and the X-Forwarded-* fields are kept (never Cookie or
 // Authorization: CloudFront must not see the customer's credentials).
-void build_upstream_request_fields(const boost::beast::http::fields& in,
-                                   boost::beast::http::fields& out, const forward_options& opt);
+// `Out` is boost::beast::http::fields or head_writer.
+template <class Out>
+void build_upstream_request_fields(const boost::beast::http::fields& in, Out& out,
+                                   const forward_options& opt);
 
 // Fills `out` with the fields of a backend response that go to the client: everything but
 // hop-by-hop fields and those named in Connection. For a 101 answer to an upgrade
 // (`switching` true), Upgrade is kept and "Connection: upgrade" added.
-void build_downstream_response_fields(const boost::beast::http::fields& in,
-                                      boost::beast::http::fields& out, bool switching = false);
+template <class Out>
+void build_downstream_response_fields(const boost::beast::http::fields& in, Out& out,
+                                      bool switching = false);
 
 }  // namespace wk::http

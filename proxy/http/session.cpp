@@ -16,10 +16,12 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/empty_body.hpp>
@@ -32,9 +34,11 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <limits>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -236,6 +240,79 @@ net::awaitable<boost::system::error_code> write_all(Stream& s, std::string_view 
   co_return ec;
 }
 
+// Writes `head` (may be empty) and one piece of a body in one scatter/gather write: the bytes
+// as they are, or as one chunk of a chunked body followed, when `last`, by the last chunk.
+template <class Stream>
+net::awaitable<boost::system::error_code> write_piece(Stream& s, std::string_view head,
+                                                      const char* data, std::size_t size,
+                                                      bool chunked, bool last) {
+  std::array<net::const_buffer, 4> bufs;
+  std::size_t n = 0;
+  char size_line[24];
+  if (!head.empty()) {
+    bufs[n++] = net::buffer(head.data(), head.size());
+  }
+  if (chunked) {
+    if (size > 0) {
+      auto end = std::to_chars(size_line, size_line + sizeof size_line - 2, size, 16).ptr;
+      *end++ = '\r';
+      *end++ = '\n';
+      bufs[n++] = net::buffer(size_line, static_cast<std::size_t>(end - size_line));
+      bufs[n++] = net::buffer(data, size);
+      bufs[n++] = last ? net::buffer("\r\n0\r\n\r\n", 7) : net::buffer("\r\n", 2);
+    } else if (last) {
+      bufs[n++] = net::buffer("0\r\n\r\n", 5);
+    }
+  } else if (size > 0) {
+    bufs[n++] = net::buffer(data, size);
+  }
+  if (n == 0) {
+    co_return boost::system::error_code{};
+  }
+  auto [ec, written] =
+      co_await net::async_write(s, std::span<const net::const_buffer>(bufs.data(), n), nothrow);
+  co_return ec;
+}
+
+// Beast's async_read_some over a parser, without its detours: bytes already in `buf` are
+// parsed first with no I/O (the usual case once a header has arrived), and no completion is
+// posted. need_buffer means the body buffer is full.
+template <class Stream, bool isRequest>
+net::awaitable<boost::system::error_code> read_parsed(Stream& s, beast::flat_buffer& buf,
+                                                      bhttp::basic_parser<isRequest>& p) {
+  boost::system::error_code ec;
+  if (buf.size() > 0) {
+    buf.consume(p.put(buf.data(), ec));
+    if (ec != bhttp::error::need_more) {
+      co_return ec;
+    }
+  }
+  for (;;) {
+    const auto size = beast::read_size(buf, 65536);
+    if (size == 0) {
+      co_return bhttp::error::buffer_overflow;
+    }
+    auto [rec, n] = co_await s.async_read_some(buf.prepare(size), nothrow);
+    buf.commit(n);
+    if (rec == net::error::eof) {
+      if (!p.got_some()) {
+        co_return bhttp::error::end_of_stream;
+      }
+      rec = {};
+      p.put_eof(rec);  // a close-delimited body ends here, anything else is partial
+      co_return rec;
+    }
+    if (rec) {
+      co_return rec;
+    }
+    ec = {};
+    buf.consume(p.put(buf.data(), ec));
+    if (ec != bhttp::error::need_more) {
+      co_return ec;
+    }
+  }
+}
+
 // Sends the local error reply for st.error (nothing when the failure has no status, or when a
 // response already started: then closing the connection is the only signal left).
 template <class Client>
@@ -254,8 +331,7 @@ net::awaitable<void> send_error(Client& client, request_state& st, const config:
 
 // The fields, target and framing a backend receives (see upstream_request.hpp).
 void build_upstream_request(const request_parser& parser, const request_state& st,
-                            const client_info& conn, const config::config& cfg,
-                            bhttp::request<bhttp::buffer_body>& out) {
+                            const client_info& conn, const config::config& cfg, std::string& out) {
   const auto& req = parser.get();
   forward_options opt;
   opt.validation_route = st.decision.kind == routing::route_kind::validation;
@@ -276,42 +352,55 @@ void build_upstream_request(const request_parser& parser, const request_state& s
   build_upstream_request(req, st.decision, opt, framing, out);
 }
 
-// Builds the response header the client receives and decides its framing. Returns false when
-// the body must be delimited by closing the connection (HTTP/1.0 client, unknown length).
-bool build_downstream_response(const response_parser& rp, request_state& st,
-                               bhttp::response<bhttp::buffer_body>& res) {
+// How the response body reaches the client.
+enum class response_framing { none, length, chunked, close };
+
+// Writes the response head the client receives into `out` and decides the body's framing:
+// `close` when the body must be delimited by closing the connection (HTTP/1.0 client, unknown
+// length).
+response_framing build_downstream_response(const response_parser& rp, request_state& st,
+                                           std::string& out) {
   const auto& in = rp.get();
   if (st.stopping != nullptr && *st.stopping) {
     st.client_keep_alive = false;  // a graceful stop began while this request was in flight
   }
-  res.result(in.result_int());
-  res.reason(in.reason());
-  res.version(11);
-  build_downstream_response_fields(in, res);
-  auto status = in.result_int();
+  const auto status = in.result_int();
+  out.clear();
+  char digits[24];
+  out.append("HTTP/1.1 ");
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, status).ptr);
+  out.append(" ", 1);
+  const auto reason = in.reason();
+  out.append(reason.empty() ? bhttp::obsolete_reason(static_cast<bhttp::status>(status)) : reason);
+  out.append("\r\n", 2);
+  head_writer fields(out);
+  build_downstream_response_fields(in, fields);
   bool bodiless = st.head || status == 204 || status == 304;
-  bool delimited = true;
+  response_framing framing = response_framing::length;
   if (bodiless) {
     // HEAD and 304 answers describe a body they do not carry: keep the length as sent.
+    framing = response_framing::none;
     auto cl = in[bhttp::field::content_length];
     if (!cl.empty() && status != 204) {
-      res.set(bhttp::field::content_length, cl);
+      fields.insert(bhttp::field::content_length, cl);
     }
   } else if (!rp.chunked() && rp.content_length()) {
-    res.content_length(*rp.content_length());
+    const auto end = std::to_chars(digits, digits + sizeof digits, *rp.content_length()).ptr;
+    fields.insert(bhttp::field::content_length, std::string_view(digits, end - digits));
   } else if (st.http11) {
-    res.chunked(true);
+    framing = response_framing::chunked;
+    fields.insert(bhttp::field::transfer_encoding, "chunked");
   } else {
-    delimited = false;  // HTTP/1.0 client and no known length: end of body = end of connection
-  }
-  if (!delimited) {
+    framing = response_framing::close;  // HTTP/1.0 client, no known length: the close ends it
     st.client_keep_alive = false;
   }
-  res.keep_alive(st.client_keep_alive);
-  if (!st.http11 && st.client_keep_alive) {
-    res.set(bhttp::field::connection, "keep-alive");
+  if (!st.client_keep_alive) {
+    fields.insert(bhttp::field::connection, "close");
+  } else if (!st.http11) {
+    fields.insert(bhttp::field::connection, "keep-alive");
   }
-  return delimited;
+  out.append("\r\n", 2);
+  return framing;
 }
 
 // Relays an interim (1xx) response to an HTTP/1.1 client (RFC 9110 section 15.2).
@@ -321,7 +410,7 @@ net::awaitable<boost::system::error_code> relay_interim(Client& client, const re
   interim.result(rp.get().result_int());
   interim.reason(rp.get().reason());
   interim.version(11);
-  build_downstream_response_fields(rp.get(), interim);
+  build_downstream_response_fields(rp.get(), static_cast<bhttp::fields&>(interim));
   auto [ec, n] = co_await bhttp::async_write(client, interim, nothrow);
   co_return ec;
 }
@@ -334,7 +423,7 @@ net::awaitable<void> switch_protocols(Client& client, const response_parser& rp,
   res.result(bhttp::status::switching_protocols);
   res.reason(rp.get().reason());
   res.version(11);
-  build_downstream_response_fields(rp.get(), res, true);
+  build_downstream_response_fields(rp.get(), static_cast<bhttp::fields&>(res), true);
   beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
   auto [ec, n] = co_await bhttp::async_write(client, res, nothrow);
   st.response_started = true;
@@ -372,11 +461,11 @@ void reserve_for_body(beast::flat_buffer& buf, boost::optional<std::uint64_t> co
 // request, for most), then the rest of the body streamed from the client.
 template <class Up, class Client>
 net::awaitable<void> send_request(Up& up, Client& client, beast::flat_buffer& cbuf,
-                                  request_parser& parser, bhttp::request<bhttp::buffer_body>& out,
-                                  body_buffer& chunk, request_state& st, const config::config& cfg,
+                                  request_parser& parser, std::string_view head, body_buffer& chunk,
+                                  request_state& st, const config::config& cfg,
                                   bool expect_continue) {
   auto& lowest = beast::get_lowest_layer(up);
-  bhttp::request_serializer<bhttp::buffer_body> sr{out};
+  const bool chunked = parser.chunked();
   std::size_t got = st.prefetched;
   bool done = parser.is_done();
   reserve_for_body(cbuf, parser.content_length(), done);
@@ -386,7 +475,7 @@ net::awaitable<void> send_request(Up& up, Client& client, beast::flat_buffer& cb
       parser.get().body().size = chunk.size();
       beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
       st.body_read_live = true;
-      auto [rec, rn] = co_await bhttp::async_read_some(client, cbuf, parser, nothrow);
+      auto rec = co_await read_parsed(client, cbuf, parser);
       if (rec == bhttp::error::need_buffer) {
         rec = {};
       }
@@ -411,14 +500,9 @@ net::awaitable<void> send_request(Up& up, Client& client, beast::flat_buffer& cb
         continue;  // e.g. only a chunk header was parsed
       }
     }
-    out.body().data = got ? chunk.data() : nullptr;
-    out.body().size = got;
-    out.body().more = !done;
     lowest.expires_after(first ? cfg.timeouts.upstream_response : cfg.timeouts.body_idle);
-    auto [wec, wn] = co_await bhttp::async_write(up, sr, nothrow);
-    if (wec == bhttp::error::need_buffer) {
-      wec = {};
-    }
+    auto wec = co_await write_piece(up, first ? head : std::string_view(), chunk.data(), got,
+                                    chunked, done);
     if (wec) {
       st.error = is_timeout(wec) ? failure::upstream_timeout : failure::upstream_reset;
       st.detail = (first ? "sending request: " : "sending request body: ") + wec.message();
@@ -458,7 +542,13 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& cl
     }
     lowest.expires_after(cfg.timeouts.upstream_response);
     auto before = ubuf.size();
-    auto [ec, n] = co_await bhttp::async_read_header(up, ubuf, *rp, nothrow);
+    boost::system::error_code ec;
+    while (!rp->is_header_done()) {
+      ec = co_await read_parsed(up, ubuf, *rp);
+      if (ec) {
+        break;
+      }
+    }
     if (ec) {
       if (is_timeout(ec)) {
         st.error = failure::upstream_timeout;
@@ -513,10 +603,10 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& cl
     }
   }
 
-  bhttp::response<bhttp::buffer_body> res;
-  bool delimited = build_downstream_response(*rp, st, res);
+  std::string head;
+  head.reserve(512);
+  const auto framing = build_downstream_response(*rp, st, head);
   st.status = rp->get().result_int();
-  bhttp::response_serializer<bhttp::buffer_body> sr{res};
   reserve_for_body(ubuf, rp->content_length(), rp->is_done());
   for (;;) {
     bool done = rp->is_done();
@@ -525,7 +615,7 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& cl
       rp->get().body().data = chunk.data();
       rp->get().body().size = chunk.size();
       lowest.expires_after(cfg.timeouts.upstream_response);
-      auto [rec, rn] = co_await bhttp::async_read_some(up, ubuf, *rp, nothrow);
+      auto rec = co_await read_parsed(up, ubuf, *rp);
       if (rec == bhttp::error::need_buffer) {
         rec = {};
       }
@@ -544,14 +634,10 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& cl
         continue;
       }
     }
-    res.body().data = got ? chunk.data() : nullptr;
-    res.body().size = got;
-    res.body().more = !done;
     beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
-    auto [wec, wn] = co_await bhttp::async_write(client, sr, nothrow);
-    if (wec == bhttp::error::need_buffer) {
-      wec = {};
-    }
+    auto wec = co_await write_piece(client, head, chunk.data(), got,
+                                    framing == response_framing::chunked, done);
+    head.clear();  // sent with the first piece
     st.response_started = true;
     if (wec) {
       st.error = is_timeout(wec) ? failure::client_timeout : failure::client_gone;
@@ -567,7 +653,7 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& cl
   bool upstream_delimited =
       rp->chunked() || rp->content_length() || st.head || st.status == 204 || st.status == 304;
   st.upstream_reusable = st.request_sent && rp->keep_alive() && upstream_delimited;
-  if (!delimited) {
+  if (framing == response_framing::close) {
     st.client_keep_alive = false;
   }
 }
@@ -576,9 +662,9 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& cl
 template <class Up, class Client>
 net::awaitable<void> exchange(Up& up, upstream::connection& conn, Client& client,
                               beast::flat_buffer& cbuf, request_parser& parser,
-                              bhttp::request<bhttp::buffer_body>& out, body_buffer& chunk,
-                              request_state& st, const config::config& cfg, bool expect_continue) {
-  co_await send_request(up, client, cbuf, parser, out, chunk, st, cfg, expect_continue);
+                              std::string_view head, body_buffer& chunk, request_state& st,
+                              const config::config& cfg, bool expect_continue) {
+  co_await send_request(up, client, cbuf, parser, head, chunk, st, cfg, expect_continue);
   if (st.error != failure::none) {
     co_return;
   }
@@ -823,7 +909,8 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
 
   // Built before any body byte is parsed: Beast adds trailer fields to the parsed header, and
   // a trailer must never reach a backend as a header field.
-  bhttp::request<bhttp::buffer_body> out;
+  std::string out;
+  out.reserve(512);
   build_upstream_request(parser, st, conn, cfg, out);
 
   auto chunk = w->take_buffer();
@@ -959,16 +1046,39 @@ void worker_state::give_buffer(std::unique_ptr<body_buffer> b) {
 namespace {
 
 // Bytes of a request already waiting in the socket (MSG_PEEK: nothing is consumed).
-bool input_pending(beast::tcp_stream& stream) {
+bool input_pending(wk::net::timed_stream& stream) {
   char c;
   return ::recv(stream.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
 }  // namespace
 
+void worker_state::add_session(session_handle* h) {
+  h->prev = nullptr;
+  h->next = sessions;
+  if (sessions != nullptr) {
+    sessions->prev = h;
+  }
+  sessions = h;
+}
+
+void worker_state::remove_session(session_handle* h) {
+  if (h->prev != nullptr) {
+    h->prev->next = h->next;
+  } else {
+    sessions = h->next;
+  }
+  if (h->next != nullptr) {
+    h->next->prev = h->prev;
+  }
+  h->prev = h->next = nullptr;
+}
+
+// Cancelling completes the session's wait later (never inline): the list stays as it is while
+// it is walked.
 void worker_state::begin_stop() {
   stopping = true;
-  for (auto* h : sessions) {
+  for (auto* h = sessions; h != nullptr; h = h->next) {
     if (h->idle && h->stream && h->served > 0 && !input_pending(*h->stream)) {
       h->stream->cancel();
     }
@@ -976,7 +1086,7 @@ void worker_state::begin_stop() {
 }
 
 void worker_state::close_idle() {
-  for (auto* h : sessions) {
+  for (auto* h = sessions; h != nullptr; h = h->next) {
     if (h->idle && h->stream) {
       h->stream->cancel();
     }
@@ -990,21 +1100,26 @@ struct session_registration {
   worker_state* w;
   session_handle* handle;
   session_registration(worker_state* worker, session_handle* h) : w(worker), handle(h) {
-    w->sessions.insert(handle);
+    w->add_session(handle);
   }
   session_registration(const session_registration&) = delete;
   session_registration& operator=(const session_registration&) = delete;
-  ~session_registration() { w->sessions.erase(handle); }
+  ~session_registration() { w->remove_session(handle); }
 };
 
-// Request after request on one client connection, plain or TLS, until either side ends it.
+// A keep-alive connection waits this long for its next request with a buffer and its
+// coroutine frames before it parks (a busy connection never does).
+constexpr auto park_after = std::chrono::milliseconds(200);
+
+enum class serve_end { closed, parked };
+
+// Request after request on one client connection, plain or TLS, until either side ends it or,
+// when `may_park`, the connection stays quiet for park_after between requests.
 template <class Client>
-net::awaitable<void> serve_requests(worker_state* w, Client& client, const client_info& conn,
-                                    std::string_view early) {
+net::awaitable<serve_end> serve_requests(worker_state* w, Client& client, session_handle& handle,
+                                         const client_info& conn, std::string_view early,
+                                         bool may_park) {
   auto& lowest = beast::get_lowest_layer(client);
-  session_handle handle;
-  handle.stream = &lowest;
-  session_registration registration(w, &handle);
   // Bounded: a request head, plus what one body read brings in (Beast reads at most 64 KiB).
   beast::flat_buffer cbuf(w->runtime->cfg->limits.header_bytes + 80 * 1024);
   if (!early.empty()) {
@@ -1012,8 +1127,7 @@ net::awaitable<void> serve_requests(worker_state* w, Client& client, const clien
     cbuf.commit(net::buffer_copy(cbuf.prepare(n), net::buffer(early.data(), n)));
   }
 
-  std::size_t served = 0;  // requests on this connection
-  std::size_t burst = 0;   // requests answered since the connection last waited for input
+  std::size_t burst = 0;  // requests answered since the connection last waited for input
   for (;;) {
     if (cbuf.size() == 0) {
       if (w->stopping) {
@@ -1025,8 +1139,17 @@ net::awaitable<void> serve_requests(worker_state* w, Client& client, const clien
       // Between requests: wait for the next one with the keep-alive idle deadline.
       handle.idle = true;
       lowest.expires_after(w->runtime->cfg->timeouts.idle);
+      if (may_park) {
+        lowest.park_after(park_after);
+      }
       auto [rec, rn] = co_await client.async_read_some(cbuf.prepare(2048), nothrow);
       handle.idle = false;
+      if (may_park) {
+        lowest.park_never();
+        if (rec == net::error::operation_aborted && lowest.park_requested() && !w->stopping) {
+          co_return serve_end::parked;
+        }
+      }
       if (rec) {
         break;
       }
@@ -1035,7 +1158,7 @@ net::awaitable<void> serve_requests(worker_state* w, Client& client, const clien
     }
     const auto& limits = w->runtime->cfg->limits;
     bool last = false;
-    if (++served >= limits.max_requests_per_connection) {
+    if (handle.served + 1 >= limits.max_requests_per_connection) {
       last = true;
       observe::process_counters().count(observe::limit_event::requests_per_connection);
     } else if (++burst >= limits.max_pipelined) {
@@ -1048,24 +1171,70 @@ net::awaitable<void> serve_requests(worker_state* w, Client& client, const clien
       break;
     }
   }
+  co_return serve_end::closed;
+}
+
+// A plain-HTTP client connection: everything it keeps while parked.
+struct http_connection {
+  connection_count count;
+  wk::net::timed_stream stream;
+  client_info info;
+  session_handle handle;
+  session_registration registration;
+
+  http_connection(connection_count c, tcp::socket s, client_info i)
+      : count(std::move(c)), stream(std::move(s)), info(std::move(i)),
+        registration(count.w, &handle) {
+    handle.stream = &stream;
+  }
+
+  ~http_connection() {
+    boost::system::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream.close();
+  }
+};
+
+void park(std::unique_ptr<http_connection> c);
+
+net::awaitable<void> serve_http(std::unique_ptr<http_connection> c, std::string early) {
+  auto* w = c->count.w;
+  if (co_await serve_requests(w, c->stream, c->handle, c->info, early, true) == serve_end::parked) {
+    park(std::move(c));
+  }
+  // otherwise the connection closes here
+}
+
+// Waits for the next request without a buffer or a coroutine: a readiness wait holding the
+// connection, within the idle deadline set before parking. A graceful stop cancels it.
+void park(std::unique_ptr<http_connection> c) {
+  auto& stream = c->stream;
+  c->handle.idle = true;
+  stream.async_wait(
+      tcp::socket::wait_read, [c = std::move(c)](boost::system::error_code ec) mutable {
+        c->handle.idle = false;
+        if (ec || c->count.w->stopping) {
+          return;  // idle timeout, stop or error: the connection closes here
+        }
+        auto ex = c->stream.get_executor();
+        net::co_spawn(ex, serve_http(std::move(c), {}), observe::log_exception{"session"});
+      });
 }
 
 }  // namespace
 
-net::awaitable<void> serve_connection(worker_state* w, tcp::socket socket, client_info info,
-                                      std::string early) {
-  beast::tcp_stream client(std::move(socket));
-  co_await serve_requests(w, client, info, early);
-  boost::system::error_code ec;
-  client.socket().shutdown(tcp::socket::shutdown_send, ec);
-  client.close();
+void serve_connection(connection_count count, tcp::socket socket, client_info info,
+                      std::string early) {
+  auto c = std::make_unique<http_connection>(std::move(count), std::move(socket), std::move(info));
+  auto ex = c->stream.get_executor();
+  net::co_spawn(ex, serve_http(std::move(c), std::move(early)), observe::log_exception{"session"});
 }
 
 net::awaitable<void> serve_tls_connection(worker_state* w, tcp::socket socket, client_info info,
                                           std::string early,
                                           std::shared_ptr<const wk::net::server_tls> tls) {
-  using tls_stream = beast::ssl_stream<beast::tcp_stream>;
-  tls_stream client(beast::tcp_stream(std::move(socket)), tls->context());
+  using tls_stream = beast::ssl_stream<wk::net::timed_stream>;
+  tls_stream client(wk::net::timed_stream(std::move(socket)), tls->context());
   auto& lowest = beast::get_lowest_layer(client);
   lowest.expires_after(w->runtime->cfg->timeouts.header_read);
   auto [hec, used] = co_await client.async_handshake(
@@ -1084,7 +1253,12 @@ net::awaitable<void> serve_tls_connection(worker_state* w, tcp::socket socket, c
     info.sni = name;
   }
   info.tls = true;
-  co_await serve_requests(w, client, info, {});
+  session_handle handle;
+  handle.stream = &lowest;
+  {
+    session_registration registration(w, &handle);
+    co_await serve_requests(w, client, handle, info, {}, false);
+  }
   if (lowest.socket().is_open()) {
     // close_notify, so that a close-delimited body cannot be mistaken for a truncated one; the
     // peer's answer is awaited briefly.

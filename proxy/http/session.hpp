@@ -9,30 +9,32 @@
 #include "http/failure.hpp"
 #include "net/listener.hpp"
 #include "net/proxy_protocol.hpp"
+#include "net/timed_stream.hpp"
 #include "observe/access_log.hpp"
 #include "observe/metrics.hpp"
 #include "upstream/pool.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 
 #include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 #include <vector>
 
 namespace wk::http {
 
 // What a session needs to know about its connection while it waits between requests, so that
 // a graceful stop can close idle connections at a request boundary.
+// Linked into the worker's list for the session's life (no allocation per connection).
 struct session_handle {
-  boost::beast::tcp_stream* stream = nullptr;
+  net::timed_stream* stream = nullptr;
   bool idle = false;
   std::size_t served = 0;  // requests answered on this connection so far
+  session_handle* prev = nullptr;
+  session_handle* next = nullptr;
 };
 
 // Bytes moved per read/write step of a body, in each direction. Memory per busy connection
@@ -48,7 +50,7 @@ struct worker_state {
   observe::access_log log;
   observe::worker_metrics metrics;  // written here only; summed by the admin listener
   bool stopping = false;
-  std::unordered_set<session_handle*> sessions;
+  session_handle* sessions = nullptr;  // intrusive list of open client sessions
   std::atomic<std::size_t> active{0};
   // Body buffers are taken for one request and given back after it: steady state allocates
   // nothing, and idle keep-alive connections hold no buffer.
@@ -64,6 +66,30 @@ struct worker_state {
   // closes whatever is still idle.
   void begin_stop();
   void close_idle();
+
+  void add_session(session_handle* h);
+  void remove_session(session_handle* h);
+};
+
+// Counts a client connection in its worker and listener (the accept loop counted it in the
+// listener already) until it ends; moves with the connection.
+struct connection_count {
+  worker_state* w;
+  std::shared_ptr<net::listener_slot> slot;
+  connection_count(worker_state* worker, std::shared_ptr<net::listener_slot> s)
+      : w(worker), slot(std::move(s)) {
+    w->active.fetch_add(1, std::memory_order_relaxed);
+  }
+  connection_count(connection_count&& other) noexcept : w(other.w), slot(std::move(other.slot)) {}
+  connection_count(const connection_count&) = delete;
+  connection_count& operator=(const connection_count&) = delete;
+  connection_count& operator=(connection_count&&) = delete;
+  ~connection_count() {
+    if (slot) {
+      w->active.fetch_sub(1, std::memory_order_relaxed);
+      slot->active.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
 };
 
 // Who is at the other end of a client connection, as logs and backends see it.
@@ -80,12 +106,15 @@ struct client_info {
 // upstream's).
 void count_upstream_failure(worker_state* w, observe::upstream_label u, failure f);
 
-// Serves one plain-HTTP client connection until it closes. `early` holds bytes already read
-// from it (after a PROXY header). `w` outlives the coroutine (the worker destroys its
-// io_context, and with it every session frame, before its state). Never throws for network or
+// Serves one plain-HTTP client connection until it closes; returns at once. `early` holds
+// bytes already read from it (after a PROXY header). While requests come, a coroutine serves
+// them; a keep-alive connection quiet for a moment is parked: it keeps only its socket, its
+// client_info and a readiness wait (no buffer, no coroutine frame) until the next request
+// arrives or timeouts.idle passes. `w` outlives the connection (the worker destroys its
+// io_context, and with it every session, before its state). Never throws for network or
 // protocol errors.
-boost::asio::awaitable<void> serve_connection(worker_state* w, boost::asio::ip::tcp::socket socket,
-                                              client_info info, std::string early);
+void serve_connection(connection_count count, boost::asio::ip::tcp::socket socket, client_info info,
+                      std::string early);
 
 // The same over TLS: the handshake with `tls`'s certificates (chosen by SNI) within
 // timeouts.header_read, then HTTP as above. A failed handshake is counted and logged (rate

@@ -5,6 +5,7 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 
+#include <charconv>
 #include <string_view>
 #include <vector>
 
@@ -94,17 +95,20 @@ routing::request_facts facts_of(const bhttp::request_header<>& req, bool has_bod
 }
 
 void build_upstream_request(const bhttp::request_header<>& req, const routing::decision& decision,
-                            const forward_options& opt, body_framing framing,
-                            bhttp::request_header<>& out) {
-  out.method_string(req.method_string());
-  out.target(decision.upstream_target);
-  out.version(11);
-  build_upstream_request_fields(req, out, opt);
+                            const forward_options& opt, body_framing framing, std::string& out) {
+  out.clear();
+  out.append(req.method_string()).append(" ", 1);
+  out.append(decision.upstream_target).append(" HTTP/1.1\r\n");
+  head_writer fields(out);
+  build_upstream_request_fields(req, fields, opt);
   if (framing.chunked) {
-    out.set(bhttp::field::transfer_encoding, "chunked");
+    out.append("Transfer-Encoding: chunked\r\n");
   } else if (framing.length) {
-    out.set(bhttp::field::content_length, std::to_string(*framing.length));
+    char digits[24];
+    const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, *framing.length);
+    out.append("Content-Length: ").append(digits, end).append("\r\n");
   }
+  out.append("\r\n");
 }
 
 }  // namespace wk::http

@@ -37,10 +37,11 @@ struct body_framing {
   std::optional<std::uint64_t> length;  // Content-Length when not chunked; none: no body
 };
 
-// Fills `out` with the request line and fields a backend receives: re-serialized from the parsed
-// request, target from the routing decision, fields by `opt`, framing from `framing`.
+// Writes the request head a backend receives into `out` (cleared first; its capacity is
+// reused): the request line with the target from the routing decision, fields by `opt`,
+// framing from `framing`, and the blank line.
 void build_upstream_request(const boost::beast::http::request_header<>& req,
                             const routing::decision& decision, const forward_options& opt,
-                            body_framing framing, boost::beast::http::request_header<>& out);
+                            body_framing framing, std::string& out);
 
 }  // namespace wk::http

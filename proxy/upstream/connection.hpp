@@ -2,9 +2,10 @@
 // One connection to a backend, plain or TLS. Owned by one session while in use, by the
 // worker's pool while idle; never shared between threads.
 
+#include "net/timed_stream.hpp"
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <chrono>
@@ -14,8 +15,8 @@
 
 namespace wk::upstream {
 
-using tcp_stream = boost::beast::tcp_stream;
-using tls_stream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+using tcp_stream = wk::net::timed_stream;
+using tls_stream = boost::beast::ssl_stream<wk::net::timed_stream>;
 
 struct connection {
   std::variant<tcp_stream, tls_stream> stream;

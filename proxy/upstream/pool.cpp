@@ -3,6 +3,7 @@
 #include "observe/log.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <sys/socket.h>
 
 namespace wk::upstream {
@@ -11,13 +12,16 @@ namespace {
 
 // A pooled connection is usable when nothing is waiting on it: no bytes (an HTTP server may
 // not send unasked) and no end-of-stream. One non-blocking peek, no allocation.
-bool still_open(connection& c) {
+bool still_open(connection& c, std::chrono::steady_clock::duration peek_after) {
   if (c.buffer.size() != 0) {
     return false;
   }
   auto& sock = c.lowest().socket();
   if (!sock.is_open()) {
     return false;
+  }
+  if (std::chrono::steady_clock::now() - c.idle_since < peek_after) {
+    return true;
   }
   char b;
   auto n = ::recv(sock.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -35,7 +39,7 @@ std::unique_ptr<connection> pool::take(const std::string& key) {
   while (!list.empty()) {
     auto c = std::move(list.back());
     list.pop_back();
-    if (still_open(*c)) {
+    if (still_open(*c, peek_after_)) {
       return c;
     }
     if (observe::enabled(observe::level::debug)) {

@@ -16,10 +16,17 @@ namespace wk::upstream {
 
 class pool {
 public:
-  explicit pool(std::size_t max_idle_per_key = 512) : max_idle_per_key_(max_idle_per_key) {}
+  // Under `peek_after` of idle time a backend has practically never closed a connection it
+  // kept open (keep-alive timeouts are seconds), so take() skips its check, a system call on
+  // every request under load; the rare close in that window is caught by the session's retry
+  // of a request that failed on a reused connection before any exchange.
+  explicit pool(std::size_t max_idle_per_key = 512,
+                std::chrono::steady_clock::duration peek_after = std::chrono::seconds(1))
+      : max_idle_per_key_(max_idle_per_key), peek_after_(peek_after) {}
 
   // An idle connection for `key` that is still open (the peer has not closed it and sent
-  // nothing unasked), or null. Connections found dead are dropped.
+  // nothing unasked; checked for connections idle for peek_after or more), or null.
+  // Connections found dead are dropped.
   std::unique_ptr<connection> take(const std::string& key);
 
   // Returns a connection after a complete exchange. Dropped when the key's list is full.
@@ -41,6 +48,7 @@ public:
 
 private:
   std::size_t max_idle_per_key_;
+  std::chrono::steady_clock::duration peek_after_;
   std::unordered_map<std::string, std::vector<std::unique_ptr<connection>>> idle_;
 };
 

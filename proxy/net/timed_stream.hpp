@@ -1,0 +1,166 @@
+#pragma once
+// A TCP stream with a deadline that costs nothing per operation.
+//
+// beast::tcp_stream arms a timer for every read and write (a timer-queue insert, a cancel and a
+// completion each time): on the request path that was about a tenth of the proxy's work. Here a
+// stream only records its deadline; one sweep per io_context, every `deadline_tick`, closes the
+// streams whose deadline has passed while an operation was pending. Their operations complete
+// with beast::error::timeout, as with beast::tcp_stream (which also closes the socket), so a
+// timeout fires between 0 and one tick late: timeouts are configured in whole milliseconds and
+// are meant in seconds.
+//
+// Used on one thread (its io_context's); the sweep keeps an intrusive list of live streams.
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associator.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/error.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <utility>
+
+namespace wk::net {
+
+inline constexpr std::chrono::milliseconds deadline_tick{100};
+
+class deadline_service;
+
+class timed_stream {
+public:
+  using clock = std::chrono::steady_clock;
+  using executor_type = boost::asio::any_io_executor;
+  using socket_type = boost::asio::ip::tcp::socket;
+  using lowest_layer_type = timed_stream;  // for asio::ssl::stream
+
+  explicit timed_stream(socket_type socket);
+  explicit timed_stream(const executor_type& ex);
+  // Only while no operation is pending (a stream moves into a pooled connection or a TLS
+  // stream before it is used).
+  timed_stream(timed_stream&& other) noexcept;
+  timed_stream& operator=(timed_stream&&) = delete;
+  timed_stream(const timed_stream&) = delete;
+  timed_stream& operator=(const timed_stream&) = delete;
+  ~timed_stream();
+
+  executor_type get_executor() noexcept { return socket_.get_executor(); }
+  socket_type& socket() noexcept { return socket_; }
+  timed_stream& lowest_layer() noexcept { return *this; }
+
+  // Operations pending now or started later fail with beast::error::timeout once `d` has
+  // passed (checked every deadline_tick).
+  void expires_after(clock::duration d) { expiry_ = clock::now() + d; }
+  void expires_never() { expiry_ = clock::time_point::max(); }
+  bool timed_out() const noexcept { return timed_out_; }
+
+  // Asks the sweep to cancel the pending operations once `d` has passed with one pending (they
+  // complete with operation_aborted and park_requested() is then true): a keep-alive connection
+  // that stays quiet gives back its buffer and coroutine frames and waits parked instead.
+  void park_after(clock::duration d) {
+    park_at_ = clock::now() + d;
+    park_requested_ = false;
+  }
+  void park_never() { park_at_ = clock::time_point::max(); }
+  bool park_requested() const noexcept { return park_requested_; }
+
+  void cancel() {
+    boost::system::error_code ec;
+    socket_.cancel(ec);
+  }
+  void close() {
+    boost::system::error_code ec;
+    socket_.close(ec);
+  }
+  socket_type release_socket() { return std::move(socket_); }
+
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [this](auto handler, const MutableBuffers& b) {
+          started();
+          socket_.async_read_some(b, completion<decltype(handler)>{this, std::move(handler)});
+        },
+        token, buffers);
+  }
+
+  template <class ConstBuffers, class Token>
+  auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [this](auto handler, const ConstBuffers& b) {
+          started();
+          socket_.async_write_some(b, completion<decltype(handler)>{this, std::move(handler)});
+        },
+        token, buffers);
+  }
+
+  template <class Token>
+  auto async_connect(const boost::asio::ip::tcp::endpoint& ep, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+        [this](auto handler, const boost::asio::ip::tcp::endpoint& e) {
+          started();
+          socket_.async_connect(e, completion<decltype(handler)>{this, std::move(handler)});
+        },
+        token, ep);
+  }
+
+  // Waits until the socket is readable (or writable): an idle connection holds no buffer.
+  template <class Token> auto async_wait(socket_type::wait_type w, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+        [this](auto handler, socket_type::wait_type what) {
+          started();
+          socket_.async_wait(what, completion<decltype(handler)>{this, std::move(handler)});
+        },
+        token, w);
+  }
+
+  // The completion of an operation: counts it done and reports a sweep's close as a timeout.
+  template <class Handler> struct completion {
+    timed_stream* stream;
+    Handler handler;
+
+    template <class... Args> void operator()(boost::system::error_code ec, Args&&... args) {
+      --stream->pending_;
+      if (stream->timed_out_ && (ec == boost::asio::error::operation_aborted ||
+                                 ec == boost::asio::error::bad_descriptor)) {
+        ec = boost::beast::error::timeout;
+      }
+      std::move(handler)(ec, std::forward<Args>(args)...);
+    }
+  };
+
+private:
+  friend class deadline_service;
+  void started();  // an operation begins: counted, and the sweep runs while any is pending
+  void link();
+  void unlink() noexcept;
+
+  socket_type socket_;
+  clock::time_point expiry_ = clock::time_point::max();
+  clock::time_point park_at_ = clock::time_point::max();
+  deadline_service* service_ = nullptr;
+  timed_stream* prev_ = nullptr;
+  timed_stream* next_ = nullptr;
+  unsigned pending_ = 0;
+  bool timed_out_ = false;
+  bool park_requested_ = false;
+};
+
+}  // namespace wk::net
+
+// Completions keep the executor, allocator and cancellation slot of the handler they wrap.
+template <template <typename, typename> class Associator, typename Handler,
+          typename DefaultCandidate>
+struct boost::asio::associator<Associator, wk::net::timed_stream::completion<Handler>,
+                               DefaultCandidate> : Associator<Handler, DefaultCandidate> {
+  static typename Associator<Handler, DefaultCandidate>::type
+  get(const wk::net::timed_stream::completion<Handler>& h) noexcept {
+    return Associator<Handler, DefaultCandidate>::get(h.handler);
+  }
+  static auto get(const wk::net::timed_stream::completion<Handler>& h,
+                  const DefaultCandidate& c) noexcept
+      -> decltype(Associator<Handler, DefaultCandidate>::get(h.handler, c)) {
+    return Associator<Handler, DefaultCandidate>::get(h.handler, c);
+  }
+};
