@@ -2,7 +2,8 @@
 # Installs what building and testing wkproxy needs, from Debian 12's own packages.
 # Skips apt-get entirely when everything is already there.
 # Extra groups by argument: `browser` (Chromium, for the status page test), `fuzz` (clang and
-# its libFuzzer runtime), `bench` (wrk, h2load, nginx and HAProxy for side-by-side runs),
+# its libFuzzer runtime), `bench` (wrk, h2load, nginx with its stream module, HAProxy and
+# gnuplot for side-by-side runs and their plots),
 # `container` (podman, buildah, runc and debootstrap for tools/image.sh: see
 # packaging/container/).
 set -euo pipefail
@@ -21,7 +22,7 @@ for group in "$@"; do
   case "$group" in
     browser) packages+=(chromium) ;;
     fuzz) packages+=(clang libclang-rt-14-dev) ;;
-    bench) packages+=(wrk nghttp2-client nginx-light haproxy) ;;
+    bench) packages+=(wrk nghttp2-client nginx-light libnginx-mod-stream haproxy gnuplot-nox) ;;
     # runc, not crun: crun 1.8 refuses cgroup v1 "hybrid" hosts (see tools/image.sh).
     container) packages+=(podman buildah runc debootstrap) ;;
     *) echo "deps.sh: unknown group $group" >&2; exit 2 ;;
