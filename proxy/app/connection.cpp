@@ -41,6 +41,7 @@ http::client_info info_from(const tcp::endpoint& remote, const tcp::endpoint& lo
   http::client_info info;
   info.peer_ip = remote.address().to_string();
   info.peer = net::endpoint_string(remote);
+  info.socket_v6 = local.address().is_v6();
   net::pp_family local_family = net::pp_family::unknown;
   copy_address(remote.address(), info.pp.family, info.pp.src);
   copy_address(local.address(), local_family, info.pp.dst);

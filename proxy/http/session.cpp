@@ -17,6 +17,8 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
@@ -36,6 +38,7 @@
 #include <array>
 #include <charconv>
 #include <chrono>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <span>
@@ -43,7 +46,9 @@
 #include <vector>
 
 #include <openssl/ssl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 namespace wk::http {
 
@@ -1046,9 +1051,9 @@ void worker_state::give_buffer(std::unique_ptr<body_buffer> b) {
 namespace {
 
 // Bytes of a request already waiting in the socket (MSG_PEEK: nothing is consumed).
-bool input_pending(wk::net::timed_stream& stream) {
+bool input_pending(int fd) {
   char c;
-  return ::recv(stream.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+  return ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
 }  // namespace
@@ -1074,25 +1079,6 @@ void worker_state::remove_session(session_handle* h) {
   h->prev = h->next = nullptr;
 }
 
-// Cancelling completes the session's wait later (never inline): the list stays as it is while
-// it is walked.
-void worker_state::begin_stop() {
-  stopping = true;
-  for (auto* h = sessions; h != nullptr; h = h->next) {
-    if (h->idle && h->stream && h->served > 0 && !input_pending(*h->stream)) {
-      h->stream->cancel();
-    }
-  }
-}
-
-void worker_state::close_idle() {
-  for (auto* h = sessions; h != nullptr; h = h->next) {
-    if (h->idle && h->stream) {
-      h->stream->cancel();
-    }
-  }
-}
-
 namespace {
 
 // Registers a session with its worker for graceful stop, for the session's life.
@@ -1107,9 +1093,11 @@ struct session_registration {
   ~session_registration() { w->remove_session(handle); }
 };
 
-// A keep-alive connection waits this long for its next request with a buffer and its
-// coroutine frames before it parks (a busy connection never does).
-constexpr auto park_after = std::chrono::milliseconds(200);
+// A keep-alive connection waits this long, plus up to one deadline_tick, for its next request
+// with a buffer and its coroutine frames before it parks. A connection kept busy by its client
+// rarely waits at the moment of a tick; one that does pays a park and an unpark (a few system
+// calls) and loses nothing.
+constexpr auto park_linger = std::chrono::milliseconds(0);
 
 enum class serve_end { closed, parked };
 
@@ -1140,7 +1128,7 @@ net::awaitable<serve_end> serve_requests(worker_state* w, Client& client, sessio
       handle.idle = true;
       lowest.expires_after(w->runtime->cfg->timeouts.idle);
       if (may_park) {
-        lowest.park_after(park_after);
+        lowest.park_after(park_linger);
       }
       auto [rec, rn] = co_await client.async_read_some(cbuf.prepare(2048), nothrow);
       handle.idle = false;
@@ -1205,20 +1193,232 @@ net::awaitable<void> serve_http(std::unique_ptr<http_connection> c, std::string 
   // otherwise the connection closes here
 }
 
-// Waits for the next request without a buffer or a coroutine: a readiness wait holding the
-// connection, within the idle deadline set before parking. A graceful stop cancels it.
+}  // namespace
+
+// A parked connection: what it needs to be served again, and nothing else (about 300 bytes;
+// its socket is out of Asio's reactor, watched by the lot's own epoll set).
+struct parked_connection {
+  connection_count count;
+  client_info info;
+  int fd = -1;
+  std::size_t served = 0;
+  steady::time_point deadline;  // timeouts.idle from when it parked
+  parked_connection* prev = nullptr;
+  parked_connection* next = nullptr;
+
+  parked_connection(connection_count c, client_info i, int descriptor, std::size_t n,
+                    steady::time_point until)
+      : count(std::move(c)), info(std::move(i)), fd(descriptor), served(n), deadline(until) {}
+  parked_connection(const parked_connection&) = delete;
+  parked_connection& operator=(const parked_connection&) = delete;
+  ~parked_connection() {
+    if (fd >= 0) {
+      ::shutdown(fd, SHUT_WR);
+      ::close(fd);
+    }
+  }
+};
+
+// The worker's parked connections: an epoll set of their descriptors, itself watched by the
+// worker's io_context, and an idle deadline sweep. A descriptor that becomes readable (a
+// request, or the client closing) goes back to Asio and a new coroutine serves it.
+class parking_lot {
+public:
+  explicit parking_lot(const net::any_io_executor& ex) : ex_(ex), epoll_(ex), timer_(ex) {
+    const int fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) {
+      throw boost::system::system_error(errno, boost::system::system_category(), "epoll_create1");
+    }
+    epoll_.assign(fd);
+  }
+  parking_lot(const parking_lot&) = delete;
+  parking_lot& operator=(const parking_lot&) = delete;
+  ~parking_lot() {
+    while (head_ != nullptr) {
+      delete take(head_);
+    }
+  }
+
+  // Takes `p` in; false when its descriptor cannot be watched (the caller's `p` then closes).
+  bool park(std::unique_ptr<parked_connection>& p) {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = p.get();
+    if (::epoll_ctl(epoll_.native_handle(), EPOLL_CTL_ADD, p->fd, &ev) != 0) {
+      return false;
+    }
+    auto* raw = p.release();
+    raw->prev = tail_;
+    raw->next = nullptr;
+    (tail_ != nullptr ? tail_->next : head_) = raw;
+    tail_ = raw;
+    ++count_;
+    watch();
+    tick();
+    return true;
+  }
+
+  // Closes the parked connections `pred` selects.
+  template <class Pred> void close_if(Pred pred) {
+    for (auto* p = head_; p != nullptr;) {
+      auto* next = p->next;
+      if (pred(*p)) {
+        delete take(p);
+      }
+      p = next;
+    }
+  }
+
+  std::size_t size() const { return count_; }
+
+private:
+  // Unlinks `p` and removes its descriptor from the set; the caller owns it.
+  parked_connection* take(parked_connection* p) {
+    (p->prev != nullptr ? p->prev->next : head_) = p->next;
+    (p->next != nullptr ? p->next->prev : tail_) = p->prev;
+    p->prev = p->next = nullptr;
+    --count_;
+    ::epoll_ctl(epoll_.native_handle(), EPOLL_CTL_DEL, p->fd, nullptr);
+    return p;
+  }
+
+  void watch() {
+    if (watching_) {
+      return;
+    }
+    watching_ = true;
+    epoll_.async_wait(net::posix::stream_descriptor::wait_read,
+                      [this](const boost::system::error_code& ec) {
+                        if (ec == net::error::operation_aborted) {
+                          return;  // the lot is being destroyed
+                        }
+                        watching_ = false;
+                        ready();
+                      });
+  }
+
+  void ready() {
+    std::array<epoll_event, 64> events;
+    for (;;) {
+      const int n =
+          ::epoll_wait(epoll_.native_handle(), events.data(), static_cast<int>(events.size()), 0);
+      if (n <= 0) {
+        break;
+      }
+      for (int i = 0; i < n; ++i) {
+        unpark(std::unique_ptr<parked_connection>(
+            take(static_cast<parked_connection*>(events[static_cast<std::size_t>(i)].data.ptr))));
+      }
+      if (n < static_cast<int>(events.size())) {
+        break;
+      }
+    }
+    if (head_ != nullptr) {
+      watch();
+    }
+  }
+
+  // Back to Asio, served by a new coroutine (which reads the request, or finds the close).
+  void unpark(std::unique_ptr<parked_connection> p) {
+    tcp::socket socket(ex_);
+    boost::system::error_code ec;
+    socket.assign(p->info.socket_v6 ? tcp::v6() : tcp::v4(), p->fd, ec);
+    if (ec) {
+      return;  // p closes its descriptor
+    }
+    p->fd = -1;
+    auto c = std::make_unique<http_connection>(std::move(p->count), std::move(socket),
+                                               std::move(p->info));
+    c->handle.served = p->served;
+    net::co_spawn(ex_, serve_http(std::move(c), {}), observe::log_exception{"session"});
+  }
+
+  // Closes connections parked past their idle deadline, every deadline_tick while any is.
+  void tick() {
+    if (ticking_) {
+      return;
+    }
+    ticking_ = true;
+    timer_.expires_after(wk::net::deadline_tick);
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec == net::error::operation_aborted) {
+        return;
+      }
+      ticking_ = false;
+      const auto now = steady::now();
+      close_if([&](const parked_connection& p) { return p.deadline <= now; });
+      if (head_ != nullptr) {
+        tick();
+      }
+    });
+  }
+
+  net::any_io_executor ex_;
+  net::posix::stream_descriptor epoll_;
+  net::steady_timer timer_;
+  parked_connection* head_ = nullptr;
+  parked_connection* tail_ = nullptr;
+  std::size_t count_ = 0;
+  bool watching_ = false;
+  bool ticking_ = false;
+};
+
+worker_state::worker_state() = default;
+worker_state::~worker_state() = default;
+
+// Cancelling completes the session's wait later (never inline): the list stays as it is while
+// it is walked.
+void worker_state::begin_stop() {
+  stopping = true;
+  for (auto* h = sessions; h != nullptr; h = h->next) {
+    if (h->idle && h->stream && h->served > 0 &&
+        !input_pending(h->stream->socket().native_handle())) {
+      h->stream->cancel();
+    }
+  }
+  if (lot) {
+    lot->close_if([](const parked_connection& p) { return p.served > 0 && !input_pending(p.fd); });
+  }
+}
+
+void worker_state::close_idle() {
+  for (auto* h = sessions; h != nullptr; h = h->next) {
+    if (h->idle && h->stream) {
+      h->stream->cancel();
+    }
+  }
+  if (lot) {
+    lot->close_if([](const parked_connection&) { return true; });
+  }
+}
+
+namespace {
+
+// Takes a quiet connection out of Asio's reactor and into the worker's parking lot: what stays
+// is a parked_connection and a kernel epoll entry, no buffer, socket object or coroutine.
 void park(std::unique_ptr<http_connection> c) {
-  auto& stream = c->stream;
-  c->handle.idle = true;
-  stream.async_wait(
-      tcp::socket::wait_read, [c = std::move(c)](boost::system::error_code ec) mutable {
-        c->handle.idle = false;
-        if (ec || c->count.w->stopping) {
-          return;  // idle timeout, stop or error: the connection closes here
-        }
-        auto ex = c->stream.get_executor();
-        net::co_spawn(ex, serve_http(std::move(c), {}), observe::log_exception{"session"});
-      });
+  auto* w = c->count.w;
+  if (!w->lot) {
+    w->lot = std::make_unique<parking_lot>(c->stream.get_executor());
+  }
+  boost::system::error_code ec;
+  const int fd = c->stream.socket().release(ec);
+  if (ec) {
+    return;  // c closes the connection
+  }
+  const auto idle = w->runtime->cfg->timeouts.idle;
+  const auto now = steady::now();
+  const auto deadline =
+      idle >= std::chrono::duration_cast<config::duration>(steady::time_point::max() - now)
+          ? steady::time_point::max()
+          : now + idle;
+  auto p = std::make_unique<parked_connection>(std::move(c->count), std::move(c->info), fd,
+                                               c->handle.served, deadline);
+  c.reset();  // the socket object, the registration and the stream go now
+  if (!w->lot->park(p)) {
+    observe::warn_limited("cannot park a keep-alive connection: " +
+                          std::string(std::strerror(errno)));
+  }
 }
 
 }  // namespace

@@ -44,13 +44,22 @@ using body_buffer = std::array<char, body_chunk_size>;
 
 // Per-worker state. Used only on its worker's thread (no locks), except `active`, which the
 // main thread reads while draining.
+class parking_lot;
+
 struct worker_state {
+  worker_state();
+  worker_state(const worker_state&) = delete;
+  worker_state& operator=(const worker_state&) = delete;
+  ~worker_state();
+
   std::shared_ptr<const app::runtime> runtime;  // the snapshot new requests use
   upstream::pool pool;
   observe::access_log log;
   observe::worker_metrics metrics;  // written here only; summed by the admin listener
   bool stopping = false;
   session_handle* sessions = nullptr;  // intrusive list of open client sessions
+  // Quiet plain-HTTP keep-alive connections (see serve_connection); made on first use.
+  std::unique_ptr<parking_lot> lot;
   std::atomic<std::size_t> active{0};
   // Body buffers are taken for one request and given back after it: steady state allocates
   // nothing, and idle keep-alive connections hold no buffer.
@@ -94,11 +103,12 @@ struct connection_count {
 
 // Who is at the other end of a client connection, as logs and backends see it.
 struct client_info {
-  std::string peer;     // "ip:port" of the client (carried by a PROXY header when trusted)
-  std::string peer_ip;  // for X-Forwarded-For
-  bool tls = false;     // arrived on a TLS-terminating listener: X-Forwarded-Proto https
-  std::string sni;      // the server name the TLS client asked for
-  net::pp_address pp;   // source: the client; destination: the address it connected to
+  std::string peer;        // "ip:port" of the client (carried by a PROXY header when trusted)
+  std::string peer_ip;     // for X-Forwarded-For
+  bool tls = false;        // arrived on a TLS-terminating listener: X-Forwarded-Proto https
+  bool socket_v6 = false;  // the socket itself is IPv6 (whatever a PROXY header says)
+  std::string sni;         // the server name the TLS client asked for
+  net::pp_address pp;      // source: the client; destination: the address it connected to
   std::size_t listener_index = 0;  // the listener's metrics label (net::listener_slot)
 };
 

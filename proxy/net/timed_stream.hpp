@@ -51,15 +51,17 @@ public:
 
   // Operations pending now or started later fail with beast::error::timeout once `d` has
   // passed (checked every deadline_tick).
-  void expires_after(clock::duration d) { expiry_ = clock::now() + d; }
+  template <class Rep, class Period> void expires_after(std::chrono::duration<Rep, Period> d) {
+    expiry_ = later(d);
+  }
   void expires_never() { expiry_ = clock::time_point::max(); }
   bool timed_out() const noexcept { return timed_out_; }
 
   // Asks the sweep to cancel the pending operations once `d` has passed with one pending (they
   // complete with operation_aborted and park_requested() is then true): a keep-alive connection
   // that stays quiet gives back its buffer and coroutine frames and waits parked instead.
-  void park_after(clock::duration d) {
-    park_at_ = clock::now() + d;
+  template <class Rep, class Period> void park_after(std::chrono::duration<Rep, Period> d) {
+    park_at_ = later(d);
     park_requested_ = false;
   }
   void park_never() { park_at_ = clock::time_point::max(); }
@@ -129,6 +131,16 @@ public:
       std::move(handler)(ec, std::forward<Args>(args)...);
     }
   };
+
+  // now + d, saturated (a configured duration may be near its type's maximum).
+  template <class Rep, class Period>
+  static clock::time_point later(std::chrono::duration<Rep, Period> d) {
+    const auto now = clock::now();
+    const auto room = std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(
+        clock::time_point::max() - now);
+    return d >= room ? clock::time_point::max()
+                     : now + std::chrono::duration_cast<clock::duration>(d);
+  }
 
 private:
   friend class deadline_service;
