@@ -1,6 +1,7 @@
 """Keep-alive on both sides, upstream connection reuse, pipelining, and bodiless responses."""
 
 import threading
+import time
 import unittest
 
 from wkharness import (TENANT, ProxyTestCase, build_request, curl, pattern_sha256, request,
@@ -128,6 +129,49 @@ class KeepAliveTest(ProxyTestCase):
         r = c.request("GET", "/two")
         self.assertEqual(r.status, 200, r)
         self.assertEqual(origin.connections, 2)
+
+    def test_a_quiet_connection_parks_and_its_next_requests_are_served_on_it(self):
+        # Quiet for a few sweep ticks (0.1 s each), a keep-alive connection is parked: out of
+        # the event loop with no buffer. Its next request wakes it; a request split across the
+        # wake-up, and pipelined ones, are answered in order on the same connection.
+        origin, cf, proxy = self.start_all(workers=1)
+        c = self.client(proxy)
+        self.assertEqual(c.request("GET", "/before").status, 200)
+        for i in range(3):
+            time.sleep(0.45)
+            r = c.request("GET", f"/after/{i}")
+            self.assertEqual((r.status, r.json()["target"]), (200, f"/after/{i}"), r)
+        time.sleep(0.45)
+        head = build_request("GET", "/split")
+        c.send(head[:10])
+        time.sleep(0.45)  # parked again between the two halves? it must not matter
+        c.send(head[10:] + build_request("GET", "/pipelined"))
+        r1, r2 = c.read_response(), c.read_response()
+        self.assertEqual((r1.status, r1.json()["target"]), (200, "/split"), r1)
+        self.assertEqual((r2.status, r2.json()["target"]), (200, "/pipelined"), r2)
+        self.assertEqual(origin.connections, 1)
+
+    def test_a_parked_connection_closes_at_the_idle_timeout(self):
+        origin, cf, proxy = self.start_all(timeouts={"idle": "700ms"})
+        c = self.client(proxy)
+        self.assertEqual(c.request("GET", "/one").status, 200)
+        start = time.monotonic()
+        self.assertTrue(c.closed_by_peer(timeout=5.0), "parked connection never closed")
+        elapsed = time.monotonic() - start
+        self.assertGreaterEqual(elapsed, 0.6)
+        self.assertLess(elapsed, 2.0)
+
+    def test_a_stop_closes_parked_connections_at_once(self):
+        origin, cf, proxy = self.start_all(timeouts={"idle": "60s"})
+        clients = [self.client(proxy) for _ in range(5)]
+        for c in clients:
+            self.assertEqual(c.request("GET", "/x").status, 200)
+        time.sleep(0.5)  # all parked
+        start = time.monotonic()
+        proxy.stop()
+        self.assertLess(time.monotonic() - start, 5.0)
+        for c in clients:
+            self.assertTrue(c.closed_by_peer(timeout=1.0))
 
     def test_concurrent_clients_are_all_served(self):
         origin, cf, proxy = self.start_all()
