@@ -1,5 +1,7 @@
 #include "http/header_rules.hpp"
 
+#include "http/response_reader.hpp"
+
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 
@@ -22,10 +24,12 @@ bool iequals(std::string_view a, std::string_view b) {
 // once per message; most messages list none or one ("keep-alive", "close").
 class connection_names {
 public:
-  explicit connection_names(const bhttp::fields& in) {
-    auto range = in.equal_range(bhttp::field::connection);
-    for (auto it = range.first; it != range.second; ++it) {
-      for (auto token : bhttp::token_list{it->value()}) {
+  template <class In> explicit connection_names(const In& in) {
+    for (const auto& f : in) {
+      if (f.name() != bhttp::field::connection) {
+        continue;
+      }
+      for (auto token : bhttp::token_list{f.value()}) {
         const std::string_view t(token.data(), token.size());
         if (count_ < inline_names.size()) {
           inline_names[count_++] = t;
@@ -55,7 +59,7 @@ private:
   std::vector<std::string_view> more_;  // allocates only past four names
 };
 
-bool skipped(const connection_names& named, const bhttp::fields::value_type& f) {
+template <class Field> bool skipped(const connection_names& named, const Field& f) {
   return is_hop_by_hop(f.name()) || named.contains(f.name_string());
 }
 
@@ -180,8 +184,8 @@ void build_upstream_request_fields(const bhttp::fields& in, Out& out, const forw
   }
 }
 
-template <class Out>
-void build_downstream_response_fields(const bhttp::fields& in, Out& out, bool switching) {
+template <class In, class Out>
+void build_downstream_response_fields(const In& in, Out& out, bool switching) {
   const connection_names named(in);
   for (const auto& f : in) {
     auto name = f.name_string();
@@ -205,5 +209,7 @@ template void build_upstream_request_fields(const bhttp::fields&, head_writer&,
                                             const forward_options&);
 template void build_downstream_response_fields(const bhttp::fields&, bhttp::fields&, bool);
 template void build_downstream_response_fields(const bhttp::fields&, head_writer&, bool);
+template void build_downstream_response_fields(const response_reader&, bhttp::fields&, bool);
+template void build_downstream_response_fields(const response_reader&, head_writer&, bool);
 
 }  // namespace wk::http

@@ -67,8 +67,8 @@ void build_upstream_request_fields(const boost::beast::http::fields& in, Out& ou
 // Fills `out` with the fields of a backend response that go to the client: everything but
 // hop-by-hop fields and those named in Connection. For a 101 answer to an upgrade
 // (`switching` true), Upgrade is kept and "Connection: upgrade" added.
-template <class Out>
-void build_downstream_response_fields(const boost::beast::http::fields& in, Out& out,
-                                      bool switching = false);
+// `In` is boost::beast::http::fields or response_reader (a backend's response).
+template <class In, class Out>
+void build_downstream_response_fields(const In& in, Out& out, bool switching = false);
 
 }  // namespace wk::http

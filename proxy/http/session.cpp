@@ -4,6 +4,7 @@
 #include "http/header_rules.hpp"
 #include "http/local_reply.hpp"
 #include "http/request_head.hpp"
+#include "http/response_reader.hpp"
 #include "http/upstream_request.hpp"
 #include "net/tls_server.hpp"
 #include "net/tunnel.hpp"
@@ -66,7 +67,7 @@ constexpr auto nothrow = net::as_tuple(net::use_awaitable);
 constexpr std::uint32_t upstream_header_limit = 64 * 1024;
 
 using request_parser = bhttp::request_parser<bhttp::buffer_body>;
-using response_parser = bhttp::response_parser<bhttp::buffer_body>;
+using response_parser = response_reader;
 
 // Everything known about one request, filled in as it moves through the stages; the last
 // stage turns it into the access-log line.
@@ -365,7 +366,7 @@ enum class response_framing { none, length, chunked, close };
 // length).
 response_framing build_downstream_response(const response_parser& rp, request_state& st,
                                            std::string& out) {
-  const auto& in = rp.get();
+  const auto& in = rp;
   if (st.stopping != nullptr && *st.stopping) {
     st.client_keep_alive = false;  // a graceful stop began while this request was in flight
   }
@@ -376,7 +377,10 @@ response_framing build_downstream_response(const response_parser& rp, request_st
   out.append(digits, std::to_chars(digits, digits + sizeof digits, status).ptr);
   out.append(" ", 1);
   const auto reason = in.reason();
-  out.append(reason.empty() ? bhttp::obsolete_reason(static_cast<bhttp::status>(status)) : reason);
+  const std::string_view text =
+      reason.empty() ? std::string_view(bhttp::obsolete_reason(static_cast<bhttp::status>(status)))
+                     : std::string_view(reason);
+  out.append(text);
   out.append("\r\n", 2);
   head_writer fields(out);
   build_downstream_response_fields(in, fields);
@@ -412,10 +416,10 @@ response_framing build_downstream_response(const response_parser& rp, request_st
 template <class Client>
 net::awaitable<boost::system::error_code> relay_interim(Client& client, const response_parser& rp) {
   bhttp::response<bhttp::empty_body> interim;
-  interim.result(rp.get().result_int());
-  interim.reason(rp.get().reason());
+  interim.result(rp.result_int());
+  interim.reason(rp.reason());
   interim.version(11);
-  build_downstream_response_fields(rp.get(), static_cast<bhttp::fields&>(interim));
+  build_downstream_response_fields(rp, static_cast<bhttp::fields&>(interim));
   auto [ec, n] = co_await bhttp::async_write(client, interim, nothrow);
   co_return ec;
 }
@@ -426,9 +430,9 @@ net::awaitable<void> switch_protocols(Client& client, const response_parser& rp,
                                       const config::config& cfg) {
   bhttp::response<bhttp::empty_body> res;
   res.result(bhttp::status::switching_protocols);
-  res.reason(rp.get().reason());
+  res.reason(rp.reason());
   res.version(11);
-  build_downstream_response_fields(rp.get(), static_cast<bhttp::fields&>(res), true);
+  build_downstream_response_fields(rp, static_cast<bhttp::fields&>(res), true);
   beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
   auto [ec, n] = co_await bhttp::async_write(client, res, nothrow);
   st.response_started = true;
@@ -533,13 +537,13 @@ net::awaitable<void> send_request(Up& up, Client& client, beast::flat_buffer& cb
 
 // Reads the backend's response header (relaying 1xx) and streams the response to the client.
 template <class Up, class Client>
-net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& client,
-                                    body_buffer& chunk, request_state& st,
+net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, head_storage& fields,
+                                    Client& client, body_buffer& chunk, request_state& st,
                                     const config::config& cfg) {
   auto& lowest = beast::get_lowest_layer(up);
   std::optional<response_parser> rp;
   for (;;) {
-    rp.emplace();
+    rp.emplace(fields);
     rp->header_limit(upstream_header_limit);
     rp->body_limit(std::numeric_limits<std::uint64_t>::max());
     if (st.head) {
@@ -571,7 +575,7 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& cl
       }
       co_return;
     }
-    auto status = rp->get().result_int();
+    auto status = rp->result_int();
     if (status >= 100 && status < 200) {
       if (status == 101) {
         if (!st.upgrade_requested) {
@@ -593,10 +597,10 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& cl
     }
     break;
   }
-  if (rp->get().count(bhttp::field::transfer_encoding) > 0) {
+  if (rp->count(bhttp::field::transfer_encoding) > 0) {
     // Only chunked can be re-framed; any other coding would reach the client mislabelled.
     std::vector<std::string_view> codings;
-    for (const auto& f : rp->get()) {
+    for (const auto& f : rp->fields()) {
       if (f.name() == bhttp::field::transfer_encoding) {
         codings.push_back(f.value());
       }
@@ -611,14 +615,14 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& cl
   std::string head;
   head.reserve(512);
   const auto framing = build_downstream_response(*rp, st, head);
-  st.status = rp->get().result_int();
+  st.status = rp->result_int();
   reserve_for_body(ubuf, rp->content_length(), rp->is_done());
   for (;;) {
     bool done = rp->is_done();
     std::size_t got = 0;
     if (!done) {
-      rp->get().body().data = chunk.data();
-      rp->get().body().size = chunk.size();
+      rp->body().data = chunk.data();
+      rp->body().size = chunk.size();
       lowest.expires_after(cfg.timeouts.upstream_response);
       auto rec = co_await read_parsed(up, ubuf, *rp);
       if (rec == bhttp::error::need_buffer) {
@@ -633,7 +637,7 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, Client& cl
         st.detail = "reading response body: " + rec.message();
         co_return;
       }
-      got = chunk.size() - rp->get().body().size;
+      got = chunk.size() - rp->body().size;
       done = rp->is_done();
       if (got == 0 && !done) {
         continue;
@@ -673,7 +677,7 @@ net::awaitable<void> exchange(Up& up, upstream::connection& conn, Client& client
   if (st.error != failure::none) {
     co_return;
   }
-  co_await relay_response(up, conn.buffer, client, chunk, st, cfg);
+  co_await relay_response(up, conn.buffer, conn.head, client, chunk, st, cfg);
   if (st.tunnel && st.error == failure::none) {
     st.tunnels->add(1);
     auto down = std::make_unique<body_buffer>();
@@ -984,6 +988,9 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
     up->buffer.clear();
     if (up->buffer.capacity() > body_chunk_size) {
       up->buffer.shrink_to_fit();  // a pooled connection keeps no large buffer
+    }
+    if (up->head.bytes.capacity() > 4096) {
+      up->head = {};  // nor the fields of an unusually large response header
     }
     w->pool.give(std::move(up));
   }

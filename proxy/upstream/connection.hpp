@@ -2,6 +2,7 @@
 // One connection to a backend, plain or TLS. Owned by one session while in use, by the
 // worker's pool while idle; never shared between threads.
 
+#include "http/response_reader.hpp"
 #include "net/timed_stream.hpp"
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -22,6 +23,7 @@ struct connection {
   std::variant<tcp_stream, tls_stream> stream;
   std::shared_ptr<boost::asio::ssl::context> tls_ctx;  // keeps the context alive for `stream`
   boost::beast::flat_buffer buffer;                    // bytes read but not yet parsed
+  http::head_storage head;                             // response fields, reused per response
   std::string key;                                     // the target's pool key
   std::chrono::steady_clock::time_point idle_since{};
   std::uint64_t uses = 0;  // requests sent on this connection

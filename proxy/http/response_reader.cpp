@@ -1,0 +1,94 @@
+#include "http/response_reader.hpp"
+
+#include <boost/beast/http/error.hpp>
+
+#include <algorithm>
+#include <cstring>
+
+namespace wk::http {
+
+namespace bhttp = boost::beast::http;
+
+response_reader::response_reader(head_storage& storage) : s_(&storage) {
+  s_->bytes.clear();
+  s_->raw.clear();
+  s_->fields.clear();
+}
+
+std::string_view response_reader::operator[](bhttp::field f) const {
+  for (const auto& x : s_->fields) {
+    if (x.code == f) {
+      return x.value_text;
+    }
+  }
+  return {};
+}
+
+std::size_t response_reader::count(bhttp::field f) const {
+  return static_cast<std::size_t>(std::count_if(s_->fields.begin(), s_->fields.end(),
+                                                [f](const head_field& x) { return x.code == f; }));
+}
+
+void response_reader::on_response_impl(int code, boost::beast::string_view reason, int version,
+                                       boost::beast::error_code& /*ec*/) {
+  status_ = static_cast<unsigned>(code);
+  version_ = static_cast<unsigned>(version);
+  s_->bytes.assign(reason.data(), reason.size());
+  reason_size_ = static_cast<std::uint32_t>(reason.size());
+}
+
+void response_reader::on_field_impl(bhttp::field name, boost::beast::string_view name_string,
+                                    boost::beast::string_view value,
+                                    boost::beast::error_code& /*ec*/) {
+  if (is_header_done()) {
+    return;  // a trailer field: never forwarded
+  }
+  // The header is bounded by header_limit (well under 4 GiB): offsets fit.
+  auto& b = s_->bytes;
+  const auto name_at = static_cast<std::uint32_t>(b.size());
+  b.append(name_string.data(), name_string.size());
+  const auto value_at = static_cast<std::uint32_t>(b.size());
+  b.append(value.data(), value.size());
+  s_->raw.push_back({name, name_at, static_cast<std::uint32_t>(name_string.size()), value_at,
+                     static_cast<std::uint32_t>(value.size())});
+}
+
+void response_reader::on_header_impl(boost::beast::error_code& /*ec*/) {
+  // The bytes no longer move: views are made once.
+  const char* base = s_->bytes.data();
+  reason_ = std::string_view(base, reason_size_);
+  s_->fields.reserve(s_->raw.size());
+  for (const auto& r : s_->raw) {
+    s_->fields.push_back({r.code, std::string_view(base + r.name_at, r.name_size),
+                          std::string_view(base + r.value_at, r.value_size)});
+  }
+}
+
+std::size_t response_reader::take_body(boost::beast::string_view body,
+                                       boost::beast::error_code& ec) {
+  if (body_.data == nullptr) {
+    ec = bhttp::error::need_buffer;
+    return 0;
+  }
+  const auto n = std::min(body.size(), body_.size);
+  std::memcpy(body_.data, body.data(), n);
+  body_.data += n;
+  body_.size -= n;
+  if (n != body.size()) {
+    ec = bhttp::error::need_buffer;
+  }
+  return n;
+}
+
+std::size_t response_reader::on_body_impl(boost::beast::string_view body,
+                                          boost::beast::error_code& ec) {
+  return take_body(body, ec);
+}
+
+std::size_t response_reader::on_chunk_body_impl(std::uint64_t /*remain*/,
+                                                boost::beast::string_view body,
+                                                boost::beast::error_code& ec) {
+  return take_body(body, ec);
+}
+
+}  // namespace wk::http
