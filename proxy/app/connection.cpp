@@ -11,6 +11,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 
 namespace wk::app {
@@ -36,11 +37,41 @@ void copy_address(const asio::ip::address& a, net::pp_family& family,
   }
 }
 
+// An address as text; IPv4 without inet_ntop's printf machinery (a new connection's largest
+// cost in user space otherwise).
+std::string ip_text(const asio::ip::address& a) {
+  if (!a.is_v4()) {
+    return a.to_string();
+  }
+  std::string out;
+  out.reserve(15);
+  for (const unsigned char byte : a.to_v4().to_bytes()) {
+    if (!out.empty()) {
+      out.push_back('.');
+    }
+    if (byte >= 100) {
+      out.push_back(static_cast<char>('0' + byte / 100));
+    }
+    if (byte >= 10) {
+      out.push_back(static_cast<char>('0' + byte / 10 % 10));
+    }
+    out.push_back(static_cast<char>('0' + byte % 10));
+  }
+  return out;
+}
+
 // The connection as the socket sees it: client = the TCP peer.
 http::client_info info_from(const tcp::endpoint& remote, const tcp::endpoint& local) {
   http::client_info info;
-  info.peer_ip = remote.address().to_string();
-  info.peer = net::endpoint_string(remote);
+  info.peer_ip = ip_text(remote.address());
+  char port[8];
+  const auto port_end = std::to_chars(port, port + sizeof port, remote.port()).ptr;
+  if (remote.address().is_v6()) {
+    info.peer.append("[").append(info.peer_ip).append("]:");
+  } else {
+    info.peer.append(info.peer_ip).append(":");
+  }
+  info.peer.append(port, port_end);
   info.socket_v6 = local.address().is_v6();
   net::pp_family local_family = net::pp_family::unknown;
   copy_address(remote.address(), info.pp.family, info.pp.src);
@@ -114,14 +145,16 @@ asio::awaitable<bool> read_proxy_header(beast::tcp_stream& s, http::client_info&
 
 }  // namespace
 
-asio::awaitable<void> serve_client(http::worker_state* w, tcp::socket socket,
+asio::awaitable<void> serve_client(http::worker_state* w, tcp::socket socket, tcp::endpoint peer,
                                    std::shared_ptr<net::listener_slot> slot) {
   http::connection_count count(w, slot);
   auto rt = w->runtime;  // this connection's listener settings
   const listener_runtime* listener = rt->listener_for(*slot);
   boost::system::error_code ec;
-  const auto remote = socket.remote_endpoint(ec);
-  const auto local = socket.local_endpoint(ec);
+  const auto remote = peer;
+  // Only a wildcard listener needs to ask which of its addresses the client reached.
+  const auto local =
+      slot->bound.address().is_unspecified() ? socket.local_endpoint(ec) : slot->bound;
   if (listener == nullptr || ec) {
     co_return;  // the listener was removed by a reload, or the client already left
   }

@@ -14,9 +14,11 @@
 
 namespace wk::app {
 
-// Serves one accepted connection until it closes. Never throws for network errors.
+// Serves one accepted connection (from `peer`, as accept reported it) until it closes. Never
+// throws for network errors.
 boost::asio::awaitable<void> serve_client(http::worker_state* w,
                                           boost::asio::ip::tcp::socket socket,
+                                          boost::asio::ip::tcp::endpoint peer,
                                           std::shared_ptr<net::listener_slot> slot);
 
 }  // namespace wk::app

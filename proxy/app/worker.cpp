@@ -40,7 +40,8 @@ asio::awaitable<void> accept_loop(http::worker_state* w, tcp::acceptor* acceptor
   auto exec = co_await asio::this_coro::executor;
   asio::steady_timer backoff(exec);
   for (;;) {
-    auto [ec, socket] = co_await acceptor->async_accept(nothrow);
+    tcp::endpoint peer;
+    auto [ec, socket] = co_await acceptor->async_accept(peer, nothrow);
     if (ec == asio::error::operation_aborted || !acceptor->is_open()) {
       co_return;
     }
@@ -57,7 +58,7 @@ asio::awaitable<void> accept_loop(http::worker_state* w, tcp::acceptor* acceptor
       refuse(socket);
       continue;
     }
-    asio::co_spawn(exec, serve_client(w, std::move(socket), slot),
+    asio::co_spawn(exec, serve_client(w, std::move(socket), peer, slot),
                    observe::log_exception{"session"});
   }
 }

@@ -88,6 +88,7 @@ struct request_state {
   bool client_keep_alive = false;
   bool response_started = false;      // bytes of a response reached the client
   bool request_sent = false;          // the whole request reached the backend
+  bool request_body_done = false;     // a body of known length was relayed without the parser
   std::size_t prefetched = 0;         // body bytes parsed into the body buffer before connecting
   bool body_read_live = false;        // body bytes were read while streaming (no resend possible)
   bool last = false;                  // a connection limit: this answer closes the connection
@@ -466,6 +467,48 @@ void reserve_for_body(beast::flat_buffer& buf, boost::optional<std::uint64_t> co
   }
 }
 
+// Sends the last `left` bytes of a request body of known length from the client to the
+// backend as they arrive: what is already in `cbuf` first (bytes after the body stay there: a
+// pipelined request), then reads of up to 64 KiB.
+template <class Up, class Client>
+net::awaitable<void> relay_request_rest(Up& up, Client& client, beast::flat_buffer& cbuf,
+                                        std::uint64_t left, request_state& st,
+                                        const config::config& cfg) {
+  auto& lowest = beast::get_lowest_layer(up);
+  // Bytes taken from here on cannot be sent again: no retry on another connection.
+  st.body_read_live = left > 0;
+  while (left > 0) {
+    if (cbuf.size() == 0) {
+      const auto want = static_cast<std::size_t>(
+          std::min<std::uint64_t>({left, body_read_size, cbuf.max_size()}));
+      beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
+      auto [rec, rn] = co_await client.async_read_some(cbuf.prepare(want), nothrow);
+      cbuf.commit(rn);
+      if (rec) {
+        st.error = is_timeout(rec) ? failure::client_timeout : failure::client_gone;
+        st.detail = "reading request body: " + rec.message();
+        co_return;
+      }
+      continue;
+    }
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(cbuf.size(), left));
+    lowest.expires_after(cfg.timeouts.body_idle);
+    auto wec =
+        co_await write_piece(up, {}, static_cast<const char*>(cbuf.data().data()), n, false, false);
+    if (wec) {
+      st.error = is_timeout(wec) ? failure::upstream_timeout : failure::upstream_reset;
+      st.detail = "sending request body: " + wec.message();
+      st.retryable = !st.body_read_live;
+      co_return;
+    }
+    cbuf.consume(n);
+    left -= n;
+    st.bytes_in += n;
+  }
+  st.request_sent = true;
+  st.request_body_done = true;
+}
+
 // Sends the request on `up`: the header with the prefetched body bytes first (the whole
 // request, for most), then the rest of the body streamed from the client.
 template <class Up, class Client>
@@ -531,6 +574,55 @@ net::awaitable<void> send_request(Up& up, Client& client, beast::flat_buffer& cb
         st.error = failure::client_gone;
         co_return;
       }
+    }
+    if (first && !chunked && parser.content_length()) {
+      // The rest of a body of known length goes as it comes: no parsing, no copy into the chunk.
+      co_await relay_request_rest(up, client, cbuf, *parser.content_length() - st.bytes_in, st,
+                                  cfg);
+      co_return;
+    }
+  }
+}
+
+// Relays a response body of `length` bytes (after `head`, sent with the first of them) from the
+// backend as the bytes arrive: straight from the read buffer to the client, up to 64 KiB at a
+// time. Bytes past the body stay in `ubuf` (the connection is then not reused).
+template <class Up, class Client>
+net::awaitable<void> relay_known_length(Up& up, beast::flat_buffer& ubuf, Client& client,
+                                        std::string_view head, std::uint64_t length,
+                                        request_state& st, const config::config& cfg) {
+  auto& lowest = beast::get_lowest_layer(up);
+  std::uint64_t left = length;
+  for (;;) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(ubuf.size(), left));
+    if (n > 0 || !head.empty()) {
+      beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
+      auto wec = co_await write_piece(client, head, static_cast<const char*>(ubuf.data().data()), n,
+                                      false, false);
+      head = {};
+      st.response_started = true;
+      if (wec) {
+        st.error = is_timeout(wec) ? failure::client_timeout : failure::client_gone;
+        st.detail = "writing response: " + wec.message();
+        co_return;
+      }
+      ubuf.consume(n);
+      left -= n;
+      st.bytes_out += n;
+    }
+    if (left == 0) {
+      co_return;
+    }
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(left, body_read_size));
+    lowest.expires_after(cfg.timeouts.upstream_response);
+    auto [rec, rn] = co_await up.async_read_some(ubuf.prepare(want), nothrow);
+    ubuf.commit(rn);
+    if (rec) {
+      st.error = is_timeout(rec) ? failure::upstream_timeout : failure::upstream_reset;
+      st.detail = "reading response body: " +
+                  (rec == net::error::eof ? std::string("end of stream before the whole body")
+                                          : rec.message());
+      co_return;
     }
   }
 }
@@ -617,6 +709,14 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, head_stora
   const auto framing = build_downstream_response(*rp, st, head);
   st.status = rp->result_int();
   reserve_for_body(ubuf, rp->content_length(), rp->is_done());
+  if (framing == response_framing::length && !rp->is_done()) {
+    // A body of known length is relayed as it comes: no parsing, no copy into the chunk.
+    co_await relay_known_length(up, ubuf, client, head, *rp->content_length(), st, cfg);
+    if (st.error == failure::none) {
+      st.upstream_reusable = st.request_sent && rp->keep_alive();
+    }
+    co_return;
+  }
   for (;;) {
     bool done = rp->is_done();
     std::size_t got = 0;
@@ -1003,7 +1103,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   }
   w->give_buffer(std::move(chunk));
   write_access_log(w, st, conn);
-  co_return st.client_keep_alive&& parser.is_done() && !w->stopping;
+  co_return st.client_keep_alive && (parser.is_done() || st.request_body_done) && !w->stopping;
 }
 
 }  // namespace
@@ -1183,11 +1283,9 @@ struct http_connection {
     handle.stream = &stream;
   }
 
-  ~http_connection() {
-    boost::system::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream.close();
-  }
+  // close() sends what is still queued, then the FIN (a shutdown first would add a system
+  // call and change nothing).
+  ~http_connection() { stream.close(); }
 };
 
 void park(std::unique_ptr<http_connection> c);
@@ -1220,7 +1318,6 @@ struct parked_connection {
   parked_connection& operator=(const parked_connection&) = delete;
   ~parked_connection() {
     if (fd >= 0) {
-      ::shutdown(fd, SHUT_WR);
       ::close(fd);
     }
   }

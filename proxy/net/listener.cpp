@@ -49,6 +49,7 @@ open_listener(asio::io_context& ioc, const config::listener& l, std::size_t max_
   ls->bound = a.local_endpoint(ec);
   ls->slot = std::make_shared<listener_slot>();
   ls->slot->name = endpoint_string(ls->bound);
+  ls->slot->bound = ls->bound;
   ls->slot->address = l.address;
   ls->slot->max_connections = max_connections;
   return ls;
@@ -112,6 +113,7 @@ adopt_listener(asio::io_context& ioc, const config::listener& l, int fd,
   ls->bound = *ep;
   ls->slot = std::make_shared<listener_slot>();
   ls->slot->name = endpoint_string(ls->bound);
+  ls->slot->bound = ls->bound;
   ls->slot->address = l.address;
   ls->slot->max_connections = max_connections;
   return ls;

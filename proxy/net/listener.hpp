@@ -19,6 +19,8 @@ namespace wk::net {
 // Shared by the workers accepting on one listener: connection count against the limit.
 struct listener_slot {
   std::string name;  // the bound address, for logs
+  // The bound address: a connection's own local address unless it is a wildcard.
+  boost::asio::ip::tcp::endpoint bound;
   // Which config entry this is: its address as written, and how many earlier entries have the
   // same text (several "127.0.0.1:0" listeners may differ in mode). The runtime snapshot looks
   // the listener's settings up by these, so a reload applies to kept listeners too.
