@@ -92,6 +92,7 @@ asio::awaitable<void> housekeeping(http::worker_state* w) {
     w->log.flush();
     w->pool.expire(w->runtime->cfg->timeouts.upstream_idle);
     count_idle(*w);
+    w->metrics.parked.set(static_cast<std::int64_t>(w->parked_count()));
   }
 }
 

@@ -1225,7 +1225,9 @@ net::awaitable<serve_end> serve_requests(worker_state* w, Client& client, sessio
   std::size_t burst = 0;  // requests answered since the connection last waited for input
   for (;;) {
     if (cbuf.size() == 0) {
-      if (w->stopping) {
+      // Stopping: a connection whose client is sending right now (or that comes back from
+      // the parking lot with a request) is still served, with Connection: close.
+      if (w->stopping && !input_pending(lowest.socket().native_handle())) {
         break;
       }
       if (cbuf.capacity() > 4096) {
@@ -1469,6 +1471,10 @@ private:
 
 worker_state::worker_state() = default;
 worker_state::~worker_state() = default;
+
+std::size_t worker_state::parked_count() const {
+  return lot ? lot->size() : 0;
+}
 
 // Cancelling completes the session's wait later (never inline): the list stays as it is while
 // it is walked.

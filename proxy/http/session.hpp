@@ -76,6 +76,8 @@ struct worker_state {
   void begin_stop();
   void close_idle();
 
+  std::size_t parked_count() const;  // connections in the parking lot now
+
   void add_session(session_handle* h);
   void remove_session(session_handle* h);
 };

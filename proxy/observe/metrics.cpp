@@ -234,6 +234,10 @@ void process(exposition& e, const scrape_input& in) {
   e.family("wkproxy_tunnels", "gauge", "Open byte tunnels (101 upgrades and passthrough).");
   e.sample("wkproxy_tunnels", {},
            std::to_string(sum_gauges(in, [](const worker_metrics& w) { return w.tunnels.get(); })));
+  e.family("wkproxy_parked_connections", "gauge",
+           "Quiet keep-alive client connections parked (no buffer, no coroutine) right now.");
+  e.sample("wkproxy_parked_connections", {},
+           std::to_string(sum_gauges(in, [](const worker_metrics& w) { return w.parked.get(); })));
 
   const auto& c = process_counters();
   e.family("wkproxy_request_failures_total", "counter",

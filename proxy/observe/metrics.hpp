@@ -107,6 +107,7 @@ struct worker_metrics {
   std::array<counter, upstreams> pool_misses;  // a new connection was opened
   std::array<gauge, upstreams> pool_idle;      // idle pooled connections now
   gauge tunnels;                               // 101 and passthrough tunnels open now
+  gauge parked;  // keep-alive connections waiting in the parking lot now
 
   void record_request(std::size_t listener, route_label route, unsigned status,
                       std::chrono::steady_clock::duration took, std::uint64_t in,

@@ -236,6 +236,23 @@ class MetricsTest(AdminCase):
         self.assertRegex(dict(build[0])["version"], r"^\d+\.\d+\.\d+$")
         self.assertGreater(value(m, "process_start_time_seconds"), 1.7e9)
 
+    def test_parked_connections_gauge(self):
+        # Three keep-alive clients go quiet: parked within a sweep tick (0.1 s), counted by the
+        # gauge (refreshed every 0.25 s); one sends again and leaves the lot, one closes.
+        origin, cf, proxy = self.start_with_admin(workers=1)
+        clients = [self.client(proxy) for _ in range(3)]
+        for c in clients:
+            self.assertEqual(c.request("GET", "/x").status, 200)
+        wait_until(lambda: value(self.scrape(proxy), "wkproxy_parked_connections") == 3, 5,
+                   what="three parked connections")
+        self.assertEqual(clients[0].request("GET", "/again").status, 200)
+        clients[1].close()
+        wait_until(lambda: value(self.scrape(proxy), "wkproxy_parked_connections") == 2, 5,
+                   what="the woken one parked again, the closed one gone")
+        wait_until(lambda: value(self.scrape(proxy), "wkproxy_downstream_connections",
+                                 listener=f"127.0.0.1:{proxy.port}") == 2, 5,
+                   what="the closed connection no longer counted")
+
     def test_upstream_failures_by_kind(self):
         origin, cf, proxy = self.start_with_admin()
         origin.stop()
