@@ -247,12 +247,42 @@ net::awaitable<boost::system::error_code> write_all(Stream& s, std::string_view 
   co_return ec;
 }
 
+// A head and a piece of body as one buffer sequence held by value: the write operation keeps
+// its own copy, so no coroutine frame has to hold it.
+struct head_and_body {
+  std::array<net::const_buffer, 2> parts;
+  std::size_t count = 0;
+  const net::const_buffer* begin() const { return parts.data(); }
+  const net::const_buffer* end() const { return parts.data() + count; }
+};
+
+// Writes `head` and `size` bytes at `data` (together not empty) as they are, in one
+// scatter/gather write. Not a coroutine: the common case costs one operation and nothing else.
+template <class Stream>
+auto write_plain(Stream& s, std::string_view head, const char* data, std::size_t size) {
+  head_and_body seq;
+  if (!head.empty()) {
+    seq.parts[seq.count++] = net::buffer(head.data(), head.size());
+  }
+  if (size > 0) {
+    seq.parts[seq.count++] = net::buffer(data, size);
+  }
+  return net::async_write(s, seq, nothrow);
+}
+
 // Writes `head` (may be empty) and one piece of a body in one scatter/gather write: the bytes
 // as they are, or as one chunk of a chunked body followed, when `last`, by the last chunk.
 template <class Stream>
 net::awaitable<boost::system::error_code> write_piece(Stream& s, std::string_view head,
                                                       const char* data, std::size_t size,
                                                       bool chunked, bool last) {
+  if (!chunked) {
+    if (head.empty() && size == 0) {
+      co_return boost::system::error_code{};
+    }
+    auto [ec, n] = co_await write_plain(s, head, data, size);
+    co_return ec;
+  }
   std::array<net::const_buffer, 4> bufs;
   std::size_t n = 0;
   char size_line[24];
@@ -493,8 +523,7 @@ net::awaitable<void> relay_request_rest(Up& up, Client& client, beast::flat_buff
     }
     const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(cbuf.size(), left));
     lowest.expires_after(cfg.timeouts.body_idle);
-    auto wec =
-        co_await write_piece(up, {}, static_cast<const char*>(cbuf.data().data()), n, false, false);
+    auto [wec, wn] = co_await write_plain(up, {}, static_cast<const char*>(cbuf.data().data()), n);
     if (wec) {
       st.error = is_timeout(wec) ? failure::upstream_timeout : failure::upstream_reset;
       st.detail = "sending request body: " + wec.message();
@@ -553,8 +582,17 @@ net::awaitable<void> send_request(Up& up, Client& client, beast::flat_buffer& cb
       }
     }
     lowest.expires_after(first ? cfg.timeouts.upstream_response : cfg.timeouts.body_idle);
-    auto wec = co_await write_piece(up, first ? head : std::string_view(), chunk.data(), got,
-                                    chunked, done);
+    boost::system::error_code wec;
+    if (!chunked) {
+      if (first || got > 0) {
+        auto [e, n] =
+            co_await write_plain(up, first ? head : std::string_view(), chunk.data(), got);
+        wec = e;
+      }
+    } else {
+      wec = co_await write_piece(up, first ? head : std::string_view(), chunk.data(), got, chunked,
+                                 done);
+    }
     if (wec) {
       st.error = is_timeout(wec) ? failure::upstream_timeout : failure::upstream_reset;
       st.detail = (first ? "sending request: " : "sending request body: ") + wec.message();
@@ -597,8 +635,8 @@ net::awaitable<void> relay_known_length(Up& up, beast::flat_buffer& ubuf, Client
     const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(ubuf.size(), left));
     if (n > 0 || !head.empty()) {
       beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
-      auto wec = co_await write_piece(client, head, static_cast<const char*>(ubuf.data().data()), n,
-                                      false, false);
+      auto [wec, wn] =
+          co_await write_plain(client, head, static_cast<const char*>(ubuf.data().data()), n);
       head = {};
       st.response_started = true;
       if (wec) {
@@ -713,7 +751,8 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, head_stora
     // A body of known length is relayed as it comes: no parsing, no copy into the chunk.
     co_await relay_known_length(up, ubuf, client, head, *rp->content_length(), st, cfg);
     if (st.error == failure::none) {
-      st.upstream_reusable = st.request_sent && rp->keep_alive();
+      // Bytes past the body (a backend out of step) end the connection.
+      st.upstream_reusable = st.request_sent && rp->keep_alive() && ubuf.size() == 0;
     }
     co_return;
   }
@@ -761,7 +800,8 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, head_stora
   // A close-delimited upstream body ends with the connection: it cannot be reused.
   bool upstream_delimited =
       rp->chunked() || rp->content_length() || st.head || st.status == 204 || st.status == 304;
-  st.upstream_reusable = st.request_sent && rp->keep_alive() && upstream_delimited;
+  st.upstream_reusable =
+      st.request_sent && rp->keep_alive() && upstream_delimited && ubuf.size() == 0;
   if (framing == response_framing::close) {
     st.client_keep_alive = false;
   }

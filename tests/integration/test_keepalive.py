@@ -119,6 +119,15 @@ class KeepAliveTest(ProxyTestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(origin.connections, 2)
 
+    def test_bytes_past_the_body_keep_a_backend_connection_out_of_the_pool(self):
+        origin, cf, proxy = self.start_all()
+        c = self.client(proxy)
+        r = c.request("GET", "/overlong")
+        self.assertEqual((r.status, r.body), (200, b"hello"), r)
+        r = c.request("GET", "/next")
+        self.assertEqual((r.status, r.json()["target"]), (200, "/next"), r)
+        self.assertEqual(origin.connections, 2, "a connection with stray bytes was reused")
+
     def test_stale_pooled_connection_closed_by_backend_while_idle(self):
         # The backend drops idle connections after 0.3 s, well before upstream_idle (4 s): the
         # proxy must notice the pooled connection is dead and not fail the next request.

@@ -779,6 +779,11 @@ class RecordingBackend:
             return keep_alive
         if path == "/close":
             return False
+        if path == "/overlong":
+            # More bytes than Content-Length says: a backend out of step with its framing.
+            _sendall(sock, b"HTTP/1.1 200 OK\r\nX-Backend: origin\r\nContent-Length: 5\r\n\r\n"
+                           b"helloEXTRA")
+            return keep_alive
         if path == "/garbage":
             _sendall(sock, b"THIS IS NOT HTTP AT ALL\r\n\r\n")
             return False
