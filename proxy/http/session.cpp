@@ -1556,12 +1556,7 @@ void park(std::unique_ptr<http_connection> c) {
   if (ec) {
     return;  // c closes the connection
   }
-  const auto idle = w->runtime->cfg->timeouts.idle;
-  const auto now = steady::now();
-  const auto deadline =
-      idle >= std::chrono::duration_cast<config::duration>(steady::time_point::max() - now)
-          ? steady::time_point::max()
-          : now + idle;
+  const auto deadline = wk::net::timed_stream::later(w->runtime->cfg->timeouts.idle);
   auto p = std::make_unique<parked_connection>(std::move(c->count), std::move(c->info), fd,
                                                c->handle.served, deadline);
   c.reset();  // the socket object, the registration and the stream go now
