@@ -161,6 +161,7 @@ asio::awaitable<void> serve_client(http::worker_state* w, tcp::socket socket, tc
   socket.set_option(tcp::no_delay(true), ec);
   auto info = info_from(remote, local);
   info.listener_index = slot->metrics_index;
+  info.slot = slot.get();
   std::string early;
   const auto& cfg = *listener->cfg;
   if (!cfg.accept_proxy_from.empty()) {

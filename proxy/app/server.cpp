@@ -48,7 +48,7 @@ std::string counters_summary() {
     }
   }
   static constexpr std::string_view limit_names[] = {"connections", "requests_per_connection",
-                                                     "pipelined"};
+                                                     "pipelined", "idle_evicted"};
   static_assert(std::size(limit_names) == static_cast<std::size_t>(observe::limit_event::count_));
   std::string limits;
   for (std::size_t i = 0; i < c.limits.size(); ++i) {

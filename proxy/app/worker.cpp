@@ -53,10 +53,16 @@ asio::awaitable<void> accept_loop(http::worker_state* w, tcp::acceptor* acceptor
       continue;
     }
     if (slot->active.fetch_add(1, std::memory_order_relaxed) >= slot->max_connections) {
-      slot->active.fetch_sub(1, std::memory_order_relaxed);
-      observe::process_counters().count(observe::limit_event::connections);
-      refuse(socket);
-      continue;
+      // Full. An idle keep-alive connection gives way to the newcomer (the slot count is one
+      // over until it has closed); without one, the newcomer gets a fast 503.
+      if (w->make_room(slot.get())) {
+        observe::process_counters().count(observe::limit_event::idle_evicted);
+      } else {
+        slot->active.fetch_sub(1, std::memory_order_relaxed);
+        observe::process_counters().count(observe::limit_event::connections);
+        refuse(socket);
+        continue;
+      }
     }
     asio::co_spawn(exec, serve_client(w, std::move(socket), peer, slot),
                    observe::log_exception{"session"});

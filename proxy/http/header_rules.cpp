@@ -63,6 +63,17 @@ template <class Field> bool skipped(const connection_names& named, const Field& 
   return is_hop_by_hop(f.name()) || named.contains(f.name_string());
 }
 
+// A request's Connection field may name only fields the client itself added for this hop.
+// Host is never one: "Connection: Host" would make the origin or CloudFront see the upstream's
+// configured name instead of the customer's. (Framing fields are hop-by-hop anyway and chosen
+// by the proxy; X-Forwarded-* under `replace` are the proxy's own and added after the copy.)
+template <class Field> bool skipped_in_request(const connection_names& named, const Field& f) {
+  if (f.name() == bhttp::field::host) {
+    return false;
+  }
+  return skipped(named, f);
+}
+
 }  // namespace
 
 bool is_hop_by_hop(bhttp::field f) {
@@ -129,7 +140,7 @@ void build_upstream_request_fields(const bhttp::fields& in, Out& out, const forw
   bool host_done = false;
   for (const auto& f : in) {
     auto name = f.name_string();
-    if (skipped(named, f)) {
+    if (skipped_in_request(named, f)) {
       continue;
     }
     if (f.name() == bhttp::field::host) {

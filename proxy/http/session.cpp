@@ -118,6 +118,21 @@ boost::optional<std::uint64_t> body_limit_for(const config::limits& l) {
   return l.max_body_bytes;
 }
 
+// RFC 9110 section 9.2.2: a request the client may send again without changing the outcome.
+bool idempotent(bhttp::verb v) {
+  switch (v) {
+  case bhttp::verb::get:
+  case bhttp::verb::head:
+  case bhttp::verb::options:
+  case bhttp::verb::trace:
+  case bhttp::verb::put:
+  case bhttp::verb::delete_:
+    return true;
+  default:
+    return false;
+  }
+}
+
 bool is_timeout(const boost::system::error_code& ec) {
   return ec == beast::error::timeout;
 }
@@ -1091,7 +1106,12 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
     break;
   }
   // A pooled connection may have been closed by the backend just as we reused it: such a
-  // failure before anything was exchanged is retried on another connection (twice at most).
+  // failure before any response byte came back is retried on another connection (twice at
+  // most), but only for an idempotent method without a body (RFC 9110 section 9.2.2). The
+  // backend may have acted on a POST it read in full before closing; sending it again could
+  // charge a card twice. Anything else gets its 502 instead.
+  const bool may_retry = idempotent(req.method()) && !parser.chunked() &&
+                         parser.content_length().value_or(0) == 0;
   for (int attempt = 0;; ++attempt) {
     up = attempt < 2 ? w->pool.take(pool_key) : nullptr;
     bool reused = up != nullptr;
@@ -1117,7 +1137,8 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
       co_await exchange(std::get<upstream::tcp_stream>(up->stream), *up, client, cbuf, parser, out,
                         *chunk, st, cfg, expect_continue);
     }
-    if (st.error != failure::none && st.retryable && reused && !st.response_started) {
+    if (st.error != failure::none && st.retryable && may_retry && reused &&
+        !st.response_started) {
       up.reset();
       continue;
     }
@@ -1273,9 +1294,12 @@ net::awaitable<serve_end> serve_requests(worker_state* w, Client& client, sessio
       if (cbuf.capacity() > 4096) {
         cbuf.shrink_to_fit();  // an idle connection keeps no large buffer
       }
-      // Between requests: wait for the next one with the keep-alive idle deadline.
+      // Between requests: wait for the next one with the keep-alive idle deadline. A new
+      // connection's first byte must come within header_read: a silent socket must not hold a
+      // connection slot for the whole keep-alive timeout.
       handle.idle = true;
-      lowest.expires_after(w->runtime->cfg->timeouts.idle);
+      const auto& timeouts = w->runtime->cfg->timeouts;
+      lowest.expires_after(handle.served == 0 ? timeouts.header_read : timeouts.idle);
       if (may_park) {
         lowest.park_after(park_linger);
       }
@@ -1323,6 +1347,7 @@ struct http_connection {
       : count(std::move(c)), stream(std::move(s)), info(std::move(i)),
         registration(count.w, &handle) {
     handle.stream = &stream;
+    handle.slot = info.slot;
   }
 
   // close() sends what is still queued, then the FIN (a shutdown first would add a system
@@ -1402,6 +1427,17 @@ public:
     watch();
     tick();
     return true;
+  }
+
+  // Closes the oldest parked connection `pred` selects; false when none does.
+  template <class Pred> bool close_first(Pred pred) {
+    for (auto* p = head_; p != nullptr; p = p->next) {
+      if (pred(*p)) {
+        delete take(p);
+        return true;
+      }
+    }
+    return false;
   }
 
   // Closes the parked connections `pred` selects.
@@ -1542,6 +1578,29 @@ void worker_state::close_idle() {
   }
 }
 
+bool worker_state::make_room(const wk::net::listener_slot* slot) {
+  if (lot && lot->close_first([slot](const parked_connection& p) {
+        return p.served > 0 && p.count.slot.get() == slot;
+      })) {
+    return true;
+  }
+  // Not parked yet (or TLS, which never parks): the list is newest first, so the last match is
+  // the oldest. Cancelling completes its wait later; the connection then closes and gives its
+  // slot back.
+  session_handle* oldest = nullptr;
+  for (auto* h = sessions; h != nullptr; h = h->next) {
+    if (h->idle && h->stream && h->served > 0 && h->slot == slot) {
+      oldest = h;
+    }
+  }
+  if (oldest == nullptr) {
+    return false;
+  }
+  oldest->stream->cancel();
+  oldest->idle = false;  // chosen once
+  return true;
+}
+
 namespace {
 
 // Takes a quiet connection out of Asio's reactor and into the worker's parking lot: what stays
@@ -1556,7 +1615,9 @@ void park(std::unique_ptr<http_connection> c) {
   if (ec) {
     return;  // c closes the connection
   }
-  const auto deadline = wk::net::timed_stream::later(w->runtime->cfg->timeouts.idle);
+  // The deadline it was waiting with: timeouts.idle since its last answer, or header_read
+  // since it was accepted when it has not sent a request yet.
+  const auto deadline = c->stream.expiry();
   auto p = std::make_unique<parked_connection>(std::move(c->count), std::move(c->info), fd,
                                                c->handle.served, deadline);
   c.reset();  // the socket object, the registration and the stream go now
@@ -1600,6 +1661,7 @@ net::awaitable<void> serve_tls_connection(worker_state* w, tcp::socket socket, c
   info.tls = true;
   session_handle handle;
   handle.stream = &lowest;
+  handle.slot = info.slot;
   {
     session_registration registration(w, &handle);
     co_await serve_requests(w, client, handle, info, {}, false);

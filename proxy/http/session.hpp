@@ -33,6 +33,7 @@ struct session_handle {
   net::timed_stream* stream = nullptr;
   bool idle = false;
   std::size_t served = 0;  // requests answered on this connection so far
+  const net::listener_slot* slot = nullptr;  // the listener it came in on
   session_handle* prev = nullptr;
   session_handle* next = nullptr;
 };
@@ -76,6 +77,12 @@ struct worker_state {
   void begin_stop();
   void close_idle();
 
+  // limits.max_connections reached on `slot`: closes this worker's oldest keep-alive connection
+  // from that listener that waits between requests (parked first: they have waited longest),
+  // so that a new client gets in instead of a 503. False when there is none. A connection that
+  // has not sent its first request yet is never chosen (timeouts.header_read bounds those).
+  bool make_room(const net::listener_slot* slot);
+
   std::size_t parked_count() const;  // connections in the parking lot now
 
   void add_session(session_handle* h);
@@ -112,6 +119,7 @@ struct client_info {
   std::string sni;         // the server name the TLS client asked for
   net::pp_address pp;      // source: the client; destination: the address it connected to
   std::size_t listener_index = 0;  // the listener's metrics label (net::listener_slot)
+  const net::listener_slot* slot = nullptr;  // that listener (kept alive by connection_count)
 };
 
 // Counts a failed upstream exchange in `w`'s metrics (nothing for failures that are not the

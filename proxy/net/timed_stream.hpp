@@ -55,6 +55,7 @@ public:
     expiry_ = later(d);
   }
   void expires_never() { expiry_ = clock::time_point::max(); }
+  clock::time_point expiry() const noexcept { return expiry_; }
   bool timed_out() const noexcept { return timed_out_; }
 
   // Asks the sweep to cancel the pending operations once `d` has passed with one pending (they

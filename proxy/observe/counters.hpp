@@ -16,6 +16,7 @@ enum class limit_event : std::size_t {
   connections,              // a connection refused at limits.max_connections
   requests_per_connection,  // a connection closed at limits.max_requests_per_connection
   pipelined,                // a connection closed at limits.max_pipelined
+  idle_evicted,  // an idle keep-alive connection closed to let a new one in at max_connections
   count_
 };
 

@@ -248,7 +248,7 @@ void process(exposition& e, const scrape_input& in) {
              std::to_string(c.failures[i].load(std::memory_order_relaxed)));
   }
   static constexpr std::string_view limit_names[] = {"connections", "requests_per_connection",
-                                                     "pipelined"};
+                                                     "pipelined", "idle_evicted"};
   e.family("wkproxy_limit_hits_total", "counter", "Connections ended by a configured limit.");
   for (std::size_t i = 0; i < c.limits.size(); ++i) {
     e.sample("wkproxy_limit_hits_total", {{"limit", limit_names[i]}},

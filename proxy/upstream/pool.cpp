@@ -11,17 +11,15 @@ namespace wk::upstream {
 namespace {
 
 // A pooled connection is usable when nothing is waiting on it: no bytes (an HTTP server may
-// not send unasked) and no end-of-stream. One non-blocking peek, no allocation.
-bool still_open(connection& c, std::chrono::steady_clock::duration peek_after) {
+// not send unasked; whatever it sent belongs to no request of ours) and no end-of-stream. One
+// non-blocking peek, no allocation.
+bool still_open(connection& c) {
   if (c.buffer.size() != 0) {
     return false;
   }
   auto& sock = c.lowest().socket();
   if (!sock.is_open()) {
     return false;
-  }
-  if (std::chrono::steady_clock::now() - c.idle_since < peek_after) {
-    return true;
   }
   char b;
   auto n = ::recv(sock.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -39,11 +37,12 @@ std::unique_ptr<connection> pool::take(const std::string& key) {
   while (!list.empty()) {
     auto c = std::move(list.back());
     list.pop_back();
-    if (still_open(*c, peek_after_)) {
+    if (still_open(*c)) {
       return c;
     }
     if (observe::enabled(observe::level::debug)) {
-      observe::debug("upstream: pooled connection to " + key + " closed by the backend after " +
+      observe::debug("upstream: pooled connection to " + key +
+                     " closed by the backend, or sent bytes nobody asked for, after " +
                      std::to_string(c->uses) + " request(s); not reused");
     }
   }

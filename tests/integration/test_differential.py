@@ -218,6 +218,24 @@ REQUEST_ROWS = [
                                           version=b"HTTP/1.0"),
      Fwd(method="POST", target="/p", body=b"abc")),
 
+    # -- Connection naming fields the proxy owns: never removes them -----------------------------
+    ("connection_names_host", get_with(b"Connection: Host"), Fwd(target="/g")),
+    ("connection_names_host_lowercase_list", get_with(b"Connection: keep-alive, host"),
+     Fwd(target="/g")),
+    ("connection_names_host_validation_route",
+     req(b"GET " + VP + b"abc.txt HTTP/1.1", H, b"Connection: Host"),
+     Fwd(backend="cloudfront", target=VPATH)),
+    ("connection_names_content_length", post(b"Content-Length: 3", b"Connection: Content-Length",
+                                             body=b"abc"),
+     Fwd(method="POST", target="/p", body=b"abc")),
+    ("connection_names_transfer_encoding", post(b"Transfer-Encoding: chunked",
+                                                b"Connection: Transfer-Encoding",
+                                                body=CHUNKED_ABC),
+     Fwd(method="POST", target="/p", body=b"abc")),
+    ("connection_names_x_forwarded_for", get_with(b"Connection: X-Forwarded-For",
+                                                  b"X-Forwarded-For: 10.6.6.6"),
+     Fwd(target="/g", headers=(("x-forwarded-for", b"127.0.0.1"),))),
+
     # -- request line ---------------------------------------------------------------------------
     ("rl_two_spaces", req(b"GET  / HTTP/1.1", H), 400),
     ("rl_trailing_space", req(b"GET / HTTP/1.1 ", H), 400),

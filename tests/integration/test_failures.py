@@ -238,14 +238,19 @@ class LimitsAndTimeoutsTest(ProxyTestCase):
         self.assertIn("client_timeout=1", proxy.stderr())
 
     def test_connections_over_max_connections_get_a_fast_503(self):
-        origin, cf, proxy = self.start_all(limits={"max_connections": 2})
+        # Both held connections are busy (a request in flight), so none can give way.
+        origin, cf, proxy = self.start_all(limits={"max_connections": 2}, workers=1)
         held = [self.client(proxy), self.client(proxy)]
         for c in held:
-            self.assertEqual(c.request("GET", "/held").status, 200)
+            c.send(build_request("GET", "/stall/1.5"))
+        origin.wait_for_requests(2)
         r, closed = send_raw(proxy.port, build_request("GET", "/third"))
         self.assertLocalError(r, 503, closed)
         self.assertEqual(len(origin.requests), 2, "the refused request reached no backend")
+        for c in held:
+            self.assertEqual(c.read_response().status, 200)
         held[0].close()
+        held[1].close()
         r = request(proxy.port, "GET", "/after")
         deadline = time.monotonic() + 5
         while r.status == 503 and time.monotonic() < deadline:  # the close is seen asynchronously
@@ -255,6 +260,42 @@ class LimitsAndTimeoutsTest(ProxyTestCase):
         proxy.stop()
         self.assertRegex(proxy.stderr(), r"connections=[1-9]")
 
+    def test_an_idle_keepalive_connection_gives_way_to_a_new_one_at_max_connections(self):
+        origin, cf, proxy = self.start_all(limits={"max_connections": 2}, workers=1)
+        oldest, newer = self.client(proxy), self.client(proxy)
+        self.assertEqual(oldest.request("GET", "/first").status, 200)
+        time.sleep(0.3)  # parked a tick or more before the other
+        self.assertEqual(newer.request("GET", "/second").status, 200)
+        # Both wait between requests; a newcomer gets in instead of a 503, and the connection
+        # that has waited longest is the one closed.
+        r = request(proxy.port, "GET", "/third")
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(oldest.closed_by_peer(timeout=3), "the oldest idle connection stays open")
+        self.assertEqual(newer.request("GET", "/again").status, 200)
+        proxy.stop()
+        self.assertRegex(proxy.stderr(), r"idle_evicted=1\b")
+        self.assertNotRegex(proxy.stderr(), r"limits hit:[^\n]* connections=")
+
+    def test_silent_connections_hold_a_slot_only_for_header_read(self):
+        # With max_connections 3, three sockets that never send a byte once locked every client
+        # out for timeouts.idle (a minute by default); the first byte is due within header_read.
+        origin, cf, proxy = self.start_all(limits={"max_connections": 3}, workers=1,
+                                           timeouts={"header_read": "1s", "idle": "30s"})
+        silent = [self.client(proxy) for _ in range(3)]
+        time.sleep(0.2)
+        r, closed = send_raw(proxy.port, build_request("GET", "/early"))
+        self.assertLocalError(r, 503, closed)  # silent newcomers never give way to each other
+        t0 = time.monotonic()
+        for c in silent:
+            self.assertTrue(c.closed_by_peer(timeout=5), "a silent connection outlived header_read")
+        self.assertLess(time.monotonic() - t0, 3)
+        r = request(proxy.port, "GET", "/later")
+        deadline = time.monotonic() + 5
+        while r.status == 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            r = request(proxy.port, "GET", "/later")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([x.target for x in origin.requests], ["/later"])
 
 if __name__ == "__main__":
     unittest.main()

@@ -152,6 +152,41 @@ TEST_CASE("an absolute-form authority replaces Host, and a missing Host gets the
   }
 }
 
+TEST_CASE("a Connection token never removes Host, framing or the proxy's X-Forwarded-*") {
+  // "Connection: Host" once made the origin (or CloudFront) see the upstream's configured host.
+  auto in = make_fields({{"Host", "tenant.example"},
+                         {"Connection", "Host, Content-Length, X-Forwarded-For, X-Forwarded-Proto"},
+                         {"X-Forwarded-For", "10.9.9.9"},
+                         {"X-Forwarded-Proto", "https"},
+                         {"Accept", "*/*"}});
+  auto opt = origin_options();
+  opt.default_host = "origin.internal";
+  opt.x_forwarded_for = forwarded_policy::replace;
+  opt.x_forwarded_proto = forwarded_policy::replace;
+  SUBCASE("origin route") {
+    bhttp::fields out;
+    wk::http::build_upstream_request_fields(in, out, opt);
+    CHECK(to_list(out) == field_list{{"Host", "tenant.example"},
+                                     {"Accept", "*/*"},
+                                     {"X-Forwarded-For", "192.0.2.7"},
+                                     {"X-Forwarded-Proto", "http"}});
+  }
+  SUBCASE("validation route: CloudFront sees the customer's Host") {
+    opt.validation_route = true;
+    bhttp::fields out;
+    wk::http::build_upstream_request_fields(in, out, opt);
+    CHECK(out["Host"] == "tenant.example");
+    CHECK(out.count("Host") == 1);
+  }
+  SUBCASE("as bytes on the hot path") {
+    std::string bytes;
+    wk::http::head_writer w(bytes);
+    wk::http::build_upstream_request_fields(in, w, opt);
+    CHECK(bytes.starts_with("Host: tenant.example\r\n"));
+    CHECK(bytes.find("origin.internal") == std::string::npos);
+  }
+}
+
 TEST_CASE("response fields lose hop-by-hop fields and those named in Connection") {
   auto in = make_fields({{"Content-Type", "text/plain"},
                          {"Connection", "close, X-Internal"},
