@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 namespace wk::upstream {
@@ -16,6 +18,15 @@ namespace {
 bool still_open(connection& c) {
   if (c.buffer.size() != 0) {
     return false;
+  }
+  if (auto* tls = std::get_if<tls_stream>(&c.stream)) {
+    // Bytes can also wait inside the TLS layer: decrypted but unread in OpenSSL's record
+    // buffer (a read asked for less than the record held), or ciphertext in the BIO that
+    // Asio feeds it from. The socket peek below sees neither.
+    SSL* ssl = tls->native_handle();
+    if (SSL_has_pending(ssl) == 1 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0) {
+      return false;
+    }
   }
   auto& sock = c.lowest().socket();
   if (!sock.is_open()) {

@@ -13,7 +13,7 @@ import threading
 import time
 import unittest
 
-from wkharness import TENANT, ProxyTestCase, RawClient, build_request, wait_until
+from wkharness import CF_SNI, ProxyTestCase, build_request
 
 LOOPBACK = "127.0.0.1"
 
@@ -49,8 +49,9 @@ class ScriptedBackend:
     each request and returns False to close the connection. Every request is recorded as
     (conn_no, request_no, head, body)."""
 
-    def __init__(self, script):
+    def __init__(self, script, tls_context=None):
         self.script = script
+        self.tls_context = tls_context
         self.requests: list[tuple[int, int, bytes, bytes]] = []
         self.lock = threading.Lock()
         self.conns = 0
@@ -88,6 +89,10 @@ class ScriptedBackend:
     def _serve(self, sock, conn_no):
         buf = bytearray()
         try:
+            if self.tls_context is not None:
+                sock.settimeout(5)
+                sock = self.tls_context.wrap_socket(sock, server_side=True)
+                sock.settimeout(None)
             for request_no in range(1, 1000):
                 got = read_request(sock, buf)
                 if got is None:
@@ -235,6 +240,35 @@ class LateBytesTest(ProxyTestCase):
         self.run_attack("GET", "/short",
                         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n"
                         b"hello", self.ATTACK)
+
+
+    def test_bytes_left_inside_the_tls_layer_never_reach_the_next_client(self):
+        # The first answer and a forged second one travel in ONE TLS record, the first exactly
+        # filling the proxy's first 512-byte read: the rest stays decrypted inside OpenSSL, where
+        # a socket peek cannot see it.
+        def script(conn_no, request_no, head, body, sock):
+            name = path_of(head).rsplit("/", 1)[1]
+            if name == "first.txt":
+                start = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nX-Pad: "
+                end = b"\r\n\r\nfirst"
+                answer = start + b"p" * (512 - len(start) - len(end)) + end
+                assert len(answer) == 512
+                sock.sendall(answer + self.ATTACK)
+                return True
+            ok(sock, b"token for " + name.encode() + b"\n")
+            return True
+
+        cf = ScriptedBackend(script, tls_context=self.ca.server_context())
+        self.addCleanup(cf.stop)
+        origin = self.start_backend("origin")
+        proxy = self.start_proxy(origin, {"url": f"https://localhost:{cf.port}", "sni": CF_SNI,
+                                          "ca_file": self.ca.ca_pem}, workers=1)
+        r = self.client(proxy).request("GET", "/.well-known/pki-validation/first.txt")
+        self.assertEqual((r.status, r.body), (200, b"first"), r)
+        time.sleep(0.1)
+        r = self.client(proxy).request("GET", "/.well-known/pki-validation/second.txt")
+        self.assertEqual((r.status, r.body), (200, b"token for second.txt\n"), r)
+        self.assertIsNone(r.header("set-cookie"), r)
 
 
 if __name__ == "__main__":
