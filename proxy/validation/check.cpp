@@ -231,11 +231,13 @@ parsed_args parse_check_args(std::span<const std::string_view> args) {
     }
     if (a == "--json") {
       o.json = true;
+    } else if (a == "--same-host") {
+      o.redirects.same_host_only = true;
     } else if (a == "--dns") {
       dns = true;
       o.mode = first_hop::dns;
     } else if (a == "-c" || a == "--config" || a == "--via" || a == "--ca-file" ||
-               a == "--timeout") {
+               a == "--timeout" || a == "--allow") {
       const auto v = value();
       if (!v) {
         out.error = std::string(a) + " needs a value";
@@ -260,6 +262,13 @@ parsed_args parse_check_args(std::span<const std::string_view> args) {
         o.timeout = *d;
       } else if (a == "--ca-file") {
         o.ca_file = std::string(*v);
+      } else if (a == "--allow") {
+        auto host = parse_allowed_host(*v);
+        if (host.index() == 1) {
+          out.error = "--allow: " + std::get<1>(host);
+          return out;
+        }
+        o.redirects.allowed.push_back(std::get<0>(std::move(host)));
       } else {
         o.config_path = std::string(*v);
       }
@@ -270,6 +279,10 @@ parsed_args parse_check_args(std::span<const std::string_view> args) {
   }
   if (via && dns) {
     out.error = "--via and --dns cannot be used together";
+    return out;
+  }
+  if (o.redirects.same_host_only && !o.redirects.allowed.empty()) {
+    out.error = "--same-host and --allow cannot be used together";
     return out;
   }
   if (o.config_path.empty()) {
@@ -347,12 +360,98 @@ std::variant<fetch_url, std::string> resolve_location(const fetch_url& base,
   return out;
 }
 
+namespace {
+
+// "Example.COM." -> "example.com": hosts as compared by the redirect policy.
+std::string comparable_host(std::string_view host) {
+  if (host.ends_with('.')) {
+    host.remove_suffix(1);
+  }
+  return lower(host);
+}
+
+bool same_host(std::string_view a, std::string_view b) {
+  const std::string x = comparable_host(a);
+  const std::string y = comparable_host(b);
+  boost::system::error_code ecx;
+  boost::system::error_code ecy;
+  const auto ax = net::ip::make_address(x, ecx);
+  const auto ay = net::ip::make_address(y, ecy);
+  if (!ecx && !ecy) {
+    return ax == ay;  // "::1" and "0:0::1" are one address
+  }
+  return x == y;
+}
+
+}  // namespace
+
+bool is_acm_validation_host(std::string_view host) {
+  constexpr std::string_view zone = ".acm-validations.aws";
+  const std::string h = comparable_host(host);
+  return h.size() > zone.size() && h.ends_with(zone) && h[h.size() - zone.size() - 1] != '.';
+}
+
+std::variant<std::string, std::string> parse_allowed_host(std::string_view text) {
+  using result = std::variant<std::string, std::string>;
+  const std::string expected =
+      "expected a host name or IP address (no scheme, port or path), got \"" + printable(text, 80) +
+      "\"";
+  std::string_view host = text;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+    boost::system::error_code ec;
+    const auto a = net::ip::make_address_v6(std::string(host), ec);
+    if (ec) {
+      return result(std::in_place_index<1>, expected);
+    }
+    return result(std::in_place_index<0>, a.to_string());
+  }
+  boost::system::error_code ec;
+  const auto a = net::ip::make_address(std::string(host), ec);
+  if (!ec) {
+    return result(std::in_place_index<0>, a.to_string());
+  }
+  const bool name = !host.empty() && std::all_of(host.begin(), host.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '-' || c == '_';
+  });
+  if (!name || host.front() == '.') {
+    return result(std::in_place_index<1>, expected);
+  }
+  return result(std::in_place_index<0>, lower(host));
+}
+
+std::optional<std::string> redirect_refusal(const redirect_policy& policy, std::string_view home,
+                                            const fetch_url& next) {
+  if (same_host(next.host, home)) {
+    return std::nullopt;
+  }
+  const std::string refused = "refused to follow the redirect to " + next.text() + ": ";
+  if (policy.same_host_only) {
+    return refused + "--same-host follows redirects only to " + std::string(home);
+  }
+  if (next.https && is_acm_validation_host(next.host)) {
+    return std::nullopt;
+  }
+  for (const std::string& allowed : policy.allowed) {
+    if (same_host(next.host, allowed)) {
+      return std::nullopt;
+    }
+  }
+  const std::string others =
+      policy.allowed.empty() ? " itself and ACM validation hosts (https://*.acm-validations.aws)"
+                             : " itself, ACM validation hosts (https://*.acm-validations.aws) "
+                               "and the --allow hosts";
+  return refused + "only " + std::string(home) + others + " are followed; pass --allow " +
+         next.host + " to follow it";
+}
+
 bool is_followed_redirect(unsigned status) {
   return status == 301 || status == 302 || status == 307 || status == 308;
 }
 
 hop_decision next_hop(const std::vector<hop>& chain, const fetch_url& current, unsigned status,
-                      const std::optional<std::string>& location) {
+                      const std::optional<std::string>& location,
+                      const redirect_policy& redirects) {
   hop_decision d;
   if (!is_followed_redirect(status) || !location) {
     return d;
@@ -364,6 +463,17 @@ hop_decision next_hop(const std::vector<hop>& chain, const fetch_url& current, u
     return d;
   }
   d.next = std::get<fetch_url>(std::move(next));
+  // The domain is the host of RedirectFrom, the chain's first URL (always one of ours).
+  std::string home = current.host;
+  if (!chain.empty()) {
+    if (const auto first = parse_fetch_url(chain.front().url); first.index() == 0) {
+      home = std::get<0>(first).host;
+    }
+  }
+  if (auto refusal = redirect_refusal(redirects, home, d.next)) {
+    d.reason = std::move(*refusal);
+    return d;
+  }
   const std::string next_text = d.next.text();
   for (const hop& h : chain) {
     if (h.url == next_text) {
@@ -899,7 +1009,7 @@ token_result check_token(const run_context& ctx, const config::token& t) {
       r.reason = std::move(ex.error);
       return r;
     }
-    auto d = next_hop(r.chain, current, *ex.status, ex.location);
+    auto d = next_hop(r.chain, current, *ex.status, ex.location, ctx.opt.redirects);
     if (d.what == hop_decision::kind::fail) {
       r.reason = std::move(d.reason);
       return r;
@@ -946,6 +1056,21 @@ token_result check_token(const run_context& ctx, const config::token& t) {
   }
   r.pass = true;
   return r;
+}
+
+// Where redirects go, for the headline: "to the domain and ACM validation hosts".
+std::string followed_text(const redirect_policy& p) {
+  if (p.same_host_only) {
+    return "to the domain only (--same-host)";
+  }
+  if (p.allowed.empty()) {
+    return "to the domain and ACM validation hosts";
+  }
+  std::string hosts;
+  for (const std::string& h : p.allowed) {
+    hosts += (hosts.empty() ? "" : " ") + h;
+  }
+  return "to the domain, ACM validation hosts and the --allow hosts (" + hosts + ")";
 }
 
 std::variant<std::shared_ptr<ssl::context>, std::string> make_tls(const std::string& ca_file) {
@@ -1032,8 +1157,8 @@ int run_check(int argc, char** argv) {
     std::cout << format_json(results);
   } else {
     std::cout << "checking " << results.size() << (results.size() == 1 ? " token" : " tokens")
-              << " like the CA: RedirectFrom " << through << ", redirects followed, body "
-              << "compared with RedirectTo\n"
+              << " like the CA: RedirectFrom " << through << ", redirects followed "
+              << followed_text(ctx.opt.redirects) << ", body compared with RedirectTo\n"
               << format_table(results);
   }
   std::cout.flush();

@@ -1,8 +1,10 @@
 #pragma once
-// `wkproxy check -c FILE [--via HOST:PORT | --dns] [--ca-file PEM] [--json] [--timeout 10s]`:
-// act like the certificate authority. For every token in the config, GET its RedirectFrom URL
-// (through the proxy's own listener by default), follow redirects as a CA does, fetch RedirectTo
-// directly and compare the two bodies byte for byte. One row per token, exit 0 only if all pass.
+// `wkproxy check -c FILE [--via HOST:PORT | --dns] [--same-host | --allow HOST ...]
+// [--ca-file PEM] [--json] [--timeout 10s]`: act like the certificate authority. For every token
+// in the config, GET its RedirectFrom URL (through the proxy's own listener by default), follow
+// redirects as a CA does (but only to the hosts a validation needs, see redirect_policy), fetch
+// RedirectTo directly and compare the two bodies byte for byte. One row per token, exit 0 only
+// if all pass.
 //
 // The pure parts (URL and redirect handling, the hop policy, reasons, formatting) are declared
 // here and unit-tested without sockets; check.cpp adds the blocking network steps.
@@ -45,6 +47,28 @@ enum class first_hop {
   dns        // --dns: the domain's own DNS addresses, port 80, as the CA would
 };
 
+// Where redirects may lead. A CA follows them anywhere, from the Internet. This checker runs
+// inside the operator's network, and a Location is chosen by whoever answers: the origin behind
+// the proxy, CloudFront, or a tampered RedirectTo. Followed blindly, it reaches internal
+// services or the cloud metadata service (169.254.169.254), and the table prints the start of
+// what they answered. So a redirect is followed only to
+// - the domain itself: the host of RedirectFrom (any scheme and port; http -> https is common);
+// - an ACM validation host over https: a name under acm-validations.aws, where RedirectTo
+//   points (e.g. validation.us-east-1.acm-validations.aws); not with same_host_only;
+// - a host in `allowed` (--allow HOST).
+struct redirect_policy {
+  bool same_host_only = false;       // --same-host: not even ACM validation hosts
+  std::vector<std::string> allowed;  // --allow: lower-case names and IP literals (no brackets)
+};
+
+// A name under acm-validations.aws ("validation.us-east-1.acm-validations.aws"; a final dot is
+// ignored). Not the apex, nothing merely containing the words.
+bool is_acm_validation_host(std::string_view host);
+
+// Checks --allow's value: a host name or an IP literal ([IPv6] or bare), without scheme, port
+// or path. Returns it lower-case, IPv6 without brackets; or the reason it is not a host.
+std::variant<std::string, std::string> parse_allowed_host(std::string_view text);
+
 struct check_options {
   std::string config_path;
   first_hop mode = first_hop::listener;
@@ -52,6 +76,7 @@ struct check_options {
   std::string ca_file;  // extra trust anchors (PEM) besides the system store
   bool json = false;
   config::duration timeout{10'000};  // every network step: DNS, connect, TLS, write, read
+  redirect_policy redirects;         // --same-host, --allow
 };
 
 // The outcome of parsing the arguments after "check": options, or --help, or an error.
@@ -93,6 +118,14 @@ std::variant<fetch_url, std::string> parse_fetch_url(std::string_view url);
 std::variant<fetch_url, std::string> resolve_location(const fetch_url& base,
                                                       std::string_view location);
 
+// std::nullopt when a redirect to `next` may be followed, `home` being the host of RedirectFrom;
+// otherwise why not, naming `next` and how to allow it, e.g. "refused to follow the redirect to
+// http://169.254.169.254/: only example.com itself and ACM validation hosts
+// (https://*.acm-validations.aws) are followed; pass --allow 169.254.169.254 to follow it".
+// Hosts are compared case-insensitively, IP literals as addresses, a final dot ignored.
+std::optional<std::string> redirect_refusal(const redirect_policy& policy, std::string_view home,
+                                            const fetch_url& next);
+
 // A CA follows at most this many redirects for one RedirectFrom URL.
 inline constexpr std::size_t max_redirects = 5;
 
@@ -110,18 +143,20 @@ struct hop_decision {
   enum class kind {
     done,    // a final answer: the caller judges its status and body
     follow,  // request `next`
-    fail     // stop with `reason` (loop, too many redirects, bad Location)
+    fail     // stop with `reason` (refused, loop, too many redirects, bad Location)
   } what = kind::done;
   fetch_url next;
   std::string reason;
 };
 
 // The hop policy. `chain` holds every request so far, the current one (which answered
-// `status`) last. A followed redirect without a Location is a final answer (it fails as a
-// non-200 status). A Location that resolves to a URL already in the chain is a loop; following
-// more than max_redirects redirects fails.
+// `status`) last; its first URL is RedirectFrom. A followed redirect without a Location is a
+// final answer (it fails as a non-200 status). A Location that `redirects` refuses (see
+// redirect_refusal) fails without being requested; one that resolves to a URL already in the
+// chain is a loop; following more than max_redirects redirects fails.
 hop_decision next_hop(const std::vector<hop>& chain, const fetch_url& current, unsigned status,
-                      const std::optional<std::string>& location);
+                      const std::optional<std::string>& location,
+                      const redirect_policy& redirects = {});
 
 // "301 -> 200"; a hop without a response shows as "no answer".
 std::string chain_text(const std::vector<hop>& chain);

@@ -10,6 +10,8 @@
 
 #include "config/load.hpp"
 
+#include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +28,18 @@ struct imported_token {
   std::string redirect_to;    // as given by AWS; checked with config::parse_redirect_to
 };
 
+// The deepest nesting accepted in the input, JSON (values in values) or XML (elements in
+// elements); real details nest 4 (JSON) or 6 (XML) deep. It is the JSON parser's own default
+// limit; XML is checked against it before parsing, because Boost.PropertyTree's XML parser
+// recurses once per level and overflowed the stack (SIGSEGV) at about 50,000 levels.
+inline constexpr std::size_t max_input_depth = 32;
+
+// Where XML `text` first opens an element nested deeper than `limit` levels (the byte offset of
+// its '<'); std::nullopt when it nests no deeper. Reads the text the way Boost.PropertyTree's
+// parser (RapidXML) does, without recursion, so that it never counts fewer levels than the
+// parser would build (see import.cpp); a self-closing element is a level too.
+std::optional<std::size_t> xml_too_deep(std::string_view text, std::size_t limit);
+
 // What was read from get-managed-certificate-details output.
 struct certificate_details {
   std::string certificate_arn;         // CertificateArn; empty when absent
@@ -40,7 +54,8 @@ struct certificate_details {
 
 // Parses get-managed-certificate-details output: JSON when the first non-space character is '{',
 // XML when it is '<' (root <GetManagedCertificateDetailsResponse>,
-// <GetManagedCertificateDetailsResult> or <ManagedCertificateDetails>). Every RedirectFrom must be
+// <GetManagedCertificateDetailsResult> or <ManagedCertificateDetails>); nesting deeper than
+// max_input_depth is an error, found before XML is parsed. Every RedirectFrom must be
 // http://<Domain><prefix><file>
 // (`prefix` as validation.prefix: starts and ends with '/'), every RedirectTo an https URL.
 // Wildcard domains and entries without RedirectFrom/RedirectTo are skipped with a warning; a

@@ -25,6 +25,24 @@ bool is_safe_name(std::string_view s) {
   return true;
 }
 
+// ".hidden", ".x.txt.swp" (an editor's swap file: the content of x.txt while it is edited),
+// ".git": whatever lies in static_dir, a name starting with "." is never a token file and never
+// served. ACM's file names never start with one.
+bool is_hidden(std::string_view name) {
+  return name.starts_with('.');
+}
+
+// True when the real path of a file, below `root`, passes through a hidden directory or is a
+// hidden file (a symbolic link with a visible name may point there).
+bool has_hidden_component(const fs::path& root, const fs::path& real) {
+  for (const fs::path& part : real.lexically_relative(root)) {
+    if (is_hidden(part.native())) {
+      return true;
+    }
+  }
+  return false;
+}
+
 bool is_domain_dir(std::string_view s) {
   if (s.empty() || s.front() == '.' || s.back() == '.') {
     return false;
@@ -58,6 +76,11 @@ void load_dir(const fs::path& root, const fs::path& dir, const std::string& doma
     if (domain.empty() && it->is_directory(sec)) {
       continue;  // per-domain directories are read by the caller
     }
+    if (is_hidden(name)) {
+      warnings.push_back("static_dir: skipped " + p.string() +
+                         ": a hidden file (the name starts with \".\"), never served");
+      continue;
+    }
     if (!is_safe_name(name)) {
       warnings.push_back("static_dir: skipped " + p.string() + ": not a token file name");
       continue;
@@ -65,6 +88,11 @@ void load_dir(const fs::path& root, const fs::path& dir, const std::string& doma
     const fs::path real = fs::canonical(p, sec);
     if (sec || !inside(root, real)) {
       warnings.push_back("static_dir: skipped " + p.string() + ": points outside the directory");
+      continue;
+    }
+    if (has_hidden_component(root, real)) {
+      warnings.push_back("static_dir: skipped " + p.string() +
+                         ": points to a hidden file or directory, never served");
       continue;
     }
     if (!fs::is_regular_file(real, sec)) {
@@ -167,6 +195,11 @@ static_files static_files::load(const std::string& dir, std::vector<std::string>
     if (!it->is_directory(sec)) {
       continue;
     }
+    if (is_hidden(name)) {
+      warnings.push_back("static_dir: skipped " + it->path().string() +
+                         ": a hidden directory (the name starts with \".\"), never served");
+      continue;
+    }
     if (!is_domain_dir(name)) {
       warnings.push_back("static_dir: skipped " + it->path().string() +
                          ": not a lower-case domain name");
@@ -184,6 +217,9 @@ static_files static_files::load(const std::string& dir, std::vector<std::string>
 }
 
 const std::string* static_files::find(std::string_view domain, std::string_view file) const {
+  if (is_hidden(file)) {
+    return nullptr;  // never loaded; also never served from a table filled by other means
+  }
   if (auto it = files.find(std::pair(std::string(domain), std::string(file))); it != files.end()) {
     return &it->second;
   }

@@ -28,7 +28,9 @@ std::string_view name_of(config::validation_mode m);
 
 // Token files read from validation.static_dir: <dir>/<domain>/<file> and <dir>/<file>.
 // Only regular files (symlinks are followed only when they stay inside the directory) with a
-// safe name and at most max_file_bytes; everything else is skipped with a warning.
+// safe name and at most max_file_bytes; everything else is skipped with a warning. Hidden
+// names (starting with ".", e.g. an editor's ".x.txt.swp") are never loaded nor found, nor are
+// files reached through a hidden directory: a request for one gets the unknown-token action.
 struct static_files {
   static constexpr std::size_t max_file_bytes = 64 * 1024;
   static constexpr std::size_t max_files = 10'000;

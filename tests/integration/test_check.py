@@ -1,17 +1,46 @@
 """`wkproxy check`: acting like the CA against a running proxy. A TLS stand-in plays both
 CloudFront (behind the proxy, forward mode) and the ACM validation host (RedirectTo); the check
-requests each RedirectFrom URL through the proxy, follows redirects, fetches RedirectTo and
-compares the bodies. Failures must name their precise reason."""
+requests each RedirectFrom URL through the proxy, follows redirects (only to the domain, ACM
+validation hosts over https and --allow hosts), fetches RedirectTo and compares the bodies.
+Failures must name their precise reason."""
 
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import unittest
 
 from wkharness import (ACM_ACCOUNT, CF_SNI, DOMAINS, TENANT, VALIDATION_PREFIX, Proxy,
                        RecordingBackend, TestCA, ValidationBackend, free_port, make_config,
-                       run_wkproxy_check)
+                       run_wkproxy_check, wkproxy_bin)
+
+
+ACM_HOST = "validation.us-east-1.acm-validations.aws"
+
+
+def run_with_hosts(hosts, *args):
+    """`wkproxy check ARGS...` with /etc/hosts replaced by `hosts` ({name: address}, plus
+    localhost) in a private user and mount namespace; None when namespaces are not available
+    (then nothing was run)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    fd, path = tempfile.mkstemp(prefix="wkproxy-hosts-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write("127.0.0.1 localhost\n::1 localhost\n")
+            f.write("".join(f"{address} {name}\n" for name, address in hosts.items()))
+        script = 'mount --bind "$0" /etc/hosts || exit 97; exec "$@"'
+        base = [unshare, "--user", "--map-root-user", "--mount", "sh", "-c", script, path]
+        probe = subprocess.run([*base, "getent", "hosts", *hosts], capture_output=True,
+                               text=True, timeout=30, stdin=subprocess.DEVNULL)
+        if probe.returncode != 0 or len(probe.stdout.splitlines()) != len(hosts):
+            return None
+        return subprocess.run([*base, wkproxy_bin(), "check", *args], capture_output=True,
+                              text=True, timeout=120, stdin=subprocess.DEVNULL)
+    finally:
+        os.unlink(path)
 
 
 def token_yaml(tokens):
@@ -65,6 +94,21 @@ class CheckTest(unittest.TestCase):
         }
         for i in range(1, 10):
             cls.cf.script[f"/hop/{i}"] = (302, [("Location", f"/hop/{i + 1}")], b"")
+        # Redirects off the domain: to another loopback server (an "internal service" that
+        # serves the token), and to the ACM validation host name over http and https.
+        cls.internal = ValidationBackend("internal").start()
+        cls.addClassCleanup(cls.internal.stop)
+        cls.acm = ValidationBackend("acm", tls_context=cls.ca.server_context(
+            *cls.ca.issue("acm", (ACM_HOST,)))).start()
+        cls.addClassCleanup(cls.acm.stop)
+        cls.internal_url = f"http://127.0.0.1:{cls.internal.port}{VALIDATION_PREFIX}elsewhere.txt"
+        cls.cf.script[VALIDATION_PREFIX + "elsewhere.txt"] = (
+            302, [("Location", cls.internal_url)], b"")
+        cls.cf.script[VALIDATION_PREFIX + "acm.txt"] = (
+            301, [("Location", cls.acm.redirect_to("acm.txt", host=ACM_HOST))], b"")
+        cls.cf.script[VALIDATION_PREFIX + "acm-http.txt"] = (
+            301, [("Location", f"http://{ACM_HOST}:{cls.internal.port}/{ACM_ACCOUNT}"
+                               f"{VALIDATION_PREFIX}acm-http.txt")], b"")
         cls.tokens = {
             "good.txt": (TENANT, "good.txt", cls.cf.redirect_to("good.txt")),
             "www.txt": (DOMAINS[1], "www.txt", cls.cf.redirect_to("www.txt")),
@@ -74,6 +118,9 @@ class CheckTest(unittest.TestCase):
             "loop.txt": (TENANT, "loop.txt", cls.cf.redirect_to("loop.txt")),
             "many.txt": (TENANT, "many.txt", cls.cf.redirect_to("many.txt")),
             "slow.txt": (TENANT, "slow.txt", cls.cf.redirect_to("slow.txt")),
+            "elsewhere.txt": (TENANT, "elsewhere.txt", cls.cf.redirect_to("elsewhere.txt")),
+            "acm.txt": (TENANT, "acm.txt", cls.acm.redirect_to("acm.txt", host=ACM_HOST)),
+            "acm-http.txt": (TENANT, "acm-http.txt", cls.cf.redirect_to("acm-http.txt")),
         }
         cls.cf_block = {"url": f"https://localhost:{port}", "sni": CF_SNI,
                         "ca_file": cls.ca.ca_pem}
@@ -83,8 +130,8 @@ class CheckTest(unittest.TestCase):
         cls.proxy.start()
 
     def setUp(self):
-        self.cf.reset()
-        self.origin.reset()
+        for backend in (self.cf, self.origin, self.internal, self.acm):
+            backend.reset()
 
     # -- helpers
     def write_config(self, tokens, domains=DOMAINS, listen=("127.0.0.1:0",), cloudfront=None):
@@ -95,7 +142,10 @@ class CheckTest(unittest.TestCase):
             f.write(text)
         return path
 
-    def check(self, files=None, *args, config=None, via=True, ca=True, proxy=None):
+    def check(self, files=None, *args, config=None, via=True, ca=True, proxy=None,
+              allow=("localhost",)):
+        """`allow`: the stand-in plays the ACM validation host at https://localhost:PORT, which
+        is not under acm-validations.aws, so redirects to it need --allow localhost."""
         if config is None:
             config = self.write_config([self.tokens[f] for f in files])
         cmd = ["-c", config, "--timeout", "5s"]
@@ -103,6 +153,8 @@ class CheckTest(unittest.TestCase):
             cmd += ["--via", f"127.0.0.1:{(proxy or self.proxy).port}"]
         if ca:
             cmd += ["--ca-file", self.ca.ca_pem]
+        for host in allow:
+            cmd += ["--allow", host]
         return run_wkproxy_check(*cmd, *args)
 
     def assertFails(self, p, file, *reasons):
@@ -206,6 +258,66 @@ class CheckTest(unittest.TestCase):
         self.assertIn("too many redirects: more than 5", result["reason"])
         self.assertEqual([h["status"] for h in result["chain"]], [302] * 6)
 
+    # -- where redirects may lead (issue 18, finding 12)
+    def test_redirect_to_another_host_is_refused_by_default(self):
+        # The stand-in behind the proxy redirects to another loopback server: a CA would follow
+        # it, but from inside the operator's network it could be any internal service (or
+        # 169.254.169.254), so the check refuses it and says how to allow it.
+        p = self.check(["elsewhere.txt"], allow=())
+        line = self.assertFails(p, "elsewhere.txt", "302 ",
+                                f"refused to follow the redirect to {self.internal_url}: only "
+                                f"{TENANT} itself and ACM validation hosts "
+                                "(https://*.acm-validations.aws) are followed; pass --allow "
+                                "127.0.0.1 to follow it")
+        self.assertNotIn("302 -> ", line)
+        self.assertEqual(self.internal.requests, [])
+
+    def test_redirect_to_another_host_is_followed_with_allow(self):
+        p = self.check(["elsewhere.txt"], "--json", allow=("127.0.0.1",))
+        self.assertEqual(p.returncode, 0, f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+        result = json.loads(p.stdout)["results"][0]
+        self.assertEqual([(h["url"], h["status"]) for h in result["chain"]],
+                         [(result["redirect_from"], 302), (self.internal_url, 200)])
+        self.assertEqual([q.path for q in self.internal.requests],
+                         [VALIDATION_PREFIX + "elsewhere.txt"])
+        # --allow names hosts: another one does not allow this one.
+        p = self.check(["elsewhere.txt"], allow=("localhost", "192.0.2.1"))
+        self.assertFails(p, "elsewhere.txt", "pass --allow 127.0.0.1 to follow it")
+        self.assertEqual(len(self.internal.requests), 1)
+
+    def test_acm_validation_host_only_over_https(self):
+        # Refused before any lookup: plain http to the ACM host name is not a validation hop.
+        p = self.check(["acm-http.txt"], allow=())
+        self.assertFails(p, "acm-http.txt",
+                         f"refused to follow the redirect to http://{ACM_HOST}:"
+                         f"{self.internal.port}/", f"pass --allow {ACM_HOST} to follow it")
+        self.assertEqual(self.internal.requests, [])
+
+    def test_same_host_refuses_even_the_acm_validation_host(self):
+        p = self.check(["acm.txt"], "--same-host", allow=())
+        self.assertFails(p, "acm.txt", "refused to follow the redirect to "
+                         f"{self.acm.redirect_to('acm.txt', host=ACM_HOST)}: --same-host follows "
+                         f"redirects only to {TENANT}")
+        self.assertEqual(self.acm.requests, [])
+
+    def test_acm_validation_host_over_https_is_followed_by_default(self):
+        # The ACM host name must lead to the stand-in: the check runs in a mount namespace where
+        # /etc/hosts maps it to 127.0.0.1 (nothing outside loopback is asked).
+        p = run_with_hosts(
+            {ACM_HOST: "127.0.0.1"},
+            "-c", self.write_config([self.tokens["acm.txt"]]), "--timeout", "5s",
+            "--via", f"127.0.0.1:{self.proxy.port}", "--ca-file", self.ca.ca_pem, "--json")
+        if p is None:
+            self.skipTest("no user and mount namespaces here to map the ACM host to loopback")
+        self.assertEqual(p.returncode, 0, f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+        result = json.loads(p.stdout)["results"][0]
+        self.assertEqual([(h["url"], h["status"]) for h in result["chain"]],
+                         [(result["redirect_from"], 301),
+                          (self.acm.redirect_to("acm.txt", host=ACM_HOST), 200)])
+        # The hop and the direct RedirectTo fetch, both with the ACM name as SNI and Host.
+        self.assertEqual([(q.path, q.sni) for q in self.acm.requests],
+                         [(f"/{ACM_ACCOUNT}{VALIDATION_PREFIX}acm.txt", ACM_HOST)] * 2)
+
     def test_nothing_listening_on_via(self):
         port = free_port()
         p = run_wkproxy_check("-c", self.write_config([self.tokens["good.txt"]]),
@@ -252,6 +364,12 @@ class CheckTest(unittest.TestCase):
         p = run_wkproxy_check("-c", "x.yaml", "--via", "127.0.0.1:1", "--dns")
         self.assertEqual(p.returncode, 2)
         self.assertIn("cannot be used together", p.stderr)
+        p = run_wkproxy_check("-c", "x.yaml", "--same-host", "--allow", "localhost")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--same-host and --allow cannot be used together", p.stderr)
+        p = run_wkproxy_check("-c", "x.yaml", "--allow", "localhost:8443")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--allow: expected a host name or IP address", p.stderr)
         p = run_wkproxy_check("--help")
         self.assertEqual(p.returncode, 0)
         self.assertIn("usage: wkproxy check", p.stdout)

@@ -141,6 +141,26 @@ class PrintTest(ImportTestCase):
                 self.assertEqual(p.stdout, "")
                 self.assertIn(f"wkproxy: {path}: {reason}", p.stderr)
 
+    def test_deeply_nested_xml_is_refused_without_a_crash(self):
+        # Issue 18, finding 8: the XML parser recursed once per level and the process died of
+        # SIGSEGV at about 50,000 levels. Now nesting deeper than 32 is refused before parsing.
+        levels = 100_000
+        path = self.file("deep.xml", '<?xml version="1.0"?>\n'
+                         + "<ManagedCertificateDetails>" * levels
+                         + "</ManagedCertificateDetails>" * levels + "\n")
+        for args in ([path], [path, "--write", self.file("wkproxy.yaml", HEAD)]):
+            with self.subTest(args=args[1:]):
+                p = self.run_wkproxy("tokens", "import", *args)
+                self.assertGreaterEqual(p.returncode, 0,
+                                        f"killed by signal {-p.returncode}: {p.stderr}")
+                self.assertEqual(p.returncode, 1, p)
+                self.assertEqual(p.stdout, "")
+                self.assertEqual(p.stderr,
+                                 f"wkproxy: {path}: XML nested deeper than 32 elements "
+                                 "(line 2, column 865): refused before parsing "
+                                 "(certificate details nest 6 deep)\n")
+        self.assertEqual(self.read(os.path.join(self.dir, "wkproxy.yaml")), HEAD.encode())
+
     def test_only_wildcards_is_an_error(self):
         text = json.dumps({"ManagedCertificateDetails": {
             "CertificateStatus": "pending-validation",

@@ -208,6 +208,37 @@ class ValidationModesTest(ProxyTestCase):
         wait_until(lambda: request(proxy.port, "GET", PREFIX + "s1.txt").body == b"rotated", 5,
                    what="the new file content after SIGHUP")
 
+    def test_static_never_serves_dotfiles(self):
+        # Issue 18, finding 10: ".hidden" and an editor's swap file ".x.txt.swp" (the content of
+        # x.txt while it is edited) were served like token files. They get what an unknown token
+        # gets: the origin by default, 404 with unknown_token: not_found.
+        d = os.path.join(self.tmp, "tokens")
+        os.makedirs(os.path.join(d, TENANT))
+        files = {os.path.join(d, "x.txt"): "token-x",
+                 os.path.join(d, ".hidden"): "hidden-file",
+                 os.path.join(d, ".x.txt.swp"): "swap-file-of-x",
+                 os.path.join(d, TENANT, ".y.txt.swp"): "swap-file-of-y"}
+        for path, text in files.items():
+            with open(path, "w") as f:
+                f.write(text)
+        for unknown, expected in (("origin", (200, "origin")), ("not_found", (404, None))):
+            with self.subTest(unknown_token=unknown):
+                origin, cf, proxy = self.start({"mode": "static", "static_dir": d,
+                                                "unknown_token": unknown}, [])
+                r = request(proxy.port, "GET", PREFIX + "x.txt")
+                self.assertEqual((r.status, r.body), (200, b"token-x"), r)
+                for name in (".hidden", ".x.txt.swp", ".y.txt.swp"):
+                    for method in ("GET", "HEAD"):
+                        r = request(proxy.port, method, PREFIX + name)
+                        self.assertEqual((r.status, r.header("x-backend")), expected,
+                                         f"{method} {name}: {r}")
+                        self.assertNotIn(b"hidden-file", r.body)
+                        self.assertNotIn(b"swap-file", r.body)
+                names = (".hidden", ".x.txt.swp", ".y.txt.swp") if unknown == "origin" else ()
+                self.assertEqual([q.target for q in origin.requests],
+                                 [PREFIX + n for n in names for _ in ("GET", "HEAD")])
+                self.assertEqual(cf.requests, [])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -136,10 +136,39 @@ TEST_CASE("the hop policy follows redirects like a CA") {
   SUBCASE("a redirect without Location is a final answer") {
     CHECK(v::next_hop(chain, start, 301, std::nullopt).what == v::hop_decision::kind::done);
   }
-  SUBCASE("a redirect to another host and scheme is followed") {
-    const auto d = v::next_hop(chain, start, 301, std::string("https://acm.example/1/a.txt"));
+  SUBCASE("a redirect to an ACM validation host over https is followed") {
+    const auto d = v::next_hop(
+        chain, start, 301,
+        std::string("https://validation.us-east-1.acm-validations.aws/1/.well-known/a.txt"));
     REQUIRE(d.what == v::hop_decision::kind::follow);
-    CHECK(d.next.text() == "https://acm.example/1/a.txt");
+    CHECK(d.next.text() == "https://validation.us-east-1.acm-validations.aws/1/.well-known/a.txt");
+  }
+  SUBCASE("a redirect to the same host, on another scheme and port, is followed") {
+    const auto d = v::next_hop(chain, start, 301, std::string("https://example.com:8443/a.txt"));
+    REQUIRE(d.what == v::hop_decision::kind::follow);
+    CHECK(d.next.text() == "https://example.com:8443/a.txt");
+  }
+  // Issue 18, finding 12: the checker runs inside the operator's network and followed any
+  // Location, e.g. to the cloud metadata service; by default only the hops a validation needs
+  // are followed.
+  SUBCASE("a redirect anywhere else is refused, naming the URL and how to allow it") {
+    const auto d =
+        v::next_hop(chain, start, 302, std::string("http://169.254.169.254/latest/meta-data/"));
+    REQUIRE(d.what == v::hop_decision::kind::fail);
+    CHECK(d.reason ==
+          "refused to follow the redirect to http://169.254.169.254/latest/meta-data/: only "
+          "example.com itself and ACM validation hosts (https://*.acm-validations.aws) are "
+          "followed; pass --allow 169.254.169.254 to follow it");
+    for (const char* other :
+         {"https://acm.example/1/a.txt", "http://validation.us-east-1.acm-validations.aws/a.txt",
+          "https://acm-validations.aws/a.txt", "https://x.acm-validations.aws.evil.example/a",
+          "https://www.example.com/a.txt", "http://localhost:8080/", "http://[::1]/",
+          "http://10.0.0.1/"}) {
+      CAPTURE(std::string(other));
+      const auto refused = v::next_hop(chain, start, 301, std::string(other));
+      CHECK(refused.what == v::hop_decision::kind::fail);
+      CHECK(refused.reason.starts_with("refused to follow the redirect to "));
+    }
   }
   SUBCASE("a redirect back to a URL already requested is a loop") {
     const auto d = v::next_hop(chain, start, 302, std::string("/.well-known/pki-validation/a.txt"));
@@ -170,6 +199,110 @@ TEST_CASE("the hop policy follows redirects like a CA") {
     const auto d = v::next_hop(chain, start, 301, std::string("mailto:x@example.com"));
     REQUIRE(d.what == v::hop_decision::kind::fail);
     CHECK(d.reason.find("http or https") != std::string::npos);
+  }
+}
+
+TEST_CASE("ACM validation hosts are names under acm-validations.aws") {
+  for (const char* host :
+       {"validation.us-east-1.acm-validations.aws", "validation.eu-west-1.acm-validations.aws",
+        "Validation.US-EAST-1.ACM-Validations.AWS", "validation.us-east-1.acm-validations.aws."}) {
+    CAPTURE(std::string(host));
+    CHECK(v::is_acm_validation_host(host));
+  }
+  for (const char* host :
+       {"acm-validations.aws", ".acm-validations.aws", "evilacm-validations.aws",
+        "validation.us-east-1.acm-validations.aws.evil.example", "acm-validations.aws.example",
+        "validation.acm-validations.amazonaws.com", "169.254.169.254", ""}) {
+    CAPTURE(std::string(host));
+    CHECK_FALSE(v::is_acm_validation_host(host));
+  }
+}
+
+TEST_CASE("--allow takes a host name or an IP address") {
+  const auto ok = [](std::string_view in) {
+    auto r = v::parse_allowed_host(in);
+    REQUIRE_MESSAGE(r.index() == 0, std::string(in));
+    return std::get<0>(r);
+  };
+  CHECK(ok("Internal.Example") == "internal.example");
+  CHECK(ok("127.0.0.1") == "127.0.0.1");
+  CHECK(ok("::1") == "::1");
+  CHECK(ok("[0:0::1]") == "::1");
+  for (std::string_view bad : {"", "localhost:8443", "http://a.example", "a.example/x", "[::1",
+                               "[a.example]", "a b", ".example", "user@host"}) {
+    CAPTURE(bad);
+    const auto r = v::parse_allowed_host(bad);
+    REQUIRE(r.index() == 1);
+    CHECK(std::get<1>(r).starts_with("expected a host name or IP address"));
+  }
+}
+
+TEST_CASE("the redirect policy: the domain, ACM validation hosts over https, --allow hosts") {
+  const v::redirect_policy by_default;
+  const auto refusal = [](const v::redirect_policy& p, std::string_view to) {
+    return v::redirect_refusal(p, "example.com", url(to));
+  };
+  SUBCASE("followed by default") {
+    for (std::string_view to :
+         {"http://example.com/a", "https://example.com/a", "https://EXAMPLE.com.:8443/a",
+          "https://validation.us-east-1.acm-validations.aws/1/.well-known/pki-validation/a.txt",
+          "https://validation.ap-south-1.acm-validations.aws:8443/a"}) {
+      CAPTURE(to);
+      CHECK(refusal(by_default, to) == std::nullopt);
+    }
+  }
+  SUBCASE("refused by default, each naming the URL and the --allow to pass") {
+    struct row {
+      std::string_view to;
+      std::string_view allow;
+    };
+    for (const row& r : {row{"http://169.254.169.254/latest/meta-data/", "169.254.169.254"},
+                         row{"http://validation.us-east-1.acm-validations.aws/a",
+                             "validation.us-east-1.acm-validations.aws"},
+                         row{"https://www.example.com/a", "www.example.com"},
+                         row{"https://example.com.evil.example/a", "example.com.evil.example"},
+                         row{"http://[::1]:8080/a", "::1"}, row{"http://127.0.0.1/", "127.0.0.1"},
+                         row{"http://localhost/", "localhost"}}) {
+      CAPTURE(r.to);
+      const auto reason = refusal(by_default, r.to);
+      REQUIRE(reason.has_value());
+      CHECK(reason->starts_with("refused to follow the redirect to " + url(r.to).text() + ": "));
+      CHECK(reason->ends_with("; pass --allow " + std::string(r.allow) + " to follow it"));
+    }
+  }
+  SUBCASE("--allow adds exact hosts; IP addresses compare as addresses") {
+    v::redirect_policy p;
+    p.allowed = {"internal.example", "::1", "127.0.0.1"};
+    CHECK(refusal(p, "http://internal.example:8080/a") == std::nullopt);
+    CHECK(refusal(p, "http://INTERNAL.example./a") == std::nullopt);
+    CHECK(refusal(p, "http://[0:0::1]/a") == std::nullopt);
+    CHECK(refusal(p, "http://127.0.0.1:9/a") == std::nullopt);
+    CHECK(refusal(p, "https://validation.us-east-1.acm-validations.aws/a") == std::nullopt);
+    CHECK(*refusal(p, "http://a.internal.example/") ==
+          "refused to follow the redirect to http://a.internal.example/: only example.com "
+          "itself, ACM validation hosts (https://*.acm-validations.aws) and the --allow hosts "
+          "are followed; pass --allow a.internal.example to follow it");
+    CHECK(refusal(p, "http://127.0.0.2/").has_value());
+  }
+  SUBCASE("--same-host: only the domain, not even ACM") {
+    v::redirect_policy p;
+    p.same_host_only = true;
+    CHECK(refusal(p, "https://example.com:8443/a") == std::nullopt);
+    CHECK(*refusal(p, "https://validation.us-east-1.acm-validations.aws/a") ==
+          "refused to follow the redirect to https://validation.us-east-1.acm-validations.aws/a: "
+          "--same-host follows redirects only to example.com");
+  }
+  SUBCASE("the domain is RedirectFrom's host, not the host that redirected") {
+    // example.com -> ACM -> somewhere else: refused, although ACM sent it.
+    const auto acm = url("https://validation.us-east-1.acm-validations.aws/1/a.txt");
+    std::vector<v::hop> chain{{"http://example.com/.well-known/pki-validation/a.txt", 301},
+                              {acm.text(), 302}};
+    auto d = v::next_hop(chain, acm, 302, std::string("http://internal.example/a"), by_default);
+    REQUIRE(d.what == v::hop_decision::kind::fail);
+    CHECK(d.reason.find("only example.com itself") != std::string::npos);
+    // ...and back to the domain is followed.
+    d = v::next_hop(chain, acm, 302, std::string("http://example.com/b"), by_default);
+    CHECK(d.what == v::hop_decision::kind::follow);
   }
 }
 
@@ -288,6 +421,22 @@ TEST_CASE("check arguments") {
     CHECK(parse({"-c", "x", "--timeout", "soon"}).error.find("--timeout") != std::string::npos);
     CHECK(parse({"-c", "x", "--timeout", "0s"}).error.find("--timeout") != std::string::npos);
     CHECK(parse({"-c", "x", "--bogus"}).error.find("unknown argument") != std::string::npos);
+    CHECK(parse({"-c", "x", "--allow"}).error == "--allow needs a value");
+    CHECK(parse({"-c", "x", "--allow", "a:1"}).error.starts_with("--allow: expected a host"));
+    CHECK(parse({"-c", "x", "--same-host", "--allow", "a"}).error ==
+          "--same-host and --allow cannot be used together");
+  }
+  SUBCASE("where redirects may go") {
+    auto p = parse({"-c", "x"});
+    REQUIRE(p.options);
+    CHECK_FALSE(p.options->redirects.same_host_only);
+    CHECK(p.options->redirects.allowed.empty());
+    p = parse({"-c", "x", "--allow", "Internal.Example", "--allow", "[::1]"});
+    REQUIRE(p.options);
+    CHECK(p.options->redirects.allowed == std::vector<std::string>{"internal.example", "::1"});
+    p = parse({"-c", "x", "--same-host"});
+    REQUIRE(p.options);
+    CHECK(p.options->redirects.same_host_only);
   }
 }
 

@@ -4,7 +4,12 @@
 
 #include <doctest/doctest.h>
 
+#include <boost/property_tree/ptree.hpp>
+#include <boost/property_tree/xml_parser.hpp>
+
+#include <algorithm>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -282,6 +287,158 @@ TEST_CASE("input that is not certificate details is refused with a clear reason"
     const auto d = v::parse_certificate_details(r.input, prefix);
     CAPTURE(d.errors.empty() ? std::string() : d.errors.front());
     CHECK(contains(d.errors, r.error));
+  }
+}
+
+// Issue 18, finding 8: Boost.PropertyTree's XML parser (RapidXML) recurses once per element
+// level and crashed with SIGSEGV at about 50,000 levels. Nesting is refused before parsing, as
+// deep as the JSON parser's own limit (32).
+TEST_CASE("deeply nested input is refused before parsing, without crashing") {
+  constexpr int levels = 100'000;
+  SUBCASE("XML, 100,000 levels") {
+    std::string xml;
+    for (int i = 0; i < levels; ++i) {
+      xml += "<ManagedCertificateDetails>";
+    }
+    for (int i = 0; i < levels; ++i) {
+      xml += "</ManagedCertificateDetails>";
+    }
+    const auto d = v::parse_certificate_details(xml, prefix);
+    CAPTURE(d.errors.empty() ? std::string() : d.errors.front());
+    CHECK(d.errors.size() == 1);
+    CHECK(contains(d.errors, "XML nested deeper than 32 elements (line 1, column 865): "
+                             "refused before parsing"));
+    CHECK(d.tokens.empty());
+  }
+  SUBCASE("XML, 100,000 levels never closed, behind a declaration and a comment") {
+    std::string xml = "<?xml version=\"1.0\"?>\n<!-- generated -->\n";
+    for (int i = 0; i < levels; ++i) {
+      xml += "<a x='1'>\n";
+    }
+    const auto d = v::parse_certificate_details(xml, prefix);
+    CHECK(contains(d.errors, "XML nested deeper than 32 elements (line 35, column 1)"));
+  }
+  SUBCASE("JSON, 100,000 levels, says the same") {
+    const std::string json = "{\"ManagedCertificateDetails\": " + std::string(levels, '[') +
+                             std::string(levels, ']') + "}";
+    const auto d = v::parse_certificate_details(json, prefix);
+    CAPTURE(d.errors.empty() ? std::string() : d.errors.front());
+    CHECK(contains(d.errors, "JSON nested deeper than 32 levels (line 1, column 62): "
+                             "refused (certificate details nest 4 deep)"));
+  }
+}
+
+// What the API sends stays accepted, whatever XML it is wrapped in: the depth check reads
+// comments, CDATA, processing instructions, a DOCTYPE and attribute values as the parser does.
+TEST_CASE("real API XML with every XML construct around it still imports") {
+  std::string xml(details_xml);
+  const auto replace = [&](std::string_view what, std::string_view with) {
+    const auto at = xml.find(what);
+    REQUIRE(at != std::string::npos);
+    xml.replace(at, what.size(), with);
+  };
+  replace("<GetManagedCertificateDetailsResponse ",
+          "<!DOCTYPE GetManagedCertificateDetailsResponse [ <!ELEMENT a ANY> ]>\n"
+          "<?xml-stylesheet href=\"a.xsl\" type=\"text/xsl\"?>\n"
+          "<!-- <a><a><a><a> a comment is not nesting </a> -->\n"
+          "<GetManagedCertificateDetailsResponse note=\"a > b / c </d>\" other='<e/>' ");
+  replace("<CertificateStatus>",
+          "<RequestId><![CDATA[<a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a>"
+          "<a><a><a><a><a><a><a><a><a><a><a><a><a>]]></RequestId>\n<CertificateStatus>");
+  replace("<CertificateArn>", "<Empty/><Empty a=\"/>\" />\n<CertificateArn>");
+  check_two_tokens(v::parse_certificate_details(xml, prefix));
+}
+
+namespace {
+
+// The element depth of the tree Boost.PropertyTree builds (attributes are not elements).
+std::size_t tree_depth(const boost::property_tree::ptree& node) {
+  std::size_t deepest = 0;
+  for (const auto& child : node) {
+    if (!child.first.starts_with("<xml")) {
+      deepest = std::max(deepest, 1 + tree_depth(child.second));
+    }
+  }
+  return deepest;
+}
+
+// The parser's own depth for `xml`: what xml_too_deep must never under-count.
+std::optional<std::size_t> parsed_depth(const std::string& xml) {
+  boost::property_tree::ptree doc;
+  try {
+    std::istringstream in(xml);
+    boost::property_tree::read_xml(in, doc, boost::property_tree::xml_parser::no_comments);
+  } catch (const boost::property_tree::xml_parser_error&) {
+    return std::nullopt;
+  }
+  return tree_depth(doc);
+}
+
+std::string repeat(std::string_view s, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    out += s;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the XML depth scan counts what the parser nests, and no less") {
+  struct row {
+    std::string_view name;
+    std::string xml;
+    std::size_t depth;  // the deepest element level of the parsed tree
+  };
+  const row rows[] = {
+      {"one element", "<a/>", 1},
+      {"self-closing is a level", "<a><b/></a>", 2},
+      {"siblings are not nesting", "<a>" + repeat("<b/><c>x</c>", 1000) + "</a>", 2},
+      {"a comment is skipped", "<a><!-- <b><c><d> </a> --></a>", 1},
+      {"CDATA is skipped", "<a><![CDATA[<b><c></a>]]></a>", 1},
+      {"declaration and processing instructions",
+       "<?xml version=\"1.0\"?><?pi <b><c> ?><a><?x </a>?></a>", 1},
+      {"'>' and '/' in attribute values", "<a x=\"/>\" y='>'><b z=\"</a>\"/></a>", 2},
+      {"'<' in an attribute value", "<a x=\"<b><c>\"><b/></a>", 2},
+      {"a DOCTYPE whose brackets hold '>'", "<!DOCTYPE a [ <!ELEMENT a ANY> ]><a><b/></a>", 2},
+      {"entities in text", "<a>&lt;b&gt;&#60;c&#x3e;<b/></a>", 2},
+      // RapidXML reads a quote in an attribute name as part of the name: the value is the
+      // apostrophe's. A scanner that toggled on every quote would skip the <b>s.
+      {"a quote in an attribute name",
+       "<a b\"c='d'>" + repeat("<b>", 40) + "\"" + repeat("</b>", 40) + "</a>", 41},
+      {"a quote in an element name",
+       "<a\">" + repeat("<b>", 40) + "\"" + repeat("</b>", 40) + "</a\">", 41},
+      // Only <!DOCTYPE counts brackets; any other <! ends at the first '>'.
+      {"an unknown declaration with a bracket",
+       "<a><!x[>" + repeat("<b>", 40) + repeat("</b>", 40) + "]></a>", 41},
+      {"'<!-' without a second dash is not a comment",
+       "<a><!-x>" + repeat("<b>", 40) + "-->" + repeat("</b>", 40) + "</a>", 41},
+      // The other way round: counting what the parser skips would refuse good input.
+      {"'<?' ends at the first '?>' after it", "<a><?>" + repeat("<b>", 40) + "?></a>", 1},
+  };
+  for (const row& r : rows) {
+    CAPTURE(r.name);
+    const auto parsed = parsed_depth(r.xml);
+    REQUIRE(parsed.has_value());
+    CHECK(*parsed == r.depth);
+    CHECK_FALSE(v::xml_too_deep(r.xml, r.depth).has_value());
+    CHECK(v::xml_too_deep(r.xml, r.depth - 1).has_value());
+  }
+  SUBCASE("the offset is that of the first element too deep") {
+    CHECK(v::xml_too_deep("<a><b/></a>", 1) == std::optional<std::size_t>(3));
+    CHECK(v::xml_too_deep("<a><b/><c><d/></c></a>", 2) == std::optional<std::size_t>(10));
+    CHECK(v::xml_too_deep("\xEF\xBB\xBF<a><b/></a>", 1) == std::optional<std::size_t>(6));
+  }
+  SUBCASE("the scan stops where the parser would (broken XML; the parser says why)") {
+    for (std::string_view broken : {"<a x>", "<a><!-- ", "<a><![CDATA[", "<a><?x", "<a x=1>",
+                                    "<a x='1>", "<a/ >", "< a>", "x<a>", "</a>", "<a></a >junk"}) {
+      CAPTURE(broken);
+      CHECK_FALSE(v::xml_too_deep(std::string(broken) + repeat("<b>", 40), 32).has_value());
+      CHECK_FALSE(parsed_depth(std::string(broken) + repeat("<b>", 40)).has_value());
+    }
+    // A NUL byte ends the parser's input, and the scan's.
+    const std::string nul = std::string("<a/>") + '\0' + repeat("<b>", 40);
+    CHECK_FALSE(v::xml_too_deep(nul, 32).has_value());
   }
 }
 

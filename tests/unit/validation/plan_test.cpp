@@ -208,3 +208,52 @@ TEST_CASE("static files: only safe regular files inside the folder") {
   fs::remove_all(root);
   fs::remove_all(outside);
 }
+
+// Issue 18, finding 10: static mode served any file of static_dir whose name passed the
+// character check, dotfiles included: ".hidden", an editor's ".x.txt.swp" swap file (the
+// content of x.txt being edited). A name starting with "." is never a token and never served,
+// in any component below static_dir; such a request gets what an unknown token gets.
+TEST_CASE("static files: names starting with a dot are never served") {
+  char tmpl[] = "/tmp/wk-static-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  const fs::path root = tmpl;
+  auto write = [](const fs::path& p, const std::string& text) { std::ofstream(p) << text; };
+  fs::create_directories(root / "example.com");
+  fs::create_directories(root / ".git");
+  write(root / "x.txt", "token-x");
+  write(root / ".hidden", "hidden");
+  write(root / ".x.txt.swp", "swap file of x.txt");
+  write(root / "example.com" / ".y.txt.swp", "swap file of y.txt");
+  write(root / ".git" / "config", "[remote] url = secret");
+  // A visible name that leads into a hidden directory is not served either.
+  fs::create_symlink(root / ".git" / "config", root / "linked.txt");
+  std::vector<std::string> warnings;
+  auto files = static_files::load(root.string(), warnings);
+  CHECK(*files.find("example.com", "x.txt") == "token-x");
+  for (const char* name : {".hidden", ".x.txt.swp", ".y.txt.swp", "config", "linked.txt"}) {
+    CAPTURE(std::string(name));
+    CHECK(files.find("example.com", name) == nullptr);
+    CHECK(files.find("", name) == nullptr);
+  }
+
+  // The decision: the unknown-token action (origin by default, or 404), never the file, even
+  // when the file is in the table (a table built by other means).
+  auto c = load(base + "validation:\n  mode: static\n");
+  files.files[{"", ".hidden"}] = "hidden";
+  files.files[{"example.com", ".x.txt.swp"}] = "swap";
+  token_table t(c, files);
+  for (const char* name : {".hidden", ".x.txt.swp"}) {
+    CAPTURE(std::string(name));
+    auto a = plan(t, c.validation, "example.com", name);
+    CHECK(a.kind == action_kind::origin);
+    CHECK(a.body == nullptr);
+  }
+  c.validation.unknown_token = cfg::unknown_token_action::not_found;
+  auto a = plan(t, c.validation, "example.com", ".hidden");
+  CHECK(a.kind == action_kind::not_found);
+  CHECK(a.status == 404);
+  CHECK(plan(t, c.validation, "example.com", "x.txt").kind == action_kind::serve);
+  // Each skipped entry is named: .hidden, .x.txt.swp, .y.txt.swp, .git, linked.txt.
+  CHECK(warnings.size() == 5);
+  fs::remove_all(root);
+}
