@@ -23,7 +23,6 @@
 
 #include <algorithm>
 #include <memory>
-#include <set>
 
 namespace wk::app {
 
@@ -223,18 +222,6 @@ std::string metrics_text(const admin_context& ctx) {
   return observe::prometheus_text(in);
 }
 
-bool matches(std::string_view pattern, std::string_view host) {
-  if (pattern == "*") {
-    return true;
-  }
-  if (pattern.starts_with("*.")) {
-    const auto suffix = pattern.substr(1);
-    return host.size() > suffix.size() && host.ends_with(suffix) &&
-           host.substr(0, host.size() - suffix.size()).find('.') == std::string_view::npos;
-  }
-  return pattern == host;
-}
-
 observe::status_snapshot::upstream_state upstream_state(const upstream::target& t, std::string name,
                                                         std::uint64_t errors) {
   observe::status_snapshot::upstream_state u;
@@ -278,17 +265,11 @@ observe::status_snapshot status(const admin_context& ctx) {
   for (const auto& f : rt->fetch_targets) {
     s.upstreams.push_back(upstream_state(f, f.cfg.host, errors(observe::upstream_label::acm)));
   }
-  // One section per configured name or pattern, then per token domain not listed yet. A
-  // pattern collects the events of the hosts it matches that have no section of their own.
-  std::vector<std::string> names = cfg.validation.domains;
-  for (const auto& t : cfg.tokens) {
-    if (std::find(names.begin(), names.end(), t.domain) == names.end()) {
-      names.push_back(t.domain);
-    }
-  }
-  const std::set<std::string, std::less<>> exact(names.begin(), names.end());
+  // One section per configured name or pattern, then per token domain not listed yet: the
+  // event store's buckets (a pattern's holds the events of the hosts it matches that have no
+  // section of their own). How many of them the page shows is capped by the renderer.
   const auto events = validation::events().snapshot();
-  for (const auto& name : names) {
+  for (const auto& name : validation::bucket_names(cfg)) {
     observe::status_snapshot::domain_state d;
     d.domain = name;
     d.mode = std::string(validation::name_of(rt->tokens.mode_for(name)));
@@ -297,10 +278,8 @@ observe::status_snapshot status(const admin_context& ctx) {
         d.token_files.push_back(t.file);
       }
     }
-    for (const auto& [host, list] : events) {
-      if (host == name || (name.starts_with("*") && !exact.contains(host) && matches(name, host))) {
-        d.events.insert(d.events.end(), list.begin(), list.end());
-      }
+    if (auto it = events.find(name); it != events.end()) {
+      d.events = it->second;
     }
     std::stable_sort(d.events.begin(), d.events.end(),
                      [](const auto& a, const auto& b) { return a.time < b.time; });
