@@ -22,6 +22,8 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <chrono>
+#include <list>
 #include <memory>
 
 namespace wk::app {
@@ -35,7 +37,6 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t max_admin_connections = 64;
 
 std::string_view name_of(config::proxy_protocol p) {
   switch (p) {
@@ -324,31 +325,114 @@ response handle(const bhttp::request<bhttp::empty_body>& req, const admin_contex
   return reply(404, "text/plain; charset=utf-8", "no such admin endpoint\n");
 }
 
-asio::awaitable<void> serve_admin_connection(tcp::socket socket, const admin_context* ctx,
-                                             std::shared_ptr<std::size_t> open) {
-  beast::tcp_stream stream(std::move(socket));
+// Admin connections (issue 18, finding 4). The listener is reachable by anything that can
+// reach its address (in Kubernetes, the whole cluster network), and its probes decide whether
+// the container is restarted, so connections that say nothing must not be able to keep
+// /healthz from answering. At most max_admin_connections are open (a scraper gone wild must
+// not starve the main thread); at the cap a newcomer is always taken and the connection that
+// can best lose its place is closed: the one that has waited longest for a request with
+// nothing received, else the longest stalled inside a request head, else the oldest. Timeouts
+// are short: a request head must arrive within head_timeout of the connection (or of its first
+// byte after a keep-alive wait), a kept-alive connection waits keep_alive_idle for the next.
+// Everything here runs on the main thread's io_context: no locks.
+constexpr std::size_t max_admin_connections = 64;
+constexpr auto head_timeout = std::chrono::seconds(3);
+constexpr auto keep_alive_idle = std::chrono::seconds(5);
+constexpr auto write_timeout = std::chrono::seconds(10);
+
+struct admin_connection {
+  enum class phase {
+    waiting,  // for a request, nothing of it received: closed first at the cap
+    reading,  // a request head has started arriving
+    busy      // answering
+  };
+  explicit admin_connection(tcp::socket socket) : stream(std::move(socket)) {}
+  beast::tcp_stream stream;
+  phase state = phase::waiting;
+  std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();  // in `state`
+  bool listed = true;  // still in the registry (not evicted, not finished)
+  std::list<std::shared_ptr<admin_connection>>::iterator self;
+};
+
+struct admin_registry {
+  std::list<std::shared_ptr<admin_connection>> open;  // oldest first
+
+  // Closes the connection that can best lose its place (see above). Returns false when there
+  // is none.
+  bool evict_one() {
+    admin_connection* victim = nullptr;
+    for (const auto& c : open) {
+      if (victim == nullptr || c->state < victim->state ||
+          (c->state == victim->state && c->since < victim->since)) {
+        victim = c.get();
+      }
+    }
+    if (victim == nullptr) {
+      return false;
+    }
+    boost::system::error_code ignored;
+    victim->stream.socket().close(ignored);  // its pending operation ends with an error
+    remove(*victim);
+    return true;
+  }
+
+  void remove(admin_connection& c) {
+    if (c.listed) {
+      c.listed = false;
+      open.erase(c.self);  // last: may release `c` if the coroutine already finished
+    }
+  }
+};
+
+void enter(admin_connection& c, admin_connection::phase p) {
+  c.state = p;
+  c.since = std::chrono::steady_clock::now();
+}
+
+asio::awaitable<void> serve_admin_connection(std::shared_ptr<admin_connection> conn,
+                                             const admin_context* ctx,
+                                             std::shared_ptr<admin_registry> registry) {
+  auto& stream = conn->stream;
   beast::flat_buffer buf;
-  for (;;) {
+  // The first request's head must be complete within head_timeout of the connection.
+  stream.expires_after(head_timeout);
+  for (bool first = true;; first = false) {
     bhttp::request_parser<bhttp::empty_body> parser;
     parser.header_limit(8 * 1024);
-    stream.expires_after(std::chrono::seconds(10));
+    if (buf.size() == 0) {
+      enter(*conn, admin_connection::phase::waiting);
+      if (!first) {
+        stream.expires_after(keep_alive_idle);
+      }
+      auto [ec, n] = co_await stream.async_read_some(buf.prepare(1024), nothrow);
+      if (ec || !conn->listed) {
+        break;
+      }
+      buf.commit(n);
+      if (!first) {
+        stream.expires_after(head_timeout);
+      }
+    }
+    enter(*conn, admin_connection::phase::reading);
     auto [ec, n] = co_await bhttp::async_read(stream, buf, parser, nothrow);
-    if (ec) {
+    if (ec || !conn->listed) {
       break;
     }
+    enter(*conn, admin_connection::phase::busy);
     auto res = handle(parser.get(), *ctx);
     const bool head = parser.get().method() == bhttp::verb::head;
     res.keep_alive(parser.get().keep_alive());
+    stream.expires_after(write_timeout);
     if (head) {
       // The length of the GET answer, no body.
       bhttp::response<bhttp::empty_body> h{res.base()};
       auto [wec, wn] = co_await bhttp::async_write(stream, h, nothrow);
-      if (wec) {
+      if (wec || !conn->listed) {
         break;
       }
     } else {
       auto [wec, wn] = co_await bhttp::async_write(stream, res, nothrow);
-      if (wec) {
+      if (wec || !conn->listed) {
         break;
       }
     }
@@ -356,15 +440,17 @@ asio::awaitable<void> serve_admin_connection(tcp::socket socket, const admin_con
       break;
     }
   }
-  boost::system::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  --*open;
+  if (conn->listed) {
+    boost::system::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    registry->remove(*conn);
+  }
 }
 
 }  // namespace
 
 asio::awaitable<void> run_admin(tcp::acceptor& acceptor, const admin_context& ctx) {
-  auto open = std::make_shared<std::size_t>(0);
+  auto registry = std::make_shared<admin_registry>();
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(nothrow);
     if (!acceptor.is_open() || ec == asio::error::operation_aborted) {
@@ -373,13 +459,15 @@ asio::awaitable<void> run_admin(tcp::acceptor& acceptor, const admin_context& ct
     if (ec) {
       continue;
     }
-    if (*open >= max_admin_connections) {
+    if (registry->open.size() >= max_admin_connections && !registry->evict_one()) {
       boost::system::error_code ignored;
-      socket.close(ignored);  // a scraper gone wild must not starve the main thread
+      socket.close(ignored);
       continue;
     }
-    ++*open;
-    asio::co_spawn(acceptor.get_executor(), serve_admin_connection(std::move(socket), &ctx, open),
+    auto conn = std::make_shared<admin_connection>(std::move(socket));
+    registry->open.push_back(conn);
+    conn->self = std::prev(registry->open.end());
+    asio::co_spawn(acceptor.get_executor(), serve_admin_connection(conn, &ctx, registry),
                    observe::log_exception{"admin connection"});
   }
 }

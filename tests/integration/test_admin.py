@@ -1,18 +1,23 @@
 """The admin listener: /healthz, /readyz (flips while draining), /metrics (checked against a
 strict reader of the Prometheus text format, with exact values after known traffic),
-/status.json, /config (secrets redacted), bearer token, and never on a public listener.
+/status.json, /config (secrets redacted), bearer token, and never on a public listener; the
+probes still answer while many connections say nothing (issue 18, finding 4).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import os
 import re
+import resource
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import time
 import unittest
 import urllib.error
 import urllib.request
@@ -332,6 +337,82 @@ class EndpointsTest(AdminCase):
         self.assertEqual(d["events"][0]["user_agent"], "CA-Validator/1.0")
         self.assertEqual(d["events"][0]["status"], 200)
         self.assertIn("answered 200", d["hint"])
+
+
+class SilentConnectionsTest(AdminCase):
+    """64 connections that sent nothing used to fill the admin listener for its 10 s read
+    timeout, and every newcomer (a liveness probe) was closed unanswered. Now, at the cap, the
+    connection that has waited longest for a request (with nothing received) makes room."""
+
+    SILENT = 1000
+
+    def setUp(self):
+        super().setUp()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        need = self.SILENT + 200
+        if soft < need:
+            if hard != resource.RLIM_INFINITY and hard < need:
+                self.skipTest(f"RLIMIT_NOFILE hard limit {hard} < {need}")
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+            self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+
+    def silent(self, address, n):
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        for _ in range(n):
+            socks.append(socket.create_connection(address, timeout=5))
+        return socks
+
+    def probe(self, address, path="/healthz", prefix=b""):
+        """(status or the error, seconds taken) of one request on a new connection."""
+        start = time.monotonic()
+        c = http.client.HTTPConnection(*address, timeout=3)
+        try:
+            c.connect()
+            if prefix:
+                c.sock.sendall(prefix)
+            c.request("GET", path)
+            return c.getresponse().status, time.monotonic() - start
+        except (OSError, http.client.HTTPException) as e:
+            return repr(e), time.monotonic() - start
+        finally:
+            c.close()
+
+    def test_probes_answer_while_a_thousand_connections_say_nothing(self):
+        origin, cf, proxy = self.start_with_admin(token="s3cret-token")
+        address = proxy.admin_address
+        self.silent(address, self.SILENT)
+        for i in range(5):
+            with self.subTest(round=i):
+                for path in ("/healthz", "/readyz"):
+                    status, took = self.probe(address, path)
+                    self.assertEqual(status, 200, f"{path} under {self.SILENT} silent connections")
+                    self.assertLess(took, 1.0)
+                # More silent ones arrive between the probes.
+                self.silent(address, 100)
+        # The token still works for the rest, and the listener is still there.
+        self.assertEqual(self.admin(proxy, "/metrics", token="s3cret-token")[0], 200)
+
+    def test_connections_that_stall_inside_a_head_make_room_too(self):
+        origin, cf, proxy = self.start_with_admin()
+        address = proxy.admin_address
+        stalled = self.silent(address, 200)
+        for s in stalled:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+        status, took = self.probe(address)
+        self.assertEqual(status, 200)
+        self.assertLess(took, 1.0)
+
+    def test_a_silent_connection_is_closed_after_the_head_timeout(self):
+        origin, cf, proxy = self.start_with_admin()
+        (s,) = self.silent(proxy.admin_address, 1)
+        s.settimeout(8)
+        start = time.monotonic()
+        try:
+            self.assertEqual(s.recv(1), b"")
+        except ConnectionResetError:
+            pass
+        self.assertLess(time.monotonic() - start, 5.0, "closed within the 3 s head timeout")
 
 
 class ConfigTest(unittest.TestCase):
