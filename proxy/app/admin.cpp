@@ -9,8 +9,11 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/ip/address_v4.hpp>
+#include <boost/asio/ip/address_v6.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -180,6 +183,41 @@ json::object config_json(const config::config& cfg) {
   return o;
 }
 
+bool unrebindable_host(std::string_view host) {
+  std::string_view name = host;
+  std::string_view port;
+  if (host.starts_with('[')) {
+    const auto close = host.find(']');
+    if (close == std::string_view::npos) {
+      return false;
+    }
+    name = host.substr(1, close - 1);
+    const auto rest = host.substr(close + 1);
+    if (!rest.empty() && rest.front() != ':') {
+      return false;
+    }
+    port = rest.empty() ? rest : rest.substr(1);
+  } else if (const auto colon = host.find(':'); colon != std::string_view::npos) {
+    name = host.substr(0, colon);
+    port = host.substr(colon + 1);
+  }
+  if (port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  boost::system::error_code ec;
+  if (host.starts_with('[')) {
+    (void)asio::ip::make_address_v6(name, ec);  // inet_pton: no zone, no junk around
+    return !ec && name.find('%') == std::string_view::npos;
+  }
+  if (boost::beast::iequals(name, "localhost")) {
+    return true;
+  }
+  // inet_pton: exactly four decimal parts, so no "0x7f000001" or "127.1" (and no name).
+  (void)asio::ip::make_address_v4(name, ec);
+  return !ec;
+}
+
 namespace {
 
 using response = bhttp::response<bhttp::string_body>;
@@ -305,6 +343,12 @@ response handle(const bhttp::request<bhttp::empty_body>& req, const admin_contex
                           : reply(200, "text/plain; charset=utf-8", "ready\n");
   }
   const auto rt = ctx.current();
+  if (rt->cfg->admin.token.empty() &&
+      (req.count(bhttp::field::host) != 1 || !unrebindable_host(req[bhttp::field::host]))) {
+    return reply(403, "text/plain; charset=utf-8",
+                 "admin: Host not allowed: without admin.token, only an IP address or localhost "
+                 "(a defence against DNS rebinding)\n");
+  }
   if (!authorized(req, rt->cfg->admin.token)) {
     auto res = reply(401, "text/plain; charset=utf-8", "a bearer token is required\n");
     res.set(bhttp::field::www_authenticate, "Bearer realm=\"wkproxy\"");

@@ -339,6 +339,68 @@ class EndpointsTest(AdminCase):
         self.assertIn("answered 200", d["hint"])
 
 
+class HostCheckTest(AdminCase):
+    """DNS rebinding (issue 18, finding 9): a page on evil.example that re-points its name at
+    127.0.0.1 reaches a token-less loopback admin listener from the victim's browser, always
+    with "Host: evil.example". Without a token only an IP-literal Host or localhost is served;
+    with a token, the token decides, whatever the Host."""
+
+    PROTECTED = ("/config", "/status.json", "/status", "/metrics")
+
+    def get(self, proxy, path, host, token=None):
+        c = http.client.HTTPConnection(*proxy.admin_address, timeout=10)
+        try:
+            c.putrequest("GET", path, skip_host=True)
+            c.putheader("Host", host)
+            if token:
+                c.putheader("Authorization", f"Bearer {token}")
+            c.endheaders()
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+    def test_a_foreign_host_is_refused_without_a_token(self):
+        origin, cf, proxy = self.start_with_admin()
+        port = proxy.admin_address[1]
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.nip.io", "localhost.",
+                     "127.0.0.1:80@evil.example", "0x7f000001"):
+            for path in self.PROTECTED:
+                with self.subTest(host=host, path=path):
+                    status, body = self.get(proxy, path, host)
+                    self.assertEqual(status, 403)
+                    self.assertIn(b"Host not allowed", body)
+                    self.assertNotIn(b"origin", body)
+        # No Host, or two: refused too (a browser always sends exactly one).
+        for raw in (b"GET /config HTTP/1.0\r\n\r\n",
+                    b"GET /config HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n"):
+            with self.subTest(raw=raw):
+                with socket.create_connection(proxy.admin_address, timeout=10) as s:
+                    s.sendall(raw)
+                    self.assertTrue(s.recv(65536).startswith(b"HTTP/1.1 403 "))
+        # The probes reveal nothing: any Host.
+        self.assertEqual(self.get(proxy, "/healthz", "evil.example")[0], 200)
+        self.assertEqual(self.get(proxy, "/readyz", "evil.example")[0], 200)
+
+    def test_ip_literals_and_localhost_are_served(self):
+        origin, cf, proxy = self.start_with_admin()
+        port = proxy.admin_address[1]
+        for host in (f"127.0.0.1:{port}", "127.0.0.1", "localhost", f"localhost:{port}",
+                     "LocalHost", f"[::1]:{port}", "[::1]", "10.1.2.3:9901"):
+            with self.subTest(host=host):
+                status, body = self.get(proxy, "/config", host)
+                self.assertEqual(status, 200, body)
+                self.assertEqual(json.loads(body)["admin"]["token"], "")
+        self.assertEqual(self.get(proxy, "/status.json", "localhost")[0], 200)
+
+    def test_with_a_token_any_host_is_fine(self):
+        origin, cf, proxy = self.start_with_admin(token="s3cret-token")
+        self.assertEqual(self.get(proxy, "/config", "wkproxy-admin.prod.svc:9901",
+                                  token="s3cret-token")[0], 200)
+        self.assertEqual(self.get(proxy, "/config", "evil.example")[0], 401)
+        self.assertEqual(self.get(proxy, "/config", "evil.example", token="wrong")[0], 401)
+
+
 class SilentConnectionsTest(AdminCase):
     """64 connections that sent nothing used to fill the admin listener for its 10 s read
     timeout, and every newcomer (a liveness probe) was closed unanswered. Now, at the cap, the
