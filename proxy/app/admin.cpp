@@ -9,8 +9,11 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/ip/address_v4.hpp>
+#include <boost/asio/ip/address_v6.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -22,8 +25,9 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <chrono>
+#include <list>
 #include <memory>
-#include <set>
 
 namespace wk::app {
 
@@ -36,7 +40,6 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t max_admin_connections = 64;
 
 std::string_view name_of(config::proxy_protocol p) {
   switch (p) {
@@ -180,6 +183,41 @@ json::object config_json(const config::config& cfg) {
   return o;
 }
 
+bool unrebindable_host(std::string_view host) {
+  std::string_view name = host;
+  std::string_view port;
+  if (host.starts_with('[')) {
+    const auto close = host.find(']');
+    if (close == std::string_view::npos) {
+      return false;
+    }
+    name = host.substr(1, close - 1);
+    const auto rest = host.substr(close + 1);
+    if (!rest.empty() && rest.front() != ':') {
+      return false;
+    }
+    port = rest.empty() ? rest : rest.substr(1);
+  } else if (const auto colon = host.find(':'); colon != std::string_view::npos) {
+    name = host.substr(0, colon);
+    port = host.substr(colon + 1);
+  }
+  if (port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  boost::system::error_code ec;
+  if (host.starts_with('[')) {
+    (void)asio::ip::make_address_v6(name, ec);  // inet_pton: no zone, no junk around
+    return !ec && name.find('%') == std::string_view::npos;
+  }
+  if (boost::beast::iequals(name, "localhost")) {
+    return true;
+  }
+  // inet_pton: exactly four decimal parts, so no "0x7f000001" or "127.1" (and no name).
+  (void)asio::ip::make_address_v4(name, ec);
+  return !ec;
+}
+
 namespace {
 
 using response = bhttp::response<bhttp::string_body>;
@@ -221,18 +259,6 @@ std::string metrics_text(const admin_context& ctx) {
   in.last_reload_time = std::chrono::duration<double>(ctx.last_reload.time_since_epoch()).count();
   in.last_reload_ok = ctx.last_reload_ok;
   return observe::prometheus_text(in);
-}
-
-bool matches(std::string_view pattern, std::string_view host) {
-  if (pattern == "*") {
-    return true;
-  }
-  if (pattern.starts_with("*.")) {
-    const auto suffix = pattern.substr(1);
-    return host.size() > suffix.size() && host.ends_with(suffix) &&
-           host.substr(0, host.size() - suffix.size()).find('.') == std::string_view::npos;
-  }
-  return pattern == host;
 }
 
 observe::status_snapshot::upstream_state upstream_state(const upstream::target& t, std::string name,
@@ -278,17 +304,11 @@ observe::status_snapshot status(const admin_context& ctx) {
   for (const auto& f : rt->fetch_targets) {
     s.upstreams.push_back(upstream_state(f, f.cfg.host, errors(observe::upstream_label::acm)));
   }
-  // One section per configured name or pattern, then per token domain not listed yet. A
-  // pattern collects the events of the hosts it matches that have no section of their own.
-  std::vector<std::string> names = cfg.validation.domains;
-  for (const auto& t : cfg.tokens) {
-    if (std::find(names.begin(), names.end(), t.domain) == names.end()) {
-      names.push_back(t.domain);
-    }
-  }
-  const std::set<std::string, std::less<>> exact(names.begin(), names.end());
+  // One section per configured name or pattern, then per token domain not listed yet: the
+  // event store's buckets (a pattern's holds the events of the hosts it matches that have no
+  // section of their own). How many of them the page shows is capped by the renderer.
   const auto events = validation::events().snapshot();
-  for (const auto& name : names) {
+  for (const auto& name : validation::bucket_names(cfg)) {
     observe::status_snapshot::domain_state d;
     d.domain = name;
     d.mode = std::string(validation::name_of(rt->tokens.mode_for(name)));
@@ -297,10 +317,8 @@ observe::status_snapshot status(const admin_context& ctx) {
         d.token_files.push_back(t.file);
       }
     }
-    for (const auto& [host, list] : events) {
-      if (host == name || (name.starts_with("*") && !exact.contains(host) && matches(name, host))) {
-        d.events.insert(d.events.end(), list.begin(), list.end());
-      }
+    if (auto it = events.find(name); it != events.end()) {
+      d.events = it->second;
     }
     std::stable_sort(d.events.begin(), d.events.end(),
                      [](const auto& a, const auto& b) { return a.time < b.time; });
@@ -325,6 +343,12 @@ response handle(const bhttp::request<bhttp::empty_body>& req, const admin_contex
                           : reply(200, "text/plain; charset=utf-8", "ready\n");
   }
   const auto rt = ctx.current();
+  if (rt->cfg->admin.token.empty() &&
+      (req.count(bhttp::field::host) != 1 || !unrebindable_host(req[bhttp::field::host]))) {
+    return reply(403, "text/plain; charset=utf-8",
+                 "admin: Host not allowed: without admin.token, only an IP address or localhost "
+                 "(a defence against DNS rebinding)\n");
+  }
   if (!authorized(req, rt->cfg->admin.token)) {
     auto res = reply(401, "text/plain; charset=utf-8", "a bearer token is required\n");
     res.set(bhttp::field::www_authenticate, "Bearer realm=\"wkproxy\"");
@@ -345,31 +369,114 @@ response handle(const bhttp::request<bhttp::empty_body>& req, const admin_contex
   return reply(404, "text/plain; charset=utf-8", "no such admin endpoint\n");
 }
 
-asio::awaitable<void> serve_admin_connection(tcp::socket socket, const admin_context* ctx,
-                                             std::shared_ptr<std::size_t> open) {
-  beast::tcp_stream stream(std::move(socket));
+// Admin connections (issue 18, finding 4). The listener is reachable by anything that can
+// reach its address (in Kubernetes, the whole cluster network), and its probes decide whether
+// the container is restarted, so connections that say nothing must not be able to keep
+// /healthz from answering. At most max_admin_connections are open (a scraper gone wild must
+// not starve the main thread); at the cap a newcomer is always taken and the connection that
+// can best lose its place is closed: the one that has waited longest for a request with
+// nothing received, else the longest stalled inside a request head, else the oldest. Timeouts
+// are short: a request head must arrive within head_timeout of the connection (or of its first
+// byte after a keep-alive wait), a kept-alive connection waits keep_alive_idle for the next.
+// Everything here runs on the main thread's io_context: no locks.
+constexpr std::size_t max_admin_connections = 64;
+constexpr auto head_timeout = std::chrono::seconds(3);
+constexpr auto keep_alive_idle = std::chrono::seconds(5);
+constexpr auto write_timeout = std::chrono::seconds(10);
+
+struct admin_connection {
+  enum class phase {
+    waiting,  // for a request, nothing of it received: closed first at the cap
+    reading,  // a request head has started arriving
+    busy      // answering
+  };
+  explicit admin_connection(tcp::socket socket) : stream(std::move(socket)) {}
+  beast::tcp_stream stream;
+  phase state = phase::waiting;
+  std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();  // in `state`
+  bool listed = true;  // still in the registry (not evicted, not finished)
+  std::list<std::shared_ptr<admin_connection>>::iterator self;
+};
+
+struct admin_registry {
+  std::list<std::shared_ptr<admin_connection>> open;  // oldest first
+
+  // Closes the connection that can best lose its place (see above). Returns false when there
+  // is none.
+  bool evict_one() {
+    admin_connection* victim = nullptr;
+    for (const auto& c : open) {
+      if (victim == nullptr || c->state < victim->state ||
+          (c->state == victim->state && c->since < victim->since)) {
+        victim = c.get();
+      }
+    }
+    if (victim == nullptr) {
+      return false;
+    }
+    boost::system::error_code ignored;
+    victim->stream.socket().close(ignored);  // its pending operation ends with an error
+    remove(*victim);
+    return true;
+  }
+
+  void remove(admin_connection& c) {
+    if (c.listed) {
+      c.listed = false;
+      open.erase(c.self);  // last: may release `c` if the coroutine already finished
+    }
+  }
+};
+
+void enter(admin_connection& c, admin_connection::phase p) {
+  c.state = p;
+  c.since = std::chrono::steady_clock::now();
+}
+
+asio::awaitable<void> serve_admin_connection(std::shared_ptr<admin_connection> conn,
+                                             const admin_context* ctx,
+                                             std::shared_ptr<admin_registry> registry) {
+  auto& stream = conn->stream;
   beast::flat_buffer buf;
-  for (;;) {
+  // The first request's head must be complete within head_timeout of the connection.
+  stream.expires_after(head_timeout);
+  for (bool first = true;; first = false) {
     bhttp::request_parser<bhttp::empty_body> parser;
     parser.header_limit(8 * 1024);
-    stream.expires_after(std::chrono::seconds(10));
+    if (buf.size() == 0) {
+      enter(*conn, admin_connection::phase::waiting);
+      if (!first) {
+        stream.expires_after(keep_alive_idle);
+      }
+      auto [ec, n] = co_await stream.async_read_some(buf.prepare(1024), nothrow);
+      if (ec || !conn->listed) {
+        break;
+      }
+      buf.commit(n);
+      if (!first) {
+        stream.expires_after(head_timeout);
+      }
+    }
+    enter(*conn, admin_connection::phase::reading);
     auto [ec, n] = co_await bhttp::async_read(stream, buf, parser, nothrow);
-    if (ec) {
+    if (ec || !conn->listed) {
       break;
     }
+    enter(*conn, admin_connection::phase::busy);
     auto res = handle(parser.get(), *ctx);
     const bool head = parser.get().method() == bhttp::verb::head;
     res.keep_alive(parser.get().keep_alive());
+    stream.expires_after(write_timeout);
     if (head) {
       // The length of the GET answer, no body.
       bhttp::response<bhttp::empty_body> h{res.base()};
       auto [wec, wn] = co_await bhttp::async_write(stream, h, nothrow);
-      if (wec) {
+      if (wec || !conn->listed) {
         break;
       }
     } else {
       auto [wec, wn] = co_await bhttp::async_write(stream, res, nothrow);
-      if (wec) {
+      if (wec || !conn->listed) {
         break;
       }
     }
@@ -377,15 +484,17 @@ asio::awaitable<void> serve_admin_connection(tcp::socket socket, const admin_con
       break;
     }
   }
-  boost::system::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  --*open;
+  if (conn->listed) {
+    boost::system::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    registry->remove(*conn);
+  }
 }
 
 }  // namespace
 
 asio::awaitable<void> run_admin(tcp::acceptor& acceptor, const admin_context& ctx) {
-  auto open = std::make_shared<std::size_t>(0);
+  auto registry = std::make_shared<admin_registry>();
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(nothrow);
     if (!acceptor.is_open() || ec == asio::error::operation_aborted) {
@@ -394,13 +503,15 @@ asio::awaitable<void> run_admin(tcp::acceptor& acceptor, const admin_context& ct
     if (ec) {
       continue;
     }
-    if (*open >= max_admin_connections) {
+    if (registry->open.size() >= max_admin_connections && !registry->evict_one()) {
       boost::system::error_code ignored;
-      socket.close(ignored);  // a scraper gone wild must not starve the main thread
+      socket.close(ignored);
       continue;
     }
-    ++*open;
-    asio::co_spawn(acceptor.get_executor(), serve_admin_connection(std::move(socket), &ctx, open),
+    auto conn = std::make_shared<admin_connection>(std::move(socket));
+    registry->open.push_back(conn);
+    conn->self = std::prev(registry->open.end());
+    asio::co_spawn(acceptor.get_executor(), serve_admin_connection(conn, &ctx, registry),
                    observe::log_exception{"admin connection"});
   }
 }

@@ -7,6 +7,10 @@
 //   /status       the validation status page (HTML); /status.json the same as JSON
 //   /config       the effective configuration as JSON, secrets redacted
 // With admin.token set, everything but /healthz and /readyz needs "Authorization: Bearer".
+// Without it, everything but the probes needs a Host that no web page can rebind (issue 18,
+// finding 9: a page whose name is re-pointed at 127.0.0.1 reaches a loopback listener from the
+// browser, but always with its own name as Host): an IP literal or localhost; anything else is
+// answered 403. With a token, the token decides whatever the Host (a page cannot know it).
 
 #include "app/runtime.hpp"
 #include "observe/metrics.hpp"
@@ -19,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -48,6 +53,11 @@ struct admin_context {
 // Accepts and serves admin connections until the acceptor is closed.
 boost::asio::awaitable<void> run_admin(boost::asio::ip::tcp::acceptor& acceptor,
                                        const admin_context& ctx);
+
+// Whether a Host header value names this machine in a way DNS cannot re-point: an IPv4 literal
+// (dotted quad), a bracketed IPv6 literal or "localhost" (any case), each with an optional
+// numeric port.
+bool unrebindable_host(std::string_view host);
 
 // The effective configuration as JSON, with secrets (admin.token) redacted.
 boost::json::object config_json(const config::config& cfg);

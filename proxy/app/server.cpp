@@ -215,7 +215,8 @@ std::shared_ptr<const runtime> load_runtime_quietly(server_state& s, bool report
   }
   auto rt = std::get<0>(std::move(built));
   const auto& v = rt->cfg->validation;
-  if (auto problem = validation::events().configure(v.events, v.events_per_domain);
+  if (auto problem = validation::events().configure(v.events, v.events_per_domain,
+                                                    validation::bucket_names(*rt->cfg));
       !problem.empty()) {
     if (reporting_only_to_log) {
       observe::error("reload refused: " + problem);

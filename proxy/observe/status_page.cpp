@@ -5,6 +5,8 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdio>
 #include <ctime>
 #include <string_view>
@@ -388,6 +390,7 @@ td.level{border-color:#c8ccd2}
 .status-4xx,.status-5xx{color:#8a1c13;font-weight:600}
 .error-text{color:#8a1c13}
 .absent{color:#555;font-style:italic}
+p.omitted{margin:.3rem 0;color:#444;font-style:italic}
 )css";
 
 void append_time_element(std::string& out, sys_clock::time_point t) {
@@ -550,8 +553,8 @@ std::string_view status_class(unsigned status) {
   return "num";
 }
 
-// User-Agents are capped on the page (the JSON has them whole): one client sending 8 KiB
-// headers should not make the page of every domain megabytes long.
+// User-Agents are capped on the page (the JSON has them as the event store keeps them, at most
+// event_store::max_user_agent_bytes): a row should stay readable.
 constexpr std::size_t user_agent_display_bytes = 200;
 
 void append_event_row(std::string& out, const validation::event& e, bool show_host) {
@@ -598,7 +601,21 @@ void append_event_row(std::string& out, const validation::event& e, bool show_ho
   out += "</tr>";
 }
 
-void append_domain(std::string& out, const status_snapshot::domain_state& d,
+// How many of each domain's events (its newest) the page and the JSON show: see
+// max_events_shown.
+std::vector<std::size_t> events_shown(const status_snapshot& s) {
+  std::vector<std::size_t> shown;
+  shown.reserve(s.domains.size());
+  std::size_t budget = max_events_shown;
+  for (const auto& d : s.domains) {
+    const auto n = std::min({d.events.size(), max_events_per_domain_shown, budget});
+    shown.push_back(n);
+    budget -= n;
+  }
+  return shown;
+}
+
+void append_domain(std::string& out, const status_snapshot::domain_state& d, std::size_t shown,
                    sys_clock::time_point now) {
   const auto level = level_name(state_level(d));
   out += "<section class=\"domain\" id=\"";
@@ -632,7 +649,14 @@ void append_domain(std::string& out, const status_snapshot::domain_state& d,
   out += "\">";
   append_text(out, state_hint(d, now));
   out += "</p>";
-  if (d.events.empty()) {
+  const std::size_t omitted = d.events.size() - shown;
+  if (omitted > 0) {
+    out += "<p class=\"omitted\">";
+    out += std::to_string(omitted);
+    out += omitted == 1 ? " older request" : " older requests";
+    out += " not shown (the validation event log has every request)</p>";
+  }
+  if (shown == 0) {
     out += "</section>\n";
     return;
   }
@@ -648,7 +672,8 @@ void append_domain(std::string& out, const status_snapshot::domain_state& d,
          "<th scope=\"col\">File</th><th scope=\"col\">Action</th><th scope=\"col\">Status</th>"
          "<th scope=\"col\">Upstream / Location</th><th scope=\"col\">Latency (ms)</th>"
          "<th scope=\"col\">Error</th></tr></thead><tbody>";
-  for (auto it = d.events.rbegin(); it != d.events.rend(); ++it) {
+  for (auto it = d.events.rbegin(); it != d.events.rbegin() + static_cast<std::ptrdiff_t>(shown);
+       ++it) {
     append_event_row(out, *it, show_host);
   }
   out += "</tbody></table></div></section>\n";
@@ -757,8 +782,9 @@ std::string render_status_html(const status_snapshot& s) {
     out += "<p class=\"absent\">No tenant domain configured.</p>";
   } else {
     append_overview(out, s);
-    for (const auto& d : s.domains) {
-      append_domain(out, d, s.now);
+    const auto shown = events_shown(s);
+    for (std::size_t i = 0; i < s.domains.size(); ++i) {
+      append_domain(out, s.domains[i], shown[i], s.now);
     }
   }
   out += "</section></main></body></html>\n";
@@ -792,7 +818,9 @@ std::string render_status_json(const status_snapshot& s) {
   }
 
   json::array domains;
-  for (const auto& d : s.domains) {
+  const auto shown = events_shown(s);
+  for (std::size_t i = 0; i < s.domains.size(); ++i) {
+    const auto& d = s.domains[i];
     json::object o;
     o["domain"] = clean(d.domain);
     o["mode"] = clean(d.mode);
@@ -800,10 +828,13 @@ std::string render_status_json(const status_snapshot& s) {
     o["hint"] = clean(state_hint(d, s.now));
     o["hint_level"] = level_name(state_level(d));
     json::array events;
-    for (auto it = d.events.rbegin(); it != d.events.rend(); ++it) {
+    events.reserve(shown[i]);
+    for (auto it = d.events.rbegin();
+         it != d.events.rbegin() + static_cast<std::ptrdiff_t>(shown[i]); ++it) {
       events.emplace_back(event_json(*it));
     }
     o["events"] = std::move(events);
+    o["events_omitted"] = d.events.size() - shown[i];
     domains.emplace_back(std::move(o));
   }
 

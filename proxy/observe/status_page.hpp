@@ -8,6 +8,7 @@
 #include "validation/events.hpp"
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -42,6 +43,15 @@ struct status_snapshot {
   std::vector<domain_state> domains;
 };
 
+// How much of a snapshot the page and the JSON show, so that their size does not follow the
+// event store's (issue 18): per domain its newest max_events_per_domain_shown events, and at
+// most max_events_shown events in all, in domain order (a domain past that budget keeps its
+// hint, from its newest event, and shows no rows). The rest are counted ("N older requests not
+// shown", "events_omitted"); the validation event log has every request. With the store's
+// truncated strings an event takes about 0.5 KiB to 1.5 KiB on the page.
+constexpr std::size_t max_events_per_domain_shown = 100;
+constexpr std::size_t max_events_shown = 1000;
+
 // How the state of a domain looks: drives the colour of the hint on the page and
 // "hint_level" in the JSON ("none", "ok", "warning", "error").
 enum class hint_level { none, ok, warning, error };
@@ -62,7 +72,7 @@ std::string render_status_html(const status_snapshot& s);
 //    "domains": [{"domain", "mode", "tokens", "hint", "hint_level",
 //                 "events": [{"time", "client", "user_agent", "domain", "file", "mode",
 //                             "action", "status", "upstream", "location", "latency_ms",
-//                             "error"}]}]}
+//                             "error"}], "events_omitted"}]}
 // Times are ISO 8601 UTC with milliseconds, or null when unknown; events newest first, like the
 // page.
 std::string render_status_json(const status_snapshot& s);

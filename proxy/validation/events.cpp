@@ -3,8 +3,10 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <utility>
 #include <variant>
 
 namespace wk::validation {
@@ -43,7 +45,38 @@ std::string latin1_to_utf8(std::string_view s) {
   return out;
 }
 
+// Cuts `s` to at most `max` bytes. The cut may split a UTF-8 sequence: the status page and the
+// JSON line already take any byte sequence (U+FFFD, Latin-1).
+void truncate(std::string& s, std::size_t max) {
+  if (s.size() > max) {
+    s.resize(max);
+    s.shrink_to_fit();
+  }
+}
+
+void truncate(event& e) {
+  truncate(e.client, event_store::max_short_bytes);
+  truncate(e.user_agent, event_store::max_user_agent_bytes);
+  truncate(e.domain, event_store::max_host_bytes);
+  truncate(e.file, event_store::max_file_bytes);
+  truncate(e.mode, event_store::max_short_bytes);
+  truncate(e.action, event_store::max_short_bytes);
+  truncate(e.upstream, event_store::max_location_bytes);
+  truncate(e.location, event_store::max_location_bytes);
+  truncate(e.error, event_store::max_short_bytes);
+}
+
 }  // namespace
+
+std::vector<std::string> bucket_names(const config::config& cfg) {
+  std::vector<std::string> names = cfg.validation.domains;
+  for (const auto& t : cfg.tokens) {
+    if (std::find(names.begin(), names.end(), t.domain) == names.end()) {
+      names.push_back(t.domain);
+    }
+  }
+  return names;
+}
 
 void format_json(const event& e, std::string& out) {
   json::object o;
@@ -66,7 +99,8 @@ void format_json(const event& e, std::string& out) {
   out += '\n';
 }
 
-std::string event_store::configure(const config::event_log& log, std::size_t per_domain) {
+std::string event_store::configure(const config::event_log& log, std::size_t per_domain,
+                                   const std::vector<std::string>& names) {
   std::shared_ptr<const observe::log_file> out;
   switch (log.kind) {
   case config::event_log::output::stdout_stream:
@@ -86,13 +120,45 @@ std::string event_store::configure(const config::event_log& log, std::size_t per
     break;
   }
   }
+  // Which names get a bucket, decided here once: other_bucket always has one, the first
+  // max_buckets - 1 distinct names the others, so no traffic can ever add one.
+  std::set<std::string, std::less<>> exact;
+  std::map<std::string, std::string, std::less<>> suffixes;
+  bool any = false;
+  std::size_t buckets = 1;
+  for (const auto& name : names) {
+    if (buckets >= max_buckets) {
+      break;
+    }
+    bool added = false;
+    if (name == "*") {
+      added = !std::exchange(any, true);
+    } else if (name.starts_with("*.")) {
+      added = suffixes.emplace(name.substr(1), name).second;
+    } else {
+      added = exact.insert(name).second;
+    }
+    buckets += added ? 1 : 0;
+  }
   std::lock_guard lock(mu_);
   out_ = std::move(out);  // the previous file closes here (only this store writes to it)
   per_domain_ = per_domain;
-  for (auto& [domain, list] : by_domain_) {
+  exact_ = std::move(exact);
+  suffixes_ = std::move(suffixes);
+  any_ = any;
+  for (auto it = by_bucket_.begin(); it != by_bucket_.end();) {
+    auto& [bucket, list] = *it;
+    const bool kept = bucket == other_bucket || exact_.contains(bucket) ||
+                      (bucket == "*" && any_) ||
+                      (bucket.starts_with("*.") && suffixes_.contains(bucket.substr(1)));
+    if (!kept) {
+      it = by_bucket_.erase(it);
+      continue;
+    }
     while (list.size() > per_domain_) {
       list.pop_front();
     }
+    ++it;
   }
   return {};
 }
@@ -116,25 +182,58 @@ std::string event_store::reopen() {
   return {};
 }
 
+std::string_view event_store::bucket_locked(std::string_view host) const {
+  if (auto it = exact_.find(host); it != exact_.end()) {
+    return *it;
+  }
+  // "*.example.com" matches exactly one more label: the host minus its first label.
+  if (const auto dot = host.find('.'); dot != 0 && dot != std::string_view::npos) {
+    if (auto it = suffixes_.find(host.substr(dot)); it != suffixes_.end()) {
+      return it->second;
+    }
+  }
+  return any_ ? std::string_view("*") : other_bucket;
+}
+
+std::string event_store::bucket_of(std::string_view host) const {
+  std::lock_guard lock(mu_);
+  return std::string(bucket_locked(host));
+}
+
 void event_store::record(event e) {
+  truncate(e);
   std::string line;
-  format_json(e, line);
+  format_json(e, line);  // the real host (truncated), whatever its bucket
   std::lock_guard lock(mu_);
   if (out_) {
     (void)out_->write_all(line);  // a log that cannot be written must not stop the proxy
   }
-  auto& list = by_domain_[e.domain];
-  list.push_back(std::move(e));
-  while (list.size() > per_domain_) {
+  if (per_domain_ == 0) {
+    return;
+  }
+  const auto bucket = bucket_locked(e.domain);
+  auto it = by_bucket_.find(bucket);
+  if (it == by_bucket_.end()) {
+    // configure() hands out at most max_buckets names; checked again here so that no change to
+    // the matching above can ever make the store grow with the traffic.
+    const bool full = by_bucket_.size() >= max_buckets;
+    it = full ? by_bucket_.find(other_bucket) : it;
+    if (it == by_bucket_.end()) {
+      it = by_bucket_.emplace(std::string(full ? other_bucket : bucket), std::deque<event>{}).first;
+    }
+  }
+  auto& list = it->second;
+  if (list.size() >= per_domain_) {
     list.pop_front();
   }
+  list.push_back(std::move(e));
 }
 
 std::map<std::string, std::vector<event>> event_store::snapshot() const {
   std::lock_guard lock(mu_);
   std::map<std::string, std::vector<event>> out;
-  for (const auto& [domain, list] : by_domain_) {
-    out[domain] = std::vector<event>(list.begin(), list.end());
+  for (const auto& [bucket, list] : by_bucket_) {
+    out[bucket] = std::vector<event>(list.begin(), list.end());
   }
   return out;
 }

@@ -1,18 +1,23 @@
 """The admin listener: /healthz, /readyz (flips while draining), /metrics (checked against a
 strict reader of the Prometheus text format, with exact values after known traffic),
-/status.json, /config (secrets redacted), bearer token, and never on a public listener.
+/status.json, /config (secrets redacted), bearer token, and never on a public listener; the
+probes still answer while many connections say nothing (issue 18, finding 4).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import os
 import re
+import resource
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import time
 import unittest
 import urllib.error
 import urllib.request
@@ -332,6 +337,144 @@ class EndpointsTest(AdminCase):
         self.assertEqual(d["events"][0]["user_agent"], "CA-Validator/1.0")
         self.assertEqual(d["events"][0]["status"], 200)
         self.assertIn("answered 200", d["hint"])
+
+
+class HostCheckTest(AdminCase):
+    """DNS rebinding (issue 18, finding 9): a page on evil.example that re-points its name at
+    127.0.0.1 reaches a token-less loopback admin listener from the victim's browser, always
+    with "Host: evil.example". Without a token only an IP-literal Host or localhost is served;
+    with a token, the token decides, whatever the Host."""
+
+    PROTECTED = ("/config", "/status.json", "/status", "/metrics")
+
+    def get(self, proxy, path, host, token=None):
+        c = http.client.HTTPConnection(*proxy.admin_address, timeout=10)
+        try:
+            c.putrequest("GET", path, skip_host=True)
+            c.putheader("Host", host)
+            if token:
+                c.putheader("Authorization", f"Bearer {token}")
+            c.endheaders()
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+    def test_a_foreign_host_is_refused_without_a_token(self):
+        origin, cf, proxy = self.start_with_admin()
+        port = proxy.admin_address[1]
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.nip.io", "localhost.",
+                     "127.0.0.1:80@evil.example", "0x7f000001"):
+            for path in self.PROTECTED:
+                with self.subTest(host=host, path=path):
+                    status, body = self.get(proxy, path, host)
+                    self.assertEqual(status, 403)
+                    self.assertIn(b"Host not allowed", body)
+                    self.assertNotIn(b"origin", body)
+        # No Host, or two: refused too (a browser always sends exactly one).
+        for raw in (b"GET /config HTTP/1.0\r\n\r\n",
+                    b"GET /config HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n"):
+            with self.subTest(raw=raw):
+                with socket.create_connection(proxy.admin_address, timeout=10) as s:
+                    s.sendall(raw)
+                    self.assertTrue(s.recv(65536).startswith(b"HTTP/1.1 403 "))
+        # The probes reveal nothing: any Host.
+        self.assertEqual(self.get(proxy, "/healthz", "evil.example")[0], 200)
+        self.assertEqual(self.get(proxy, "/readyz", "evil.example")[0], 200)
+
+    def test_ip_literals_and_localhost_are_served(self):
+        origin, cf, proxy = self.start_with_admin()
+        port = proxy.admin_address[1]
+        for host in (f"127.0.0.1:{port}", "127.0.0.1", "localhost", f"localhost:{port}",
+                     "LocalHost", f"[::1]:{port}", "[::1]", "10.1.2.3:9901"):
+            with self.subTest(host=host):
+                status, body = self.get(proxy, "/config", host)
+                self.assertEqual(status, 200, body)
+                self.assertEqual(json.loads(body)["admin"]["token"], "")
+        self.assertEqual(self.get(proxy, "/status.json", "localhost")[0], 200)
+
+    def test_with_a_token_any_host_is_fine(self):
+        origin, cf, proxy = self.start_with_admin(token="s3cret-token")
+        self.assertEqual(self.get(proxy, "/config", "wkproxy-admin.prod.svc:9901",
+                                  token="s3cret-token")[0], 200)
+        self.assertEqual(self.get(proxy, "/config", "evil.example")[0], 401)
+        self.assertEqual(self.get(proxy, "/config", "evil.example", token="wrong")[0], 401)
+
+
+class SilentConnectionsTest(AdminCase):
+    """64 connections that sent nothing used to fill the admin listener for its 10 s read
+    timeout, and every newcomer (a liveness probe) was closed unanswered. Now, at the cap, the
+    connection that has waited longest for a request (with nothing received) makes room."""
+
+    SILENT = 1000
+
+    def setUp(self):
+        super().setUp()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        need = self.SILENT + 200
+        if soft < need:
+            if hard != resource.RLIM_INFINITY and hard < need:
+                self.skipTest(f"RLIMIT_NOFILE hard limit {hard} < {need}")
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+            self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+
+    def silent(self, address, n):
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        for _ in range(n):
+            socks.append(socket.create_connection(address, timeout=5))
+        return socks
+
+    def probe(self, address, path="/healthz", prefix=b""):
+        """(status or the error, seconds taken) of one request on a new connection."""
+        start = time.monotonic()
+        c = http.client.HTTPConnection(*address, timeout=3)
+        try:
+            c.connect()
+            if prefix:
+                c.sock.sendall(prefix)
+            c.request("GET", path)
+            return c.getresponse().status, time.monotonic() - start
+        except (OSError, http.client.HTTPException) as e:
+            return repr(e), time.monotonic() - start
+        finally:
+            c.close()
+
+    def test_probes_answer_while_a_thousand_connections_say_nothing(self):
+        origin, cf, proxy = self.start_with_admin(token="s3cret-token")
+        address = proxy.admin_address
+        self.silent(address, self.SILENT)
+        for i in range(5):
+            with self.subTest(round=i):
+                for path in ("/healthz", "/readyz"):
+                    status, took = self.probe(address, path)
+                    self.assertEqual(status, 200, f"{path} under {self.SILENT} silent connections")
+                    self.assertLess(took, 1.0)
+                # More silent ones arrive between the probes.
+                self.silent(address, 100)
+        # The token still works for the rest, and the listener is still there.
+        self.assertEqual(self.admin(proxy, "/metrics", token="s3cret-token")[0], 200)
+
+    def test_connections_that_stall_inside_a_head_make_room_too(self):
+        origin, cf, proxy = self.start_with_admin()
+        address = proxy.admin_address
+        stalled = self.silent(address, 200)
+        for s in stalled:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+        status, took = self.probe(address)
+        self.assertEqual(status, 200)
+        self.assertLess(took, 1.0)
+
+    def test_a_silent_connection_is_closed_after_the_head_timeout(self):
+        origin, cf, proxy = self.start_with_admin()
+        (s,) = self.silent(proxy.admin_address, 1)
+        s.settimeout(8)
+        start = time.monotonic()
+        try:
+            self.assertEqual(s.recv(1), b"")
+        except ConnectionResetError:
+            pass
+        self.assertLess(time.monotonic() - start, 5.0, "closed within the 3 s head timeout")
 
 
 class ConfigTest(unittest.TestCase):

@@ -456,3 +456,51 @@ TEST_CASE("an empty snapshot renders a valid page and valid JSON") {
   CHECK(v.at("upstreams").as_array().empty());
   CHECK(v.at("domains").as_array().empty());
 }
+
+TEST_CASE("the page and the JSON show a bounded number of events, the newest") {
+  auto s = full_snapshot();
+  s.domains.resize(1);
+  s.domains[0].domain = "*.example.com";
+  const auto one = s.domains[0].events.back();
+  s.domains[0].events.clear();
+  // More than a section shows, then sections enough to exhaust the total budget.
+  for (std::size_t i = 0; i < wk::observe::max_events_per_domain_shown + 20; ++i) {
+    auto e = one;
+    e.file = "f" + std::to_string(i) + ".txt";
+    s.domains[0].events.push_back(e);
+  }
+  const std::size_t sections = wk::observe::max_events_shown / 100 + 3;
+  for (std::size_t k = 1; k < sections; ++k) {
+    auto d = s.domains[0];
+    d.domain = "d" + std::to_string(k) + ".example";
+    s.domains.push_back(d);
+  }
+  const auto html = render_status_html(s);
+  check_balanced(html);
+  CHECK(count(html, "<tr class=\"event\">") == wk::observe::max_events_shown);
+  const auto first = section_of(html, "*.example.com");
+  CHECK(count(first, "<tr class=\"event\">") == wk::observe::max_events_per_domain_shown);
+  CHECK(first.find(">f119.txt<") != std::string::npos);  // the newest ones
+  CHECK(first.find(">f20.txt<") != std::string::npos);
+  CHECK(first.find(">f19.txt<") == std::string::npos);
+  CHECK(first.find(">f0.txt<") == std::string::npos);
+  CHECK(first.find("<p class=\"omitted\">20 older requests not shown") != std::string::npos);
+  // Past the budget a section keeps its hint, without rows.
+  const auto last = section_of(html, "d" + std::to_string(sections - 1) + ".example");
+  CHECK(last.find("<p class=\"hint ok\">answered 200") != std::string::npos);
+  CHECK(count(last, "<tr class=\"event\">") == 0);
+  CHECK(last.find("120 older requests not shown") != std::string::npos);
+
+  const auto v = json::parse(render_status_json(s));
+  std::size_t shown = 0;
+  for (const auto& d : v.at("domains").as_array()) {
+    const auto n = d.at("events").as_array().size();
+    CHECK(n <= wk::observe::max_events_per_domain_shown);
+    CHECK(n + d.at("events_omitted").to_number<std::size_t>() ==
+          wk::observe::max_events_per_domain_shown + 20);
+    shown += n;
+  }
+  CHECK(shown == wk::observe::max_events_shown);
+  CHECK(v.at("domains").at(0).at("events").at(0).at("file").as_string() == "f119.txt");
+  CHECK(v.at("domains").at(0).at("events_omitted").to_number<std::size_t>() == 20);
+}
