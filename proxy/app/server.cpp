@@ -20,10 +20,12 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -415,6 +417,34 @@ void reopen_logs(server_state& s) {
   }
 }
 
+// Closes a listening socket that a successor may hold too. release() and then close(), not
+// close(): for a socket Asio opened itself, close() skips EPOLL_CTL_DEL, since closing the
+// descriptor normally takes it out of epoll. It does not while another process holds the same
+// socket: the stale registration would wake this process for every connection the successor
+// gets (measured: hundreds of wake-ups of the draining main thread per thousand connections).
+void close_shared(asio::ip::tcp::acceptor& a) {
+  boost::system::error_code ec;
+  const int fd = a.release(ec);  // pending accepts complete with operation_aborted
+  if (!ec) {
+    ::close(fd);
+  } else {
+    a.close(ec);
+  }
+}
+
+// Stops accepting on the admin socket, once a successor serves it: both processes hold the
+// same socket, and a probe accepted here would hear "draining" (or nothing, once this process
+// exits) while the new process is ready. Connections already open here are still answered
+// until the process exits (/readyz: 503). Not done for a plain graceful stop: then the admin
+// listener answers until the end, so probes see 503 rather than a refused connection.
+void stop_admin(server_state& s) {
+  if (!s.admin || !s.admin->acceptor.is_open()) {
+    return;
+  }
+  close_shared(s.admin->acceptor);  // run_admin ends: its accept is cancelled
+  observe::info("stopped accepting admin connections (the new process serves them)");
+}
+
 // Graceful stop: keep accepting for `grace` (load balancers notice the readiness flip), then
 // stop accepting, close idle connections, let busy ones finish up to drain_timeout, then stop.
 asio::awaitable<void> drain_and_stop(server_state* s, std::chrono::milliseconds grace) {
@@ -429,7 +459,12 @@ asio::awaitable<void> drain_and_stop(server_state* s, std::chrono::milliseconds 
   for (auto& w : s->workers) {
     w->begin_stop();
   }
-  s->listeners.clear();  // the workers' descriptors are closed by begin_stop
+  // The workers' descriptors are closed by begin_stop; after a SIGUSR2 the successor holds
+  // these sockets too.
+  for (auto& l : s->listeners) {
+    close_shared(l->acceptor);
+  }
+  s->listeners.clear();
   auto deadline = std::chrono::steady_clock::now() + sd.drain_timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     std::size_t active = 0;
@@ -454,11 +489,26 @@ void begin_stop(server_state* s, std::chrono::milliseconds grace) {
 // drain and exit. If it never gets ready, kill it and keep serving.
 asio::awaitable<void> upgrade(server_state* s) {
   s->upgrading = true;
-  std::vector<std::pair<std::string, int>> handoff;
+  // In config order (ordinal among listeners with the same address text): the successor pairs
+  // the k-th entry of a text with its k-th listener of that text, so each keeps its own port.
+  std::vector<net::listener_socket*> order;
   for (const auto& l : s->listeners) {
-    handoff.emplace_back(l->cfg.address, l->acceptor.native_handle());
+    order.push_back(l.get());
   }
-  auto result = spawn_successor(s->opt.exe, s->opt.args, handoff);
+  std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
+    return a->slot->ordinal < b->slot->ordinal;
+  });
+  std::vector<handed_socket> handoff;
+  for (auto* l : order) {
+    handoff.push_back({l->cfg.address, l->acceptor.native_handle()});
+  }
+  // The admin socket goes along under its own key: the successor must not bind the admin port
+  // again (it is in use: by us) and probes must not be refused while the processes change.
+  std::optional<handed_socket> admin;
+  if (s->admin && s->admin->acceptor.is_open()) {
+    admin = handed_socket{s->admin->cfg.address, s->admin->acceptor.native_handle()};
+  }
+  auto result = spawn_successor(s->opt.exe, s->opt.args, handoff, admin);
   if (auto* e = std::get_if<std::string>(&result)) {
     observe::error("upgrade failed: " + *e + "; this process keeps serving");
     observe::process_counters().upgrades_failed.fetch_add(1, std::memory_order_relaxed);
@@ -492,6 +542,7 @@ asio::awaitable<void> upgrade(server_state* s) {
   if (got.starts_with("ready")) {
     observe::info("upgrade: pid " + std::to_string(child.pid) +
                   " serves; this process drains and exits");
+    stop_admin(*s);
     if (!s->stopping) {
       begin_stop(s, std::chrono::milliseconds(0));
     }
@@ -551,6 +602,9 @@ asio::awaitable<void> signal_loop(server_state* s, asio::signal_set* signals_ptr
 
 int run_server(const server_options& opt) {
   std::signal(SIGPIPE, SIG_IGN);
+  // Before this process opens anything itself: a descriptor number the environment names must
+  // be one we inherited, never a file of ours that happened to get that number.
+  auto inherited = inherited_sockets::from_environment();
   server_state s;
   s.opt = opt;
   s.current = load_runtime(s, false);
@@ -567,10 +621,17 @@ int run_server(const server_options& opt) {
     }
     s.access_file = std::get<0>(std::move(opened));
   }
-  auto inherited = inherited_sockets::from_environment();
+  for (const auto& w : inherited.warnings()) {
+    observe::warn(w);
+  }
   for (std::size_t i = 0; i < cfg.listen.size(); ++i) {
     const auto& l = cfg.listen[i];
-    const int fd = inherited.take(l);
+    auto taken = inherited.take(l);
+    if (auto* e = std::get_if<std::string>(&taken)) {
+      std::cerr << s.opt.config_path << ": listen: " << *e << '\n';
+      return 1;
+    }
+    const int fd = std::get<int>(taken);
     auto opened = fd >= 0 ? net::adopt_listener(s.ioc, l, fd, cfg.limits.max_connections)
                           : net::open_listener(s.ioc, l, cfg.limits.max_connections);
     if (auto* e = std::get_if<std::string>(&opened)) {
@@ -580,6 +641,29 @@ int run_server(const server_options& opt) {
     s.listeners.push_back(std::get<0>(std::move(opened)));
     s.listeners.back()->slot->ordinal = ordinal_of(cfg.listen, i);
     assign_label(s, *s.listeners.back()->slot);
+  }
+  // The admin socket is opened (or taken over) before any worker accepts: a successor that
+  // fails here must not have accepted, and then dropped, a connection of a public listener.
+  if (cfg.admin.enabled) {
+    config::listener a;
+    a.address = cfg.admin.address;
+    a.host = cfg.admin.host;
+    a.port = cfg.admin.port;
+    // Inherited from the process upgrading to us (or from systemd), or bound here.
+    auto taken = inherited.take_admin(a);
+    std::variant<std::unique_ptr<net::listener_socket>, std::string> opened;
+    if (auto* e = std::get_if<std::string>(&taken)) {
+      opened = *e;
+    } else if (const int fd = std::get<int>(taken); fd >= 0) {
+      opened = net::adopt_listener(s.ioc, a, fd, 64);
+    } else {
+      opened = net::open_listener(s.ioc, a, 64);
+    }
+    if (auto* e = std::get_if<std::string>(&opened)) {
+      std::cerr << s.opt.config_path << ": admin.listen: " << *e << '\n';
+      return 1;
+    }
+    s.admin = std::get<0>(std::move(opened));
   }
   unsigned n = cfg.workers != 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) {
@@ -600,23 +684,9 @@ int run_server(const server_options& opt) {
                   std::string(config::name_of(l->cfg.mode)) + ", " + std::to_string(n) +
                   " workers)");
   }
-  // The admin listener opens last: /readyz answering means every public listener is open.
+  // The admin listener accepts last: /readyz answering means every public listener is open.
   setup_admin_context(s);
-  if (cfg.admin.enabled) {
-    config::listener a;
-    a.address = cfg.admin.address;
-    a.host = cfg.admin.host;
-    a.port = cfg.admin.port;
-    auto opened = net::open_listener(s.ioc, a, 64);
-    if (auto* e = std::get_if<std::string>(&opened)) {
-      std::cerr << s.opt.config_path << ": admin.listen: " << *e << '\n';
-      s.ioc.stop();
-      for (auto& w : s.workers) {
-        w->stop_and_join();
-      }
-      return 1;
-    }
-    s.admin = std::get<0>(std::move(opened));
+  if (s.admin) {
     asio::co_spawn(s.ioc, run_admin(s.admin->acceptor, s.admin_ctx),
                    observe::log_exception{"admin listener"});
     observe::info("admin listening on " + s.admin->slot->name);

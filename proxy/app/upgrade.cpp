@@ -2,6 +2,7 @@
 
 #include "net/listener.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -9,6 +10,7 @@
 
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -20,6 +22,9 @@ namespace {
 
 constexpr std::string_view listen_fds_var = "WKPROXY_LISTEN_FDS";
 constexpr std::string_view ready_fd_var = "WKPROXY_READY_FD";
+// The admin listener's key: a configured address starts with a digit, '[' or ':', never '@' or
+// a letter, so this entry can never be taken for a public listener, whatever its address.
+constexpr std::string_view admin_prefix = "admin@";
 
 int parse_fd(std::string_view text) {
   if (text.empty() || text.size() > 9) {
@@ -50,44 +55,79 @@ bool is_handoff_var(std::string_view entry) {
 
 inherited_sockets inherited_sockets::from_environment() {
   inherited_sockets out;
-  if (const char* v = std::getenv(std::string(listen_fds_var).c_str())) {
-    std::string_view text(v);
-    while (!text.empty()) {
-      auto semi = text.find(';');
-      auto item = text.substr(0, semi);
-      auto eq = item.rfind('=');
-      if (eq != std::string_view::npos) {
-        int fd = parse_fd(item.substr(eq + 1));
-        if (fd >= 0) {
-          out.by_address_[std::string(item.substr(0, eq))] = fd;
-        }
-      }
-      if (semi == std::string_view::npos) {
-        break;
-      }
-      text.remove_prefix(semi + 1);
-    }
-  }
   if (const char* v = std::getenv(std::string(ready_fd_var).c_str())) {
-    out.ready_fd_ = parse_fd(v);
+    // Written to and closed once serving: only ever a pipe, never some other open file.
+    const int fd = parse_fd(v);
+    struct stat st{};
+    if (fd >= 0 && ::fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
+      out.ready_fd_ = fd;
+    } else {
+      out.warnings_.push_back(std::string(ready_fd_var) + "=" + v +
+                              " is not a pipe; ignored (left open)");
+    }
   }
   const char* pid = std::getenv("LISTEN_PID");
   const char* fds = std::getenv("LISTEN_FDS");
   if (pid != nullptr && fds != nullptr && std::atol(pid) == static_cast<long>(::getpid())) {
     const long n = std::atol(fds);
     for (long i = 0; i < n && i < 64; ++i) {
-      out.activated_.push_back(3 + static_cast<int>(i));
+      const int fd = 3 + static_cast<int>(i);
+      if (auto ep = net::listening_endpoint(fd)) {
+        out.activated_.push_back({"", fd, *ep});
+      } else {
+        out.warnings_.push_back("LISTEN_FDS: descriptor " + std::to_string(fd) +
+                                " is not a listening TCP socket; ignored (left open)");
+      }
+    }
+  }
+  if (const char* v = std::getenv(std::string(listen_fds_var).c_str())) {
+    const std::string var(listen_fds_var);
+    std::string_view text(v);
+    while (!text.empty()) {
+      const auto semi = text.find(';');
+      const auto item = text.substr(0, semi);
+      text.remove_prefix(semi == std::string_view::npos ? text.size() : semi + 1);
+      if (item.empty()) {
+        continue;
+      }
+      const auto eq = item.rfind('=');
+      const int fd = eq == std::string_view::npos ? -1 : parse_fd(item.substr(eq + 1));
+      if (fd < 0) {
+        out.warnings_.push_back(var + ": ignoring \"" + std::string(item) +
+                                "\" (expected ADDRESS=FD, FD 3 or more)");
+        continue;
+      }
+      std::string_view key = item.substr(0, eq);
+      const bool admin = key.starts_with(admin_prefix);
+      if (admin) {
+        key.remove_prefix(admin_prefix.size());
+      }
+      const std::string what = "descriptor " + std::to_string(fd) + " (for " +
+                               (admin ? "admin listener " : "") + std::string(key) + ")";
+      // Two listeners must never own one descriptor: each would close it.
+      if (out.named(fd) || fd == out.ready_fd_) {
+        out.warnings_.push_back(var + ": " + what + " is named twice; ignored");
+        continue;
+      }
+      auto ep = net::listening_endpoint(fd);
+      if (!ep) {
+        out.warnings_.push_back(var + ": " + what +
+                                " is not a listening TCP socket; ignored (left open)");
+        continue;
+      }
+      out.handed_.push_back({std::string(key), fd, *ep, admin});
     }
   }
   for (const char* name :
        {"WKPROXY_LISTEN_FDS", "WKPROXY_READY_FD", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"}) {
     ::unsetenv(name);
   }
-  for (int fd : out.activated_) {
-    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  // Ours now: not passed on to anything this process starts (a successor gets them explicitly).
+  for (const auto& e : out.activated_) {
+    ::fcntl(e.fd, F_SETFD, FD_CLOEXEC);
   }
-  for (const auto& [address, fd] : out.by_address_) {
-    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  for (const auto& e : out.handed_) {
+    ::fcntl(e.fd, F_SETFD, FD_CLOEXEC);
   }
   if (out.ready_fd_ >= 0) {
     ::fcntl(out.ready_fd_, F_SETFD, FD_CLOEXEC);
@@ -95,31 +135,76 @@ inherited_sockets inherited_sockets::from_environment() {
   return out;
 }
 
-int inherited_sockets::take(const config::listener& l) {
-  if (auto it = by_address_.find(l.address); it != by_address_.end()) {
-    int fd = it->second;
-    by_address_.erase(it);
-    return fd;
+bool inherited_sockets::named(int fd) const {
+  const auto is = [fd](const entry& e) { return e.fd == fd; };
+  return std::any_of(handed_.begin(), handed_.end(), is) ||
+         std::any_of(activated_.begin(), activated_.end(), is);
+}
+
+std::variant<int, std::string> inherited_sockets::hand_out(entry& e, const config::listener& l) {
+  e.taken = true;
+  const std::string source = e.address.empty() ? "LISTEN_FDS" : std::string(listen_fds_var);
+  const std::string what =
+      l.address + ": inherited descriptor " + std::to_string(e.fd) + " (" + source + ")";
+  // The address text only says which listener an entry is for; where the socket really listens
+  // is what decides (a socket bound to 0.0.0.0 must not serve a 127.0.0.1 listener).
+  if (!net::matches(e.bound, l)) {
+    return what + " listens on " + net::endpoint_string(e.bound) + ", not on " + l.address +
+           "; refusing to serve on it";
   }
-  for (auto it = activated_.begin(); it != activated_.end(); ++it) {
-    if (net::listens_on(*it, l)) {
-      int fd = *it;
-      activated_.erase(it);
-      return fd;
+  // Two descriptors of one socket (a dup) would make two listeners of it.
+  for (const auto* list : {&handed_, &activated_}) {
+    for (const auto& other : *list) {
+      if (&other != &e && other.taken && other.bound == e.bound) {
+        return what + " listens on " + net::endpoint_string(e.bound) +
+               ", like inherited descriptor " + std::to_string(other.fd) +
+               " already in use; refusing to serve on it";
+      }
+    }
+  }
+  return e.fd;
+}
+
+std::variant<int, std::string> inherited_sockets::take(const config::listener& l) {
+  // In order: the k-th entry of an address text goes to the k-th listener with that text.
+  for (auto& e : handed_) {
+    if (!e.taken && !e.admin && e.address == l.address) {
+      return hand_out(e, l);
+    }
+  }
+  for (auto& e : activated_) {
+    if (!e.taken && net::matches(e.bound, l)) {
+      return hand_out(e, l);
+    }
+  }
+  return -1;
+}
+
+std::variant<int, std::string> inherited_sockets::take_admin(const config::listener& admin) {
+  for (auto& e : handed_) {
+    if (!e.taken && e.admin && e.address == admin.address) {
+      return hand_out(e, admin);
+    }
+  }
+  // From systemd only on its exact port: with port 0, "any port" would take a socket meant for
+  // something else.
+  for (auto& e : activated_) {
+    if (!e.taken && admin.port != 0 && net::matches(e.bound, admin)) {
+      return hand_out(e, admin);
     }
   }
   return -1;
 }
 
 void inherited_sockets::close_unused() {
-  for (const auto& [address, fd] : by_address_) {
-    ::close(fd);
+  for (auto* list : {&handed_, &activated_}) {
+    for (auto& e : *list) {
+      if (!e.taken) {
+        ::close(e.fd);  // verified as a listening TCP socket when it was read
+        e.taken = true;
+      }
+    }
   }
-  by_address_.clear();
-  for (int fd : activated_) {
-    ::close(fd);
-  }
-  activated_.clear();
 }
 
 void inherited_sockets::signal_ready() {
@@ -132,19 +217,35 @@ void inherited_sockets::signal_ready() {
   ready_fd_ = -1;
 }
 
+std::string handoff_value(const std::vector<handed_socket>& listeners,
+                          const std::optional<handed_socket>& admin) {
+  std::string out;
+  for (const auto& l : listeners) {
+    out += (out.empty() ? "" : ";") + l.address + "=" + std::to_string(l.fd);
+  }
+  if (admin) {
+    out += (out.empty() ? "" : ";") + std::string(admin_prefix) + admin->address + "=" +
+           std::to_string(admin->fd);
+  }
+  return out;
+}
+
 std::variant<spawned, std::string>
 spawn_successor(const std::string& exe, const std::vector<std::string>& args,
-                const std::vector<std::pair<std::string, int>>& listeners) {
+                const std::vector<handed_socket>& listeners,
+                const std::optional<handed_socket>& admin) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
     return std::string("pipe: ") + std::strerror(errno);
   }
   // Everything the child needs is prepared before fork: after it, only async-signal-safe calls.
-  std::string handoff = std::string(listen_fds_var) + "=";
+  std::string handoff = std::string(listen_fds_var) + "=" + handoff_value(listeners, admin);
   std::vector<int> keep;
-  for (std::size_t i = 0; i < listeners.size(); ++i) {
-    handoff += (i ? ";" : "") + listeners[i].first + "=" + std::to_string(listeners[i].second);
-    keep.push_back(listeners[i].second);
+  for (const auto& l : listeners) {
+    keep.push_back(l.fd);
+  }
+  if (admin) {
+    keep.push_back(admin->fd);
   }
   keep.push_back(pipe_fds[1]);
   std::string ready = std::string(ready_fd_var) + "=" + std::to_string(pipe_fds[1]);

@@ -3,14 +3,20 @@
 // upgrade without closing the port) or passed in by systemd (socket activation). The new
 // process takes them over as they are — no second bind, no SO_REUSEPORT — so a connection
 // waiting in an accept queue is never reset.
+//
+// What the environment names is checked, not trusted: a descriptor is used only if it is a
+// listening TCP socket bound where its listener is configured, and only such descriptors are
+// ever closed here. Anything else named (a file, a pipe, a descriptor that is not open) is left
+// alone with a warning: it belongs to whoever opened it.
 
 #include "config/config.hpp"
 
+#include <boost/asio/ip/tcp.hpp>
+
 #include <sys/types.h>
 
-#include <map>
+#include <optional>
 #include <string>
-#include <utility>
 #include <variant>
 #include <vector>
 
@@ -18,26 +24,57 @@ namespace wk::app {
 
 // What this process inherited. Read once at startup; the variables are then removed from the
 // environment so they do not leak into anything started later.
-//   WKPROXY_LISTEN_FDS="ADDRESS=FD;..."  from the wkproxy being upgraded (ADDRESS as configured)
-//   WKPROXY_READY_FD=FD                  write "ready\n" there once serving
-//   LISTEN_PID / LISTEN_FDS              systemd socket activation (descriptors 3, 4, ...)
+//   WKPROXY_LISTEN_FDS="ADDRESS=FD;...;admin@ADDRESS=FD"
+//                         from the wkproxy being upgraded: each public listener's configured
+//                         address, in listener order (several listeners may share one address
+//                         text, e.g. "127.0.0.1:0": the k-th entry of a text goes to the k-th
+//                         listener with it), and the admin listener's under its own key
+//                         ("admin@" never starts an address, so it cannot be taken for a
+//                         public listener of the same address text)
+//   WKPROXY_READY_FD=FD   a pipe: write "ready\n" there once serving
+//   LISTEN_PID / LISTEN_FDS  systemd socket activation (descriptors 3, 4, ...)
 class inherited_sockets {
 public:
   static inherited_sockets from_environment();
 
-  // The inherited descriptor for listener `l`, or -1. Each descriptor is handed out once.
-  int take(const config::listener& l);
-  // Closes whatever was inherited and not taken (a listener the new config dropped).
+  // The inherited descriptor for public listener `l`: -1 when there is none (bind it), or why
+  // the socket inherited for it must not be used (bound elsewhere: refuse to serve). Each
+  // descriptor is handed out once.
+  std::variant<int, std::string> take(const config::listener& l);
+  // The same for the admin listener (`admin` as its address): its "admin@" entry, or a socket
+  // from systemd bound exactly to its address and (non-zero) port.
+  std::variant<int, std::string> take_admin(const config::listener& admin);
+  // Closes the inherited listening sockets that were not taken (a listener the new config
+  // dropped). Only descriptors verified as listening TCP sockets are closed.
   void close_unused();
   // Tells the process that started us (if any) that we serve now.
   void signal_ready();
 
-  bool empty() const { return by_address_.empty() && activated_.empty(); }
+  // Entries of the environment that were ignored, and why (for the log).
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
 private:
-  std::map<std::string, int> by_address_;
-  std::vector<int> activated_;
+  struct entry {
+    std::string address;  // the configured address it was handed over for; "" from systemd
+    int fd = -1;
+    boost::asio::ip::tcp::endpoint bound;  // where it listens (checked at startup)
+    bool admin = false;
+    bool taken = false;
+  };
+  std::variant<int, std::string> hand_out(entry& e, const config::listener& l);
+  bool named(int fd) const;
+
+  std::vector<entry> handed_;     // WKPROXY_LISTEN_FDS, in the order given
+  std::vector<entry> activated_;  // systemd's
+  std::vector<std::string> warnings_;
   int ready_fd_ = -1;
+};
+
+// One listening socket handed to a successor: its listener's configured address and its
+// descriptor.
+struct handed_socket {
+  std::string address;
+  int fd = -1;
 };
 
 struct spawned {
@@ -45,11 +82,16 @@ struct spawned {
   int ready_fd = -1;  // read end: "ready\n" when the new process serves, EOF if it died
 };
 
+// The WKPROXY_LISTEN_FDS value for `listeners` (in listener order) and `admin`.
+std::string handoff_value(const std::vector<handed_socket>& listeners,
+                          const std::optional<handed_socket>& admin);
+
 // Starts `exe` with `args` (argv[0] included) and the current environment plus the hand-off
-// variables for `listeners` (configured address, listening descriptor). Every other descriptor
-// of this process is closed in the child. Returns the reason on failure.
+// variables for `listeners` and `admin`. Every other descriptor of this process is closed in
+// the child. Returns the reason on failure.
 std::variant<spawned, std::string>
 spawn_successor(const std::string& exe, const std::vector<std::string>& args,
-                const std::vector<std::pair<std::string, int>>& listeners);
+                const std::vector<handed_socket>& listeners,
+                const std::optional<handed_socket>& admin);
 
 }  // namespace wk::app

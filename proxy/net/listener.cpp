@@ -55,13 +55,17 @@ open_listener(asio::io_context& ioc, const config::listener& l, std::size_t max_
   return ls;
 }
 
-namespace {
-
-std::optional<tcp::endpoint> local_tcp_endpoint(int fd) {
+std::optional<tcp::endpoint> listening_endpoint(int fd) {
   int type = 0;
   int listening = 0;
   socklen_t len = sizeof type;
   if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
+    return std::nullopt;
+  }
+  // SOCK_STREAM alone would also let an SCTP socket through.
+  int protocol = 0;
+  len = sizeof protocol;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) != 0 || protocol != IPPROTO_TCP) {
     return std::nullopt;
   }
   len = sizeof listening;
@@ -82,22 +86,21 @@ std::optional<tcp::endpoint> local_tcp_endpoint(int fd) {
   return std::nullopt;
 }
 
-}  // namespace
-
-bool listens_on(int fd, const config::listener& l) {
-  auto ep = local_tcp_endpoint(fd);
-  if (!ep) {
-    return false;
-  }
+bool matches(const tcp::endpoint& ep, const config::listener& l) {
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(l.host, ec);
-  return !ec && ep->address() == addr && (l.port == 0 || ep->port() == l.port);
+  return !ec && ep.address() == addr && (l.port == 0 || ep.port() == l.port);
+}
+
+bool listens_on(int fd, const config::listener& l) {
+  auto ep = listening_endpoint(fd);
+  return ep && matches(*ep, l);
 }
 
 std::variant<std::unique_ptr<listener_socket>, std::string>
 adopt_listener(asio::io_context& ioc, const config::listener& l, int fd,
                std::size_t max_connections) {
-  auto ep = local_tcp_endpoint(fd);
+  auto ep = listening_endpoint(fd);
   if (!ep) {
     return l.address + ": inherited descriptor " + std::to_string(fd) +
            " is not a listening TCP socket";

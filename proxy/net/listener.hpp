@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -51,6 +52,13 @@ open_listener(boost::asio::io_context& ioc, const config::listener& l, std::size
 std::variant<std::unique_ptr<listener_socket>, std::string>
 adopt_listener(boost::asio::io_context& ioc, const config::listener& l, int fd,
                std::size_t max_connections);
+
+// The local address of `fd` when it is a listening TCP socket (IPv4 or IPv6); nullopt for
+// anything else: another kind of socket, a file, a pipe, a descriptor that is not open.
+std::optional<boost::asio::ip::tcp::endpoint> listening_endpoint(int fd);
+
+// True when `ep` is `l`'s address, and its port unless the configured port is 0 (any port).
+bool matches(const boost::asio::ip::tcp::endpoint& ep, const config::listener& l);
 
 // True when `fd` is a listening TCP socket bound to `l`'s address (and port, unless 0).
 bool listens_on(int fd, const config::listener& l);

@@ -1,7 +1,10 @@
 """Zero downtime, proven with `wkproxy loadtest` (issue #5): reloads under constant load lose no
 request, an invalid reload is refused while the old config keeps serving, and the load
 generator does see the failures of a naive restart. The binary-upgrade case (SIGUSR2) runs once
-the binary says it supports it."""
+the binary says it supports it.
+
+The proxies run with the admin listener on (a fixed port), as deployed: the upgrade must hand
+it over too, and its probes must answer throughout."""
 
 import json
 import os
@@ -10,11 +13,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
-from wkharness import (LightOrigin, Proxy, ProxyTestCase, RecordingBackend, free_port,
-                       make_config, wait_until, wkproxy_bin)
+from wkharness import (LightOrigin, Proxy, ProxyTestCase, RecordingBackend, admin_config,
+                       admin_get, free_port, make_config, metric_value, wait_until, wkproxy_bin)
 
 # The cloudfront upstream is never used here (no validation requests): a port nothing listens on.
 UNUSED_CF = "http://127.0.0.1:9"
@@ -68,6 +72,37 @@ def pids_running(config_path: str) -> list[int]:
     return found
 
 
+class AdminProbes:
+    """A thread probing /healthz and /readyz on the admin listener, alternately, each on a new
+    connection (as kubelet does), until stop(). results: [(path, (status, body))]; errors:
+    probes that got no answer (refused, reset, timed out)."""
+
+    def __init__(self, address, interval=0.02):
+        self.address = address
+        self.interval = interval
+        self.results: list = []
+        self.errors: list = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="admin-probes", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stopping.set()
+        self._thread.join(timeout=10)
+
+    def _run(self):
+        while not self._stopping.is_set():
+            for path in ("/healthz", "/readyz"):
+                try:
+                    self.results.append((path, admin_get(self.address, path, timeout=5)))
+                except Exception as e:  # reported by the test
+                    self.errors.append(f"{time.monotonic():.3f} {path}: {e!r}")
+            time.sleep(self.interval)
+
+
 class ZeroDowntimeTest(ProxyTestCase):
     @classmethod
     def setUpClass(cls):
@@ -85,6 +120,12 @@ class ZeroDowntimeTest(ProxyTestCase):
             f.write(text)
         return path
 
+    def start_time(self, proxy) -> float:
+        """process_start_time_seconds of whichever process answers on the admin listener."""
+        status, body = admin_get(proxy.admin_address, "/metrics")
+        self.assertEqual(status, 200, body)
+        return metric_value(body.decode(), "process_start_time_seconds")
+
     def assertNoFailures(self, rc, report, stderr):
         self.assertEqual(report["total"]["failed"], 0, _summary(report))
         self.assertTrue(report["pass"], _summary(report))
@@ -95,12 +136,13 @@ class ZeroDowntimeTest(ProxyTestCase):
     def test_reloads_under_load_lose_no_request_and_an_invalid_one_changes_nothing(self):
         first = self.start_origin(name="first")
         second = self.start_origin(name="second")
-        config_a = make_config(first.url, UNUSED_CF, access_log="off")
-        config_b = make_config(second.url, UNUSED_CF, access_log="off",
+        admin = admin_config()
+        config_a = make_config(first.url, UNUSED_CF, access_log="off", extra=admin)
+        config_b = make_config(second.url, UNUSED_CF, access_log="off", extra=admin,
                                timeouts={"idle": "10s", "upstream_idle": "2s"})
-        invalid = make_config(first.url, UNUSED_CF, access_log="off",
+        invalid = make_config(first.url, UNUSED_CF, access_log="off", extra=admin,
                               timeouts={"idle": "forever"})
-        proxy = self.start_proxy(first.url, UNUSED_CF, access_log="off")
+        proxy = self.start_proxy(first.url, UNUSED_CF, access_log="off", extra=admin)
         d = tempfile.mkdtemp(prefix="wkproxy-zdt-")
         self.addCleanup(shutil.rmtree, d, True)
         paths = {name: self.write(d, name + ".yaml", text)
@@ -134,16 +176,18 @@ class ZeroDowntimeTest(ProxyTestCase):
         self.assertGreater(first.requests, 0)
         self.assertGreater(second.requests, 0, "config b's origin never received a request")
         self.assertTrue(proxy.alive())
+        self.assertEqual(admin_get(proxy.admin_address, "/readyz"), (200, b"ready\n"))
 
     # -- the load generator sees what a user would see
 
     def test_a_naive_restart_is_detected_as_failures(self):
         origin = self.start_origin()
         port = free_port()
+        admin = admin_config()
         config = make_config(origin.url, UNUSED_CF, access_log="off",
-                             listen=(f"127.0.0.1:{port}",))
+                             listen=(f"127.0.0.1:{port}",), extra=admin)
         old = self.start_proxy(origin.url, UNUSED_CF, access_log="off",
-                               listen=(f"127.0.0.1:{port}",))
+                               listen=(f"127.0.0.1:{port}",), extra=admin)
         load = subprocess.Popen(
             [wkproxy_bin(), "loadtest", "--target", f"127.0.0.1:{port}", "--duration", "4s",
              "--timeout", "2s", "--event", f"1500ms:kill -TERM {old.pid}", "--json"],
@@ -217,8 +261,9 @@ class ZeroDowntimeTest(ProxyTestCase):
     @unittest.skipUnless(supports_upgrade(), "wkproxy --help does not mention SIGUSR2 yet")
     def test_binary_upgrade_under_load_loses_no_request(self):
         origin = self.start_origin()
-        proxy = self.start_proxy(origin.url, UNUSED_CF, access_log="off")
+        proxy = self.start_proxy(origin.url, UNUSED_CF, access_log="off", extra=admin_config())
         old_pid = proxy.pid
+        old_start = self.start_time(proxy)
 
         def stop_successors():
             for pid in pids_running(proxy.config_path):
@@ -228,11 +273,22 @@ class ZeroDowntimeTest(ProxyTestCase):
                                     if p != old_pid], 20, what="the upgraded wkproxy to stop")
 
         self.addCleanup(stop_successors)
+        probes = AdminProbes(proxy.admin_address).start()
+        self.addCleanup(probes.stop)
         rc, report, stderr = run_loadtest(
             "--target", f"127.0.0.1:{proxy.port}", "--duration", "6s", "--timeout", "5s",
             "--event", f"2s:kill -USR2 {old_pid}")
+        probes.stop()
 
         self.assertNoFailures(rc, report, stderr)
+        # The admin listener answered every probe across the upgrade: /healthz always 200,
+        # /readyz 200 (or 503 from the old process on a connection it accepted just before it
+        # handed over), never a refused or reset connection.
+        self.assertGreater(len(probes.results), 50, probes.results[:5])
+        self.assertEqual(probes.errors, [], proxy.stderr()[-3000:])
+        self.assertEqual({r for p, r in probes.results if p == "/healthz"}, {(200, b"ok\n")})
+        self.assertLessEqual({r for p, r in probes.results if p == "/readyz"},
+                             {(200, b"ready\n"), (503, b"draining\n")})
         self.assertEqual(report["events"][0]["exit_code"], 0, report["events"][0])
         self.assertGreater(report["events"][0]["window"]["ok"], 0, _summary(report))
         # The old process hands over and exits; a new one serves the same port.
@@ -243,6 +299,9 @@ class ZeroDowntimeTest(ProxyTestCase):
         rc, report, stderr = run_loadtest("--target", f"127.0.0.1:{proxy.port}", "--duration",
                                           "500ms")
         self.assertNoFailures(rc, report, stderr)
+        # The same admin address now reaches the new process.
+        self.assertEqual(admin_get(proxy.admin_address, "/readyz"), (200, b"ready\n"))
+        self.assertGreater(self.start_time(proxy), old_start)
 
 
 if __name__ == "__main__":

@@ -1708,3 +1708,47 @@ class LightOrigin:
                 sock.close()
             except OSError:
                 pass
+
+
+# ------------------------------------------------------------------------------------------------
+# Admin-listener additions (append-only): the lifecycle tests run with the admin listener on, as
+# the container image and the Kubernetes manifest do.
+
+
+def admin_config(port: int | None = None) -> str:
+    """The `admin:` line of a config (for make_config's `extra`) on 127.0.0.1 at a fixed port, a
+    free one by default. Fixed rather than 0 on purpose: a process that binds the admin port
+    again instead of taking the socket over fails with "Address already in use", as in
+    production."""
+    return f'admin: {{listen: "127.0.0.1:{port or free_port()}"}}'
+
+
+def admin_get(address, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """(status, body) of GET `path` on the admin listener at `address` ((host, port), e.g.
+    Proxy.admin_address), on a new connection that asks to be closed. Connection errors
+    propagate (a refused or reset probe is a failure, not an answer)."""
+    host, port = address
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n".encode())
+        reader = SocketReader(s)
+        head = reader.read_until(b"\r\n\r\n", 65536)
+        start, fields = _parse_head(head)
+        status = int(start.split(b" ")[1])
+        headers = Headers(fields)
+        kind, n = _body_framing(headers)
+        if kind == "length":
+            body = reader.read_exact(n)
+        elif kind == "chunked":
+            body = b"".join(reader.iter_chunked([]))
+        else:
+            body = b"".join(reader.iter_to_eof())
+        return status, body
+
+
+def metric_value(exposition: str, name: str) -> float:
+    """The value of the unlabelled sample `name` in a Prometheus text exposition."""
+    for line in exposition.splitlines():
+        parts = line.split(" ")
+        if len(parts) == 2 and parts[0] == name:
+            return float(parts[1])
+    raise AssertionError(f"no sample {name} in the exposition")
