@@ -1729,7 +1729,9 @@ def admin_get(address, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
     propagate (a refused or reset probe is a failure, not an answer)."""
     host, port = address
     with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n".encode())
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+                  .encode())
         reader = SocketReader(s)
         head = reader.read_until(b"\r\n\r\n", 65536)
         start, fields = _parse_head(head)
