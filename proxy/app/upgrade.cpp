@@ -58,7 +58,7 @@ inherited_sockets inherited_sockets::from_environment() {
   if (const char* v = std::getenv(std::string(ready_fd_var).c_str())) {
     // Written to and closed once serving: only ever a pipe, never some other open file.
     const int fd = parse_fd(v);
-    struct stat st{};
+    struct stat st {};
     if (fd >= 0 && ::fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
       out.ready_fd_ = fd;
     } else {
@@ -230,10 +230,10 @@ std::string handoff_value(const std::vector<handed_socket>& listeners,
   return out;
 }
 
-std::variant<spawned, std::string>
-spawn_successor(const std::string& exe, const std::vector<std::string>& args,
-                const std::vector<handed_socket>& listeners,
-                const std::optional<handed_socket>& admin) {
+std::variant<spawned, std::string> spawn_successor(const std::string& exe,
+                                                   const std::vector<std::string>& args,
+                                                   const std::vector<handed_socket>& listeners,
+                                                   const std::optional<handed_socket>& admin) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
     return std::string("pipe: ") + std::strerror(errno);

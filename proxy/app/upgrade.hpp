@@ -89,9 +89,9 @@ std::string handoff_value(const std::vector<handed_socket>& listeners,
 // Starts `exe` with `args` (argv[0] included) and the current environment plus the hand-off
 // variables for `listeners` and `admin`. Every other descriptor of this process is closed in
 // the child. Returns the reason on failure.
-std::variant<spawned, std::string>
-spawn_successor(const std::string& exe, const std::vector<std::string>& args,
-                const std::vector<handed_socket>& listeners,
-                const std::optional<handed_socket>& admin);
+std::variant<spawned, std::string> spawn_successor(const std::string& exe,
+                                                   const std::vector<std::string>& args,
+                                                   const std::vector<handed_socket>& listeners,
+                                                   const std::optional<handed_socket>& admin);
 
 }  // namespace wk::app

@@ -1110,8 +1110,8 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   // most), but only for an idempotent method without a body (RFC 9110 section 9.2.2). The
   // backend may have acted on a POST it read in full before closing; sending it again could
   // charge a card twice. Anything else gets its 502 instead.
-  const bool may_retry = idempotent(req.method()) && !parser.chunked() &&
-                         parser.content_length().value_or(0) == 0;
+  const bool may_retry =
+      idempotent(req.method()) && !parser.chunked() && parser.content_length().value_or(0) == 0;
   for (int attempt = 0;; ++attempt) {
     up = attempt < 2 ? w->pool.take(pool_key) : nullptr;
     bool reused = up != nullptr;
@@ -1137,8 +1137,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
       co_await exchange(std::get<upstream::tcp_stream>(up->stream), *up, client, cbuf, parser, out,
                         *chunk, st, cfg, expect_continue);
     }
-    if (st.error != failure::none && st.retryable && may_retry && reused &&
-        !st.response_started) {
+    if (st.error != failure::none && st.retryable && may_retry && reused && !st.response_started) {
       up.reset();
       continue;
     }

@@ -32,7 +32,7 @@ namespace wk::http {
 struct session_handle {
   net::timed_stream* stream = nullptr;
   bool idle = false;
-  std::size_t served = 0;  // requests answered on this connection so far
+  std::size_t served = 0;                    // requests answered on this connection so far
   const net::listener_slot* slot = nullptr;  // the listener it came in on
   session_handle* prev = nullptr;
   session_handle* next = nullptr;
@@ -118,7 +118,7 @@ struct client_info {
   bool socket_v6 = false;  // the socket itself is IPv6 (whatever a PROXY header says)
   std::string sni;         // the server name the TLS client asked for
   net::pp_address pp;      // source: the client; destination: the address it connected to
-  std::size_t listener_index = 0;  // the listener's metrics label (net::listener_slot)
+  std::size_t listener_index = 0;            // the listener's metrics label (net::listener_slot)
   const net::listener_slot* slot = nullptr;  // that listener (kept alive by connection_count)
 };
 

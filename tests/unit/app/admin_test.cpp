@@ -17,11 +17,27 @@ TEST_CASE("IP literals and localhost, with an optional port, cannot be rebound")
 }
 
 TEST_CASE("names and anything that is not a plain literal are refused") {
-  for (const char* host :
-       {"", "evil.example", "evil.example:9901", "localhost.", "localhost.evil.example",
-        "127.0.0.1.nip.io", "0x7f000001", "2130706433", "127.1", "::1", "[::1", "[::1]x",
-        "[::1]:99999x", "[::1]:123456", "127.0.0.1:80@evil.example", "127.0.0.1:http",
-        "127.0.0.1:9901:1", "[fe80::1%25eth0]", "[127.0.0.1]", " 127.0.0.1", "local host"}) {
+  for (const char* host : {"",
+                           "evil.example",
+                           "evil.example:9901",
+                           "localhost.",
+                           "localhost.evil.example",
+                           "127.0.0.1.nip.io",
+                           "0x7f000001",
+                           "2130706433",
+                           "127.1",
+                           "::1",
+                           "[::1",
+                           "[::1]x",
+                           "[::1]:99999x",
+                           "[::1]:123456",
+                           "127.0.0.1:80@evil.example",
+                           "127.0.0.1:http",
+                           "127.0.0.1:9901:1",
+                           "[fe80::1%25eth0]",
+                           "[127.0.0.1]",
+                           " 127.0.0.1",
+                           "local host"}) {
     CAPTURE(host);
     CHECK_FALSE(unrebindable_host(host));
   }

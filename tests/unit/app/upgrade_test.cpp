@@ -52,7 +52,9 @@ wk::config::listener listener(const std::string& address) {
   return std::get<wk::config::listener>(parsed);
 }
 
-bool is_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
+bool is_open(int fd) {
+  return ::fcntl(fd, F_GETFD) != -1;
+}
 
 // inherited_sockets as a process started with WKPROXY_LISTEN_FDS=`value` sees them.
 inherited_sockets inherit(const std::string& value) {
@@ -62,7 +64,9 @@ inherited_sockets inherit(const std::string& value) {
   return out;
 }
 
-std::string entry(const std::string& key, int fd) { return key + "=" + std::to_string(fd); }
+std::string entry(const std::string& key, int fd) {
+  return key + "=" + std::to_string(fd);
+}
 
 std::string error_of(const std::variant<int, std::string>& taken) {
   REQUIRE(std::holds_alternative<std::string>(taken));
