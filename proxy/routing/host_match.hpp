@@ -24,7 +24,7 @@ public:
 
 private:
   std::vector<std::string> exact_;     // sorted
-  std::vector<std::string> suffixes_;  // ".example.com" for "*.example.com"
+  std::vector<std::string> wildcards_;  // "*.example.com"
   bool any_ = false;
 };
 
