@@ -5,9 +5,9 @@
 // the proxy, and (validation route) no credentials.
 
 #include "fuzz_check.hpp"
-#include "wire/request_head.hpp"
 #include "http/upstream_request.hpp"
 #include "routing/route.hpp"
+#include "wire/request_head.hpp"
 
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>

@@ -1,10 +1,10 @@
 // wkproxy command line. Everything else lives in the libraries.
 
 #include "app/loadtest.hpp"
-#include "runtime/runtime.hpp"
 #include "app/server.hpp"
 #include "cli_help.hpp"
 #include "config/load.hpp"
+#include "runtime/runtime.hpp"
 #include "validation/check.hpp"
 #include "validation/import.hpp"
 

@@ -1,10 +1,10 @@
 #include "app/admin.hpp"
 
-#include "core/endpoint.hpp"
+#include "app/status_page.hpp"
 #include "core/asio.hpp"
+#include "core/endpoint.hpp"
 #include "net/listener.hpp"
 #include "observe/log.hpp"
-#include "app/status_page.hpp"
 #include "validation/events.hpp"
 #include "validation/plan.hpp"
 
@@ -39,7 +39,6 @@ namespace json = boost::json;
 using tcp = asio::ip::tcp;
 
 namespace {
-
 
 std::string_view name_of(config::proxy_protocol p) {
   switch (p) {
@@ -262,7 +261,7 @@ std::string metrics_text(const admin_context& ctx) {
 }
 
 status_snapshot::upstream_state upstream_state(const upstream::target& t, std::string name,
-                                                        std::uint64_t errors) {
+                                               std::uint64_t errors) {
   status_snapshot::upstream_state u;
   u.name = std::move(name);
   u.url = t.cfg.url;

@@ -12,8 +12,8 @@
 // browser, but always with its own name as Host): an IP literal or localhost; anything else is
 // answered 403. With a token, the token decides whatever the Host (a page cannot know it).
 
-#include "runtime/runtime.hpp"
 #include "observe/metrics.hpp"
+#include "runtime/runtime.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>

@@ -1,9 +1,9 @@
 #include "app/connection.hpp"
 
 #include "app/passthrough.hpp"
-#include "wire/proxy_protocol.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
+#include "wire/proxy_protocol.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>

@@ -1,12 +1,12 @@
 #include "app/passthrough.hpp"
 
-#include "wire/client_hello.hpp"
-#include "wire/proxy_protocol.hpp"
 #include "net/splice_tunnel.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
 #include "observe/metrics.hpp"
 #include "upstream/connector.hpp"
+#include "wire/client_hello.hpp"
+#include "wire/proxy_protocol.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -43,7 +43,8 @@ struct passthrough_state {
 
 // The SNI as a metrics label: only names the config knows (a route or a tenant domain), so a
 // scanner cannot create time series at will.
-std::string sni_label(const runtime::snapshot& rt, const runtime::listener_runtime& l, std::string_view sni) {
+std::string sni_label(const runtime::snapshot& rt, const runtime::listener_runtime& l,
+                      std::string_view sni) {
   if (sni.empty()) {
     return "none";
   }
@@ -74,7 +75,8 @@ void write_log(http::worker_state* w, const passthrough_state& st, const http::c
 
 // Reads until `buf` holds a whole ClientHello (possibly over several records and reads).
 asio::awaitable<wire::client_hello> read_hello(beast::tcp_stream& s, std::string& buf,
-                                              std::chrono::milliseconds deadline, bool& timed_out) {
+                                               std::chrono::milliseconds deadline,
+                                               bool& timed_out) {
   s.expires_after(deadline);
   for (;;) {
     auto hello = wire::parse_client_hello(buf);

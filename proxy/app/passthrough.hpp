@@ -4,8 +4,8 @@
 // first, are relayed unchanged both ways (splice(2) where the kernel allows). wkproxy holds no
 // key and cannot change what the client and the origin negotiate.
 
-#include "runtime/runtime.hpp"
 #include "http/session.hpp"
+#include "runtime/runtime.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>

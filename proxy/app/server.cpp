@@ -1,17 +1,17 @@
 #include "app/server.hpp"
 
 #include "app/admin.hpp"
-#include "core/endpoint.hpp"
-#include "core/asio.hpp"
-#include "runtime/runtime.hpp"
 #include "app/upgrade.hpp"
 #include "app/worker.hpp"
 #include "config/load.hpp"
+#include "core/asio.hpp"
+#include "core/endpoint.hpp"
 #include "core/failure.hpp"
 #include "net/listener.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
 #include "observe/log_file.hpp"
+#include "runtime/runtime.hpp"
 #include "validation/events.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -37,7 +37,6 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 
 namespace {
-
 
 // "errors: bad_request=3 header_timeout=1; limits: pipelined=2", or "" when nothing was counted.
 std::string counters_summary() {
@@ -188,7 +187,8 @@ void setup_admin_context(server_state& s) {
   };
 }
 
-std::shared_ptr<const runtime::snapshot> load_runtime_quietly(server_state& s, bool reporting_only_to_log) {
+std::shared_ptr<const runtime::snapshot> load_runtime_quietly(server_state& s,
+                                                              bool reporting_only_to_log) {
   auto loaded = config::load_file(s.opt.config_path, config::process_env());
   if (!loaded.errors.empty()) {
     for (const auto& e : loaded.errors) {

@@ -22,8 +22,8 @@ bool is_safe_file(std::string_view s) {
     return false;
   }
   for (char c : s) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || core::is_digit(c) || c == '.' ||
-                    c == '_' || c == '-';
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || core::is_digit(c) ||
+                    c == '.' || c == '_' || c == '-';
     if (!ok) {
       return false;
     }

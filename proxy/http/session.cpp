@@ -3,7 +3,6 @@
 #include "core/failure.hpp"
 #include "http/header_rules.hpp"
 #include "http/local_reply.hpp"
-#include "wire/request_head.hpp"
 #include "http/response_reader.hpp"
 #include "http/upstream_request.hpp"
 #include "net/tls_server.hpp"
@@ -14,6 +13,7 @@
 #include "upstream/connector.hpp"
 #include "validation/events.hpp"
 #include "validation/plan.hpp"
+#include "wire/request_head.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
@@ -163,8 +163,8 @@ core::failure failure_for(wire::head_status s) {
 // deadline covers the whole head (slowloris). On failure, `detail` says why.
 template <class Client>
 net::awaitable<core::failure> read_request_head(Client& client, beast::flat_buffer& cbuf,
-                                          request_parser& parser, const config::limits& limits,
-                                          std::string& detail) {
+                                                request_parser& parser,
+                                                const config::limits& limits, std::string& detail) {
   wire::request_head_scanner scanner{
       wire::head_limits{limits.header_bytes, limits.target_bytes, limits.header_count}};
   wire::head_scan r;
@@ -186,7 +186,8 @@ net::awaitable<core::failure> read_request_head(Client& client, beast::flat_buff
     auto [ec, n] =
         co_await client.async_read_some(cbuf.prepare(std::min<std::size_t>(room, 4096)), nothrow);
     if (ec) {
-      co_return is_timeout(ec) && cbuf.size() > 0 ? core::failure::header_timeout : core::failure::client_gone;
+      co_return is_timeout(ec) && cbuf.size() > 0 ? core::failure::header_timeout
+                                                  : core::failure::client_gone;
     }
     cbuf.commit(n);
   }
@@ -197,7 +198,8 @@ net::awaitable<core::failure> read_request_head(Client& client, beast::flat_buff
   if (ec || !parser.is_header_done()) {
     // Framing Beast refuses: CL with TE, differing or invalid Content-Length, repeated chunked.
     detail = ec ? ec.message() : "incomplete request header";
-    co_return ec == bhttp::error::body_limit ? core::failure::body_too_large : core::failure::bad_request;
+    co_return ec == bhttp::error::body_limit ? core::failure::body_too_large
+                                             : core::failure::bad_request;
   }
   co_return core::failure::none;
 }
@@ -223,7 +225,7 @@ bool bare_lf_in_chunk_framing(const request_parser& parser, const beast::flat_bu
 // `chunk` before any backend is involved, so that a malformed body is a 400 that reaches no
 // backend, and a small request goes out in one write.
 core::failure prefetch_body(request_parser& parser, beast::flat_buffer& cbuf, body_buffer& chunk,
-                      request_state& st) {
+                            request_state& st) {
   std::size_t filled = 0;
   bool stuck = false;  // the parser waits for more and leaves bytes unconsumed: a framing line
   while (!parser.is_done() && cbuf.size() > 0 && filled < chunk.size()) {
@@ -244,7 +246,8 @@ core::failure prefetch_body(request_parser& parser, beast::flat_buffer& cbuf, bo
     if (ec) {
       st.detail = "request body: " + ec.message();
       st.prefetched = 0;
-      return ec == bhttp::error::body_limit ? core::failure::body_too_large : core::failure::bad_request;
+      return ec == bhttp::error::body_limit ? core::failure::body_too_large
+                                            : core::failure::bad_request;
     }
   }
   st.prefetched = filled;
@@ -1014,7 +1017,8 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   st.upgrade_requested =
       st.decision.kind == routing::route_kind::origin && st.http11 && wants_upgrade(req);
   if (st.decision.kind == routing::route_kind::reject) {
-    st.error = st.decision.status == 405 ? core::failure::method_not_allowed : core::failure::bad_request;
+    st.error =
+        st.decision.status == 405 ? core::failure::method_not_allowed : core::failure::bad_request;
     st.detail = st.decision.reason;
     co_await send_error(client, st, cfg.timeouts);
     write_access_log(w, st, conn);
@@ -1137,7 +1141,8 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
       co_await exchange(std::get<upstream::tcp_stream>(up->stream), *up, client, cbuf, parser, out,
                         *chunk, st, cfg, expect_continue);
     }
-    if (st.error != core::failure::none && st.retryable && may_retry && reused && !st.response_started) {
+    if (st.error != core::failure::none && st.retryable && may_retry && reused &&
+        !st.response_started) {
       up.reset();
       continue;
     }

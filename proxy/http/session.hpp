@@ -5,14 +5,14 @@
 //   send response, stream body -> pool/keep-alive decision -> one access-log line.
 // Stages are plain functions called in that order; per-request state lives in one struct.
 
-#include "runtime/runtime.hpp"
 #include "core/failure.hpp"
 #include "net/listener.hpp"
-#include "wire/proxy_protocol.hpp"
 #include "net/timed_stream.hpp"
 #include "observe/access_log.hpp"
 #include "observe/metrics.hpp"
+#include "runtime/runtime.hpp"
 #include "upstream/pool.hpp"
+#include "wire/proxy_protocol.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -117,7 +117,7 @@ struct client_info {
   bool tls = false;        // arrived on a TLS-terminating listener: X-Forwarded-Proto https
   bool socket_v6 = false;  // the socket itself is IPv6 (whatever a PROXY header says)
   std::string sni;         // the server name the TLS client asked for
-  wire::pp_address pp;      // source: the client; destination: the address it connected to
+  wire::pp_address pp;     // source: the client; destination: the address it connected to
   std::size_t listener_index = 0;            // the listener's metrics label (net::listener_slot)
   const net::listener_slot* slot = nullptr;  // that listener (kept alive by connection_count)
 };

@@ -15,7 +15,7 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 
 core::failure check_request(const bhttp::request_header<>& req, const config::limits& limits,
-                      std::string& detail) {
+                            std::string& detail) {
   if (req.version() != 11 && req.version() != 10) {
     detail = "only HTTP/1.0 and HTTP/1.1 are served";
     return core::failure::version_not_supported;

@@ -19,8 +19,8 @@ namespace wk::http {
 // RFC 9112 checks on a parsed request header: version 1.0 or 1.1, target length, field
 // count, a single Host, Transfer-Encoding exactly "chunked" (never on HTTP/1.0). Returns the
 // failure (and a short `detail`) or failure::none.
-core::failure check_request(const boost::beast::http::request_header<>& req, const config::limits& limits,
-                      std::string& detail);
+core::failure check_request(const boost::beast::http::request_header<>& req,
+                            const config::limits& limits, std::string& detail);
 
 // The request asks for a protocol switch in any way (Upgrade field or "upgrade" in Connection).
 bool asks_upgrade(const boost::beast::http::fields& f);

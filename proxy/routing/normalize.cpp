@@ -117,8 +117,8 @@ normalize_result normalize_target(std::string_view raw, std::string_view method)
   } else {
     // absolute-form (RFC 9112 section 3.2.2), http and https only.
     const auto sep = raw.find("://");
-    if (sep == std::string_view::npos ||
-        !(core::iequals(raw.substr(0, sep), "http") || core::iequals(raw.substr(0, sep), "https"))) {
+    if (sep == std::string_view::npos || !(core::iequals(raw.substr(0, sep), "http") ||
+                                           core::iequals(raw.substr(0, sep), "https"))) {
       return fail("invalid request target");
     }
     const std::string_view rest = raw.substr(sep + 3);

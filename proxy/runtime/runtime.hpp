@@ -1,8 +1,8 @@
 #pragma once
 // The runtime snapshot: a validated config plus everything derived from it that the data path
 // needs (route table, upstream targets with DNS cells and TLS contexts). Immutable once built;
-// shared by all workers as std::shared_ptr<const runtime::snapshot>. A reload builds a new one; requests
-// in flight keep the one they started with.
+// shared by all workers as std::shared_ptr<const runtime::snapshot>. A reload builds a new one;
+// requests in flight keep the one they started with.
 
 #include "config/config.hpp"
 #include "net/listener.hpp"

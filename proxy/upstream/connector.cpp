@@ -62,7 +62,7 @@ std::string tls_error_text(tls_stream& s, const boost::system::error_code& ec) {
 }  // namespace
 
 asio::awaitable<connect_outcome> connect(const target& t, const config::timeouts& to,
-                                        std::string_view preface) {
+                                         std::string_view preface) {
   connect_outcome out;
   auto addresses = t.dns->get();
   if (addresses->empty()) {
@@ -116,8 +116,7 @@ asio::awaitable<connect_outcome> connect(const target& t, const config::timeouts
       co_return out;
     }
     tls.next_layer().expires_after(to.connect);
-    auto [hec] =
-        co_await tls.async_handshake(ssl::stream_base::client, core::nothrow);
+    auto [hec] = co_await tls.async_handshake(ssl::stream_base::client, core::nothrow);
     if (hec) {
       out.error = hec == beast::error::timeout ? core::failure::upstream_connect_timeout
                                                : core::failure::upstream_tls;

@@ -32,8 +32,7 @@ asio::awaitable<std::shared_ptr<const endpoints>> dns_cell::resolve(std::string&
     co_return get();
   }
   tcp::resolver resolver(co_await asio::this_coro::executor);
-  auto [ec, results] = co_await resolver.async_resolve(host_, std::to_string(port_),
-                                                       core::nothrow);
+  auto [ec, results] = co_await resolver.async_resolve(host_, std::to_string(port_), core::nothrow);
   if (ec) {
     error = "cannot resolve " + host_ + ": " + ec.message();
     co_return std::make_shared<const endpoints>();

@@ -29,8 +29,7 @@ TEST_CASE("ISO 8601 with milliseconds") {
 
 TEST_CASE("ISO 8601 in whole seconds") {
   CHECK(wk::core::iso8601_seconds(may_first + 999ms) == "2024-05-01T14:03:07Z");
-  CHECK(wk::core::iso8601_seconds(system_clock::time_point{253402300799s}) ==
-        "9999-12-31T23:59:59Z");
+  CHECK(wk::core::iso8601_seconds(system_clock::time_point{7258118399s}) == "2199-12-31T23:59:59Z");
   std::string out = "x";
   wk::core::append_iso8601_seconds(out, may_first);
   CHECK(out == "x2024-05-01T14:03:07Z");

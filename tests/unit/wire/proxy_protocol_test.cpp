@@ -280,7 +280,8 @@ TEST_CASE("built PROXY headers parse back to the same addresses") {
   };
 
   SUBCASE("v1 text is canonical") {
-    CHECK(wire::build_proxy_v1(addresses[0]) == "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n");
+    CHECK(wire::build_proxy_v1(addresses[0]) ==
+          "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n");
     CHECK(wire::build_proxy_v1(addresses[2]) ==
           "PROXY TCP6 2001:db8::1 fe80::211:22ff:fe33:4455 1 8443\r\n");
     CHECK(wire::build_proxy_v1(addresses[4]) == "PROXY UNKNOWN\r\n");
