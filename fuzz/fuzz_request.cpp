@@ -5,9 +5,9 @@
 // the proxy, and (validation route) no credentials.
 
 #include "fuzz_check.hpp"
-#include "http/request_head.hpp"
 #include "http/upstream_request.hpp"
 #include "routing/route.hpp"
+#include "wire/request_head.hpp"
 
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>
@@ -27,7 +27,7 @@ using namespace wk;  // NOLINT: a fuzz entry point, not library code
 
 namespace {
 
-http::head_limits head_limits_of(const config::limits& l) {
+wire::head_limits head_limits_of(const config::limits& l) {
   return {l.header_bytes, l.target_bytes, l.header_count};
 }
 
@@ -49,15 +49,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   limits.target_bytes = 1024;
   limits.header_count = 20;
 
-  http::request_head_scanner whole{head_limits_of(limits)};
+  wire::request_head_scanner whole{head_limits_of(limits)};
   const auto r = whole.scan(in);
-  http::request_head_scanner pieces{head_limits_of(limits)};
+  wire::request_head_scanner pieces{head_limits_of(limits)};
   auto split = pieces.scan(in.substr(0, size / 2));
-  if (split.status == http::head_status::incomplete) {
+  if (split.status == wire::head_status::incomplete) {
     split = pieces.scan(in);
   }
   FUZZ_CHECK(split.status == r.status);
-  if (r.status != http::head_status::complete) {
+  if (r.status != wire::head_status::complete) {
     return 0;
   }
   FUZZ_CHECK(r.skip + r.length <= size);
@@ -73,7 +73,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(used == head.size() && parser.is_header_done());
   const auto& req = parser.get();
   std::string detail;
-  if (http::check_request(req, limits, detail) != http::failure::none) {
+  if (http::check_request(req, limits, detail) != core::failure::none) {
     return 0;
   }
 
@@ -117,21 +117,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   config::limits relaxed;
   relaxed.header_bytes = 64 * 1024;
   relaxed.header_count = 64;
-  http::request_head_scanner check{head_limits_of(relaxed)};
+  wire::request_head_scanner check{head_limits_of(relaxed)};
   const auto again = check.scan(sent);
-  if (again.status != http::head_status::complete) {
+  if (again.status != wire::head_status::complete) {
     std::fprintf(stderr, "sent head rejected (%.*s):\n", static_cast<int>(again.reason.size()),
                  again.reason.data());
     std::fwrite(sent.data(), 1, sent.size(), stderr);
   }
-  FUZZ_CHECK(again.status == http::head_status::complete);
+  FUZZ_CHECK(again.status == wire::head_status::complete);
   FUZZ_CHECK(again.skip == 0 && again.length == sent.size());
   bhttp::request_parser<bhttp::empty_body> reparsed;
   reparsed.put(boost::asio::buffer(sent.data(), sent.size()), ec);
   FUZZ_CHECK(!ec || ec == bhttp::error::need_more);
   FUZZ_CHECK(reparsed.is_header_done());
   const auto& back = reparsed.get();
-  FUZZ_CHECK(http::check_request(back, relaxed, detail) == http::failure::none);
+  FUZZ_CHECK(http::check_request(back, relaxed, detail) == core::failure::none);
   FUZZ_CHECK(back.method_string() == req.method_string());
   FUZZ_CHECK(back.target() == d.upstream_target);
   FUZZ_CHECK(back.count(bhttp::field::host) == 1);

@@ -1,10 +1,10 @@
 // wkproxy command line. Everything else lives in the libraries.
 
 #include "app/loadtest.hpp"
-#include "app/runtime.hpp"
 #include "app/server.hpp"
 #include "cli_help.hpp"
 #include "config/load.hpp"
+#include "runtime/runtime.hpp"
 #include "validation/check.hpp"
 #include "validation/import.hpp"
 
@@ -40,7 +40,7 @@ int check_config(const std::string& path) {
   // load, static token files.
   wk::upstream::resolver_registry dns;
   std::vector<std::string> warnings;
-  auto built = wk::app::build_runtime(std::move(*loaded.cfg), dns, warnings);
+  auto built = wk::runtime::build_runtime(std::move(*loaded.cfg), dns, warnings);
   for (const auto& w : warnings) {
     std::cerr << path << ": warning: " << w << '\n';
   }

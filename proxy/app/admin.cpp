@@ -1,12 +1,13 @@
 #include "app/admin.hpp"
 
+#include "app/status_page.hpp"
+#include "core/asio.hpp"
+#include "core/endpoint.hpp"
 #include "net/listener.hpp"
 #include "observe/log.hpp"
-#include "observe/status_page.hpp"
 #include "validation/events.hpp"
 #include "validation/plan.hpp"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/address_v4.hpp>
@@ -38,8 +39,6 @@ namespace json = boost::json;
 using tcp = asio::ip::tcp;
 
 namespace {
-
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
 std::string_view name_of(config::proxy_protocol p) {
   switch (p) {
@@ -261,22 +260,22 @@ std::string metrics_text(const admin_context& ctx) {
   return observe::prometheus_text(in);
 }
 
-observe::status_snapshot::upstream_state upstream_state(const upstream::target& t, std::string name,
-                                                        std::uint64_t errors) {
-  observe::status_snapshot::upstream_state u;
+status_snapshot::upstream_state upstream_state(const upstream::target& t, std::string name,
+                                               std::uint64_t errors) {
+  status_snapshot::upstream_state u;
   u.name = std::move(name);
   u.url = t.cfg.url;
   for (const auto& ep : *t.dns->get()) {
-    u.addresses.push_back(net::endpoint_string(ep));
+    u.addresses.push_back(core::endpoint_text(ep));
   }
   u.errors = errors;
   return u;
 }
 
-observe::status_snapshot status(const admin_context& ctx) {
+status_snapshot status(const admin_context& ctx) {
   const auto rt = ctx.current();
   const auto& cfg = *rt->cfg;
-  observe::status_snapshot s;
+  status_snapshot s;
   s.version = ctx.version + " (" + ctx.revision + ")";
   s.now = std::chrono::system_clock::now();
   s.started = ctx.started;
@@ -309,7 +308,7 @@ observe::status_snapshot status(const admin_context& ctx) {
   // section of their own). How many of them the page shows is capped by the renderer.
   const auto events = validation::events().snapshot();
   for (const auto& name : validation::bucket_names(cfg)) {
-    observe::status_snapshot::domain_state d;
+    status_snapshot::domain_state d;
     d.domain = name;
     d.mode = std::string(validation::name_of(rt->tokens.mode_for(name)));
     for (const auto& t : cfg.tokens) {
@@ -358,10 +357,10 @@ response handle(const bhttp::request<bhttp::empty_body>& req, const admin_contex
     return reply(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(ctx));
   }
   if (path == "/status") {
-    return reply(200, "text/html; charset=utf-8", observe::render_status_html(status(ctx)));
+    return reply(200, "text/html; charset=utf-8", render_status_html(status(ctx)));
   }
   if (path == "/status.json") {
-    return reply(200, "application/json", observe::render_status_json(status(ctx)));
+    return reply(200, "application/json", render_status_json(status(ctx)));
   }
   if (path == "/config") {
     return reply(200, "application/json", json::serialize(config_json(*rt->cfg)) + "\n");
@@ -448,7 +447,7 @@ asio::awaitable<void> serve_admin_connection(std::shared_ptr<admin_connection> c
       if (!first) {
         stream.expires_after(keep_alive_idle);
       }
-      auto [ec, n] = co_await stream.async_read_some(buf.prepare(1024), nothrow);
+      auto [ec, n] = co_await stream.async_read_some(buf.prepare(1024), core::nothrow);
       if (ec || !conn->listed) {
         break;
       }
@@ -458,7 +457,7 @@ asio::awaitable<void> serve_admin_connection(std::shared_ptr<admin_connection> c
       }
     }
     enter(*conn, admin_connection::phase::reading);
-    auto [ec, n] = co_await bhttp::async_read(stream, buf, parser, nothrow);
+    auto [ec, n] = co_await bhttp::async_read(stream, buf, parser, core::nothrow);
     if (ec || !conn->listed) {
       break;
     }
@@ -470,12 +469,12 @@ asio::awaitable<void> serve_admin_connection(std::shared_ptr<admin_connection> c
     if (head) {
       // The length of the GET answer, no body.
       bhttp::response<bhttp::empty_body> h{res.base()};
-      auto [wec, wn] = co_await bhttp::async_write(stream, h, nothrow);
+      auto [wec, wn] = co_await bhttp::async_write(stream, h, core::nothrow);
       if (wec || !conn->listed) {
         break;
       }
     } else {
-      auto [wec, wn] = co_await bhttp::async_write(stream, res, nothrow);
+      auto [wec, wn] = co_await bhttp::async_write(stream, res, core::nothrow);
       if (wec || !conn->listed) {
         break;
       }
@@ -496,7 +495,7 @@ asio::awaitable<void> serve_admin_connection(std::shared_ptr<admin_connection> c
 asio::awaitable<void> run_admin(tcp::acceptor& acceptor, const admin_context& ctx) {
   auto registry = std::make_shared<admin_registry>();
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+    auto [ec, socket] = co_await acceptor.async_accept(core::nothrow);
     if (!acceptor.is_open() || ec == asio::error::operation_aborted) {
       co_return;
     }

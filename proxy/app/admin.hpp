@@ -12,8 +12,8 @@
 // browser, but always with its own name as Host): an IP literal or localhost; anything else is
 // answered 403. With a token, the token decides whatever the Host (a page cannot know it).
 
-#include "app/runtime.hpp"
 #include "observe/metrics.hpp"
+#include "runtime/runtime.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -34,7 +34,7 @@ struct admin_context {
   std::string version;
   std::string revision;
   std::chrono::system_clock::time_point started;
-  std::function<std::shared_ptr<const runtime>()> current;
+  std::function<std::shared_ptr<const runtime::snapshot>()> current;
   std::function<bool()> draining;
   std::function<std::vector<const observe::worker_metrics*>()> workers;
   std::function<std::vector<std::string>()> listener_labels;  // metrics label per index

@@ -1,9 +1,9 @@
 #include "app/connection.hpp"
 
 #include "app/passthrough.hpp"
-#include "net/proxy_protocol.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
+#include "wire/proxy_protocol.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -24,16 +24,16 @@ namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
-void copy_address(const asio::ip::address& a, net::pp_family& family,
+void copy_address(const asio::ip::address& a, wire::pp_family& family,
                   std::array<std::uint8_t, 16>& out) {
   if (a.is_v4()) {
     const auto b = a.to_v4().to_bytes();
     std::copy(b.begin(), b.end(), out.begin());
-    family = net::pp_family::tcp4;
+    family = wire::pp_family::tcp4;
   } else {
     const auto b = a.to_v6().to_bytes();
     std::copy(b.begin(), b.end(), out.begin());
-    family = net::pp_family::tcp6;
+    family = wire::pp_family::tcp6;
   }
 }
 
@@ -73,11 +73,11 @@ http::client_info info_from(const tcp::endpoint& remote, const tcp::endpoint& lo
   }
   info.peer.append(port, port_end);
   info.socket_v6 = local.address().is_v6();
-  net::pp_family local_family = net::pp_family::unknown;
+  wire::pp_family local_family = wire::pp_family::unknown;
   copy_address(remote.address(), info.pp.family, info.pp.src);
   copy_address(local.address(), local_family, info.pp.dst);
   if (local_family != info.pp.family) {
-    info.pp.family = net::pp_family::unknown;  // cannot happen on one TCP connection
+    info.pp.family = wire::pp_family::unknown;  // cannot happen on one TCP connection
   }
   info.pp.src_port = remote.port();
   info.pp.dst_port = local.port();
@@ -107,20 +107,20 @@ asio::awaitable<bool> read_proxy_header(beast::tcp_stream& s, http::client_info&
   s.expires_after(deadline);
   std::string buf;
   for (;;) {
-    const auto r = net::parse_proxy_header(buf);
-    if (r.status == net::pp_status::ok) {
-      if (!r.local && r.addr.family != net::pp_family::unknown) {
+    const auto r = wire::parse_proxy_header(buf);
+    if (r.status == wire::pp_status::ok) {
+      if (!r.local && r.addr.family != wire::pp_family::unknown) {
         info.pp = r.addr;
         info.peer_ip = r.addr.src_string();
         info.peer =
-            (r.addr.family == net::pp_family::tcp6 ? "[" + info.peer_ip + "]" : info.peer_ip) +
+            (r.addr.family == wire::pp_family::tcp6 ? "[" + info.peer_ip + "]" : info.peer_ip) +
             ":" + std::to_string(r.addr.src_port);
       }
       early = buf.substr(r.length);
       s.expires_never();
       co_return true;
     }
-    if (r.status != net::pp_status::need_more) {
+    if (r.status != wire::pp_status::need_more) {
       observe::process_counters().count(observe::connection_event::proxy_invalid);
       observe::warn_limited("PROXY header from " + info.peer + " refused: " + r.reason);
       co_return false;
@@ -128,7 +128,7 @@ asio::awaitable<bool> read_proxy_header(beast::tcp_stream& s, http::client_info&
     char chunk[512];
     // Never more than the longest header: the bytes after it belong to the next layer, and
     // reading little keeps them few.
-    const auto want = std::min(sizeof chunk, net::pp_v2_max_length + 1 - buf.size());
+    const auto want = std::min(sizeof chunk, wire::pp_v2_max_length + 1 - buf.size());
     auto [ec, n] = co_await s.async_read_some(asio::buffer(chunk, want), nothrow);
     if (ec) {
       if (!buf.empty() || ec == beast::error::timeout) {
@@ -149,7 +149,7 @@ asio::awaitable<void> serve_client(http::worker_state* w, tcp::socket socket, tc
                                    std::shared_ptr<net::listener_slot> slot) {
   http::connection_count count(w, slot);
   auto rt = w->runtime;  // this connection's listener settings
-  const listener_runtime* listener = rt->listener_for(*slot);
+  const runtime::listener_runtime* listener = rt->listener_for(*slot);
   boost::system::error_code ec;
   const auto remote = peer;
   // Only a wildcard listener needs to ask which of its addresses the client reached.

@@ -1,12 +1,12 @@
 #include "app/passthrough.hpp"
 
-#include "net/client_hello.hpp"
-#include "net/proxy_protocol.hpp"
 #include "net/splice_tunnel.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
 #include "observe/metrics.hpp"
 #include "upstream/connector.hpp"
+#include "wire/client_hello.hpp"
+#include "wire/proxy_protocol.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -43,13 +43,14 @@ struct passthrough_state {
 
 // The SNI as a metrics label: only names the config knows (a route or a tenant domain), so a
 // scanner cannot create time series at will.
-std::string sni_label(const runtime& rt, const listener_runtime& l, std::string_view sni) {
+std::string sni_label(const runtime::snapshot& rt, const runtime::listener_runtime& l,
+                      std::string_view sni) {
   if (sni.empty()) {
     return "none";
   }
   const auto& domains = rt.cfg->validation.domains;
   const bool known = std::any_of(l.sni_routes.begin(), l.sni_routes.end(),
-                                 [&](const sni_target& r) { return r.pattern == sni; }) ||
+                                 [&](const runtime::sni_target& r) { return r.pattern == sni; }) ||
                      std::find(domains.begin(), domains.end(), sni) != domains.end();
   return known ? std::string(sni) : "other";
 }
@@ -73,17 +74,18 @@ void write_log(http::worker_state* w, const passthrough_state& st, const http::c
 }
 
 // Reads until `buf` holds a whole ClientHello (possibly over several records and reads).
-asio::awaitable<net::client_hello> read_hello(beast::tcp_stream& s, std::string& buf,
-                                              std::chrono::milliseconds deadline, bool& timed_out) {
+asio::awaitable<wire::client_hello> read_hello(beast::tcp_stream& s, std::string& buf,
+                                               std::chrono::milliseconds deadline,
+                                               bool& timed_out) {
   s.expires_after(deadline);
   for (;;) {
-    auto hello = net::parse_client_hello(buf);
-    if (hello.status != net::hello_status::need_more) {
+    auto hello = wire::parse_client_hello(buf);
+    if (hello.status != wire::hello_status::need_more) {
       s.expires_never();
       co_return hello;
     }
     if (buf.size() >= max_hello_input) {
-      hello.status = net::hello_status::too_large;
+      hello.status = wire::hello_status::too_large;
       hello.reason = "ClientHello too large";
       co_return hello;
     }
@@ -104,18 +106,18 @@ asio::awaitable<net::client_hello> read_hello(beast::tcp_stream& s, std::string&
 
 asio::awaitable<void> serve_passthrough(http::worker_state* w, tcp::socket socket,
                                         http::client_info info, std::string early,
-                                        std::shared_ptr<const runtime> rt,
-                                        const listener_runtime* listener) {
+                                        std::shared_ptr<const runtime::snapshot> rt,
+                                        const runtime::listener_runtime* listener) {
   passthrough_state st;
   const auto& timeouts = rt->cfg->timeouts;
   beast::tcp_stream client(std::move(socket));
   bool timed_out = false;
   const auto hello = co_await read_hello(client, early, timeouts.header_read, timed_out);
-  if (hello.status != net::hello_status::ok) {
-    if (hello.status == net::hello_status::need_more && early.empty() && !timed_out) {
+  if (hello.status != wire::hello_status::ok) {
+    if (hello.status == wire::hello_status::need_more && early.empty() && !timed_out) {
       co_return;  // closed before sending anything: a TCP health check
     }
-    const bool late = hello.status == net::hello_status::need_more;
+    const bool late = hello.status == wire::hello_status::need_more;
     observe::process_counters().count(late ? observe::connection_event::passthrough_timeout
                                            : observe::connection_event::passthrough_not_tls);
     st.error = late ? "client_hello_timeout" : "not_tls";
@@ -138,9 +140,9 @@ asio::awaitable<void> serve_passthrough(http::worker_state* w, tcp::socket socke
       {{"listener", listener->cfg->address}, {"sni", sni_label(*rt, *listener, st.sni)}});
   std::string preface;
   if (st.target->cfg.send_proxy_protocol == config::proxy_protocol::v1) {
-    preface = net::build_proxy_v1(info.pp);
+    preface = wire::build_proxy_v1(info.pp);
   } else if (st.target->cfg.send_proxy_protocol == config::proxy_protocol::v2) {
-    preface = net::build_proxy_v2(info.pp);
+    preface = wire::build_proxy_v2(info.pp);
   }
   auto outcome = co_await upstream::connect(*st.target, timeouts, preface);
   constexpr auto pass = static_cast<std::size_t>(observe::upstream_label::passthrough);
@@ -149,7 +151,7 @@ asio::awaitable<void> serve_passthrough(http::worker_state* w, tcp::socket socke
     observe::process_counters().count(observe::connection_event::passthrough_upstream);
     observe::warn_limited("passthrough from " + info.peer + " (SNI \"" + st.sni +
                           "\"): " + outcome.detail);
-    st.error = http::name_of(outcome.error);
+    st.error = core::name_of(outcome.error);
     http::count_upstream_failure(w, observe::upstream_label::passthrough, outcome.error);
     write_log(w, st, info);
     co_return;

@@ -4,8 +4,8 @@
 // first, are relayed unchanged both ways (splice(2) where the kernel allows). wkproxy holds no
 // key and cannot change what the client and the origin negotiate.
 
-#include "app/runtime.hpp"
 #include "http/session.hpp"
+#include "runtime/runtime.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -21,7 +21,7 @@ namespace wk::app {
 boost::asio::awaitable<void> serve_passthrough(http::worker_state* w,
                                                boost::asio::ip::tcp::socket socket,
                                                http::client_info info, std::string early,
-                                               std::shared_ptr<const runtime> rt,
-                                               const listener_runtime* listener);
+                                               std::shared_ptr<const runtime::snapshot> rt,
+                                               const runtime::listener_runtime* listener);
 
 }  // namespace wk::app

@@ -1,18 +1,19 @@
 #include "app/server.hpp"
 
 #include "app/admin.hpp"
-#include "app/runtime.hpp"
 #include "app/upgrade.hpp"
 #include "app/worker.hpp"
 #include "config/load.hpp"
-#include "http/failure.hpp"
+#include "core/asio.hpp"
+#include "core/endpoint.hpp"
+#include "core/failure.hpp"
 #include "net/listener.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
 #include "observe/log_file.hpp"
+#include "runtime/runtime.hpp"
 #include "validation/events.hpp"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -37,16 +38,14 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
-
 // "errors: bad_request=3 header_timeout=1; limits: pipelined=2", or "" when nothing was counted.
 std::string counters_summary() {
   const auto& c = observe::process_counters();
   std::string errors;
-  for (std::size_t i = 1; i < static_cast<std::size_t>(http::failure::count_); ++i) {
+  for (std::size_t i = 1; i < static_cast<std::size_t>(core::failure::count_); ++i) {
     if (auto n = c.failures[i].load(std::memory_order_relaxed); n > 0) {
       errors += (errors.empty() ? "" : " ") +
-                std::string(http::name_of(static_cast<http::failure>(i))) + "=" + std::to_string(n);
+                std::string(core::name_of(static_cast<core::failure>(i))) + "=" + std::to_string(n);
     }
   }
   static constexpr std::string_view limit_names[] = {"connections", "requests_per_connection",
@@ -128,7 +127,7 @@ struct server_state {
   server_options opt;
   asio::io_context ioc{1};
   upstream::resolver_registry dns;
-  std::shared_ptr<const runtime> current;
+  std::shared_ptr<const runtime::snapshot> current;
   // The access log's destination for current->cfg->access_log, shared with the workers. Kept
   // here so that a reload with an unchanged access_log keeps the same file, and so that
   // SIGUSR1 knows what to reopen.
@@ -188,7 +187,8 @@ void setup_admin_context(server_state& s) {
   };
 }
 
-std::shared_ptr<const runtime> load_runtime_quietly(server_state& s, bool reporting_only_to_log) {
+std::shared_ptr<const runtime::snapshot> load_runtime_quietly(server_state& s,
+                                                              bool reporting_only_to_log) {
   auto loaded = config::load_file(s.opt.config_path, config::process_env());
   if (!loaded.errors.empty()) {
     for (const auto& e : loaded.errors) {
@@ -201,7 +201,7 @@ std::shared_ptr<const runtime> load_runtime_quietly(server_state& s, bool report
     return nullptr;
   }
   std::vector<std::string> warnings;
-  auto built = build_runtime(std::move(*loaded.cfg), s.dns, warnings);
+  auto built = runtime::build_runtime(std::move(*loaded.cfg), s.dns, warnings);
   for (const auto& w : warnings) {
     observe::warn(s.opt.config_path + ": " + w);
   }
@@ -230,7 +230,7 @@ std::shared_ptr<const runtime> load_runtime_quietly(server_state& s, bool report
   return rt;
 }
 
-std::shared_ptr<const runtime> load_runtime(server_state& s, bool reporting_only_to_log) {
+std::shared_ptr<const runtime::snapshot> load_runtime(server_state& s, bool reporting_only_to_log) {
   auto rt = load_runtime_quietly(s, reporting_only_to_log);
   if (!rt && reporting_only_to_log) {
     observe::process_counters().reload_failures.fetch_add(1, std::memory_order_relaxed);
@@ -244,12 +244,12 @@ bool write_ports_file(const server_state& s) {
   }
   json::array listen;
   for (const auto& l : s.listeners) {
-    listen.emplace_back(net::endpoint_string(l->bound));
+    listen.emplace_back(core::endpoint_text(l->bound));
   }
   json::object doc;
   doc["listen"] = std::move(listen);
   if (s.admin) {
-    doc["admin"] = net::endpoint_string(s.admin->bound);
+    doc["admin"] = core::endpoint_text(s.admin->bound);
   }
   doc["pid"] = ::getpid();
   // Written beside the target and renamed into place: readers never see half a file.
@@ -453,7 +453,7 @@ asio::awaitable<void> drain_and_stop(server_state* s, std::chrono::milliseconds 
   if (grace.count() > 0) {
     observe::info("stopping: accepting for " + std::to_string(grace.count()) + " ms more");
     timer.expires_after(grace);
-    co_await timer.async_wait(nothrow);
+    co_await timer.async_wait(core::nothrow);
   }
   observe::info("stopping: draining connections");
   for (auto& w : s->workers) {
@@ -475,7 +475,7 @@ asio::awaitable<void> drain_and_stop(server_state* s, std::chrono::milliseconds 
       break;
     }
     timer.expires_after(std::chrono::milliseconds(20));
-    co_await timer.async_wait(nothrow);
+    co_await timer.async_wait(core::nothrow);
   }
   s->ioc.stop();
 }
@@ -531,7 +531,7 @@ asio::awaitable<void> upgrade(server_state* s) {
   char buf[64];
   bool timed_out = false;
   for (;;) {
-    auto [ec, n] = co_await pipe.async_read_some(asio::buffer(buf), nothrow);
+    auto [ec, n] = co_await pipe.async_read_some(asio::buffer(buf), core::nothrow);
     got.append(buf, n);
     timed_out = ec == asio::error::operation_aborted;
     if (ec || got.find('\n') != std::string::npos) {
@@ -566,7 +566,7 @@ asio::awaitable<void> upgrade(server_state* s) {
 asio::awaitable<void> signal_loop(server_state* s, asio::signal_set* signals_ptr) {
   auto& signals = *signals_ptr;
   for (;;) {
-    auto [ec, sig] = co_await signals.async_wait(nothrow);
+    auto [ec, sig] = co_await signals.async_wait(core::nothrow);
     if (ec) {
       co_return;
     }

@@ -1,5 +1,6 @@
 #include "app/upgrade.hpp"
 
+#include "core/endpoint.hpp"
 #include "net/listener.hpp"
 
 #include <algorithm>
@@ -149,14 +150,14 @@ std::variant<int, std::string> inherited_sockets::hand_out(entry& e, const confi
   // The address text only says which listener an entry is for; where the socket really listens
   // is what decides (a socket bound to 0.0.0.0 must not serve a 127.0.0.1 listener).
   if (!net::matches(e.bound, l)) {
-    return what + " listens on " + net::endpoint_string(e.bound) + ", not on " + l.address +
+    return what + " listens on " + core::endpoint_text(e.bound) + ", not on " + l.address +
            "; refusing to serve on it";
   }
   // Two descriptors of one socket (a dup) would make two listeners of it.
   for (const auto* list : {&handed_, &activated_}) {
     for (const auto& other : *list) {
       if (&other != &e && other.taken && other.bound == e.bound) {
-        return what + " listens on " + net::endpoint_string(e.bound) +
+        return what + " listens on " + core::endpoint_text(e.bound) +
                ", like inherited descriptor " + std::to_string(other.fd) +
                " already in use; refusing to serve on it";
       }

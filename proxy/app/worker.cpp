@@ -29,7 +29,7 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 // Over the connection limit: a fast 503 (best effort, never blocking) and close.
 void refuse(tcp::socket& s) {
   static const std::string reply =
-      http::error_reply(http::failure::too_many_connections, "", false);
+      http::error_reply(core::failure::too_many_connections, "", false);
   (void)::send(s.native_handle(), reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   boost::system::error_code ec;
   s.close(ec);
@@ -104,7 +104,7 @@ asio::awaitable<void> housekeeping(http::worker_state* w) {
 
 }  // namespace
 
-worker::worker(unsigned index, std::shared_ptr<const runtime> rt,
+worker::worker(unsigned index, std::shared_ptr<const runtime::snapshot> rt,
                std::shared_ptr<const observe::log_file> access_file)
     : index_(index), work_(asio::make_work_guard(ioc_)) {
   state_.runtime = std::move(rt);
@@ -189,7 +189,7 @@ void worker::spawn_housekeeping() {
   asio::co_spawn(ioc_, housekeeping(&state_), observe::log_exception{"housekeeping"});
 }
 
-void worker::publish(std::shared_ptr<const runtime> rt,
+void worker::publish(std::shared_ptr<const runtime::snapshot> rt,
                      std::shared_ptr<const observe::log_file> access_file) {
   asio::post(ioc_, [this, rt = std::move(rt), file = std::move(access_file)]() mutable {
     state_.log.set_destination(std::move(file), rt->cfg->access_log.format);

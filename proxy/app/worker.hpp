@@ -19,7 +19,7 @@ namespace wk::app {
 class worker {
 public:
   // `access_file`: where access-log lines go (nullptr: access_log off), in rt's format.
-  worker(unsigned index, std::shared_ptr<const runtime> rt,
+  worker(unsigned index, std::shared_ptr<const runtime::snapshot> rt,
          std::shared_ptr<const observe::log_file> access_file);
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
@@ -31,7 +31,7 @@ public:
   // Makes `rt` the snapshot for new requests and `access_file` the access log's destination
   // (both posted to the worker's thread in one step, so no line is written in the new format
   // to the old file or the other way round).
-  void publish(std::shared_ptr<const runtime> rt,
+  void publish(std::shared_ptr<const runtime::snapshot> rt,
                std::shared_ptr<const observe::log_file> access_file);
 
   // Switches the access log to `file` (a reopened file: SIGUSR1). Posted: the worker writes

@@ -1,5 +1,8 @@
 #include "config/load.hpp"
 
+#include "core/ascii.hpp"
+#include "core/host_pattern.hpp"
+
 #include "config/duration.hpp"
 #include "config/env_subst.hpp"
 #include "config/upstream_url.hpp"
@@ -60,18 +63,6 @@ env_lookup process_env() {
 
 namespace {
 
-char to_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-char to_upper(char c) {
-  return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
-}
-
-bool is_digit(char c) {
-  return c >= '0' && c <= '9';
-}
-
 std::string in_quotes(std::string_view text) {
   return "\"" + std::string(text) + "\"";
 }
@@ -83,7 +74,7 @@ std::optional<std::uint64_t> parse_unsigned(std::string_view text) {
   }
   std::uint64_t value = 0;
   for (char c : text) {
-    if (!is_digit(c)) {
+    if (!core::is_digit(c)) {
       return std::nullopt;
     }
     value = value * 10 + static_cast<std::uint64_t>(c - '0');
@@ -111,18 +102,6 @@ bool is_domain_pattern(std::string_view pattern) {
     pattern.remove_prefix(2);
   }
   return is_domain_name(pattern);
-}
-
-// RFC 9110 section 5.6.2 tchar.
-bool is_token(std::string_view text) {
-  if (text.empty()) {
-    return false;
-  }
-  constexpr std::string_view specials = "!#$%&'*+-.^_`|~";
-  return std::all_of(text.begin(), text.end(), [&](char c) {
-    return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-           specials.find(c) != std::string_view::npos;
-  });
 }
 
 // The reason a validation prefix is unusable, or empty when it is fine. The route matches
@@ -187,22 +166,10 @@ std::string item(const std::string& prefix, std::size_t index) {
 }
 
 // A scalar after substitution, with where it came from (for errors found later).
-// The allow-list rule of routing::host_allow_list (kept here so that config stays independent of
-// routing): exact names, "*" for any, "*.suffix" for exactly one more label.
+// The allow-list rule (core::host_pattern_matches) over a list of patterns.
 bool domain_allowed(const std::vector<std::string>& patterns, std::string_view host) {
-  for (const std::string& p : patterns) {
-    if (p == "*" || p == host) {
-      return true;
-    }
-    if (p.starts_with("*.")) {
-      const std::string_view suffix = std::string_view(p).substr(1);
-      if (host.size() > suffix.size() && host.ends_with(suffix) &&
-          host.substr(0, host.size() - suffix.size()).find('.') == std::string_view::npos) {
-        return true;
-      }
-    }
-  }
-  return false;
+  return std::any_of(patterns.begin(), patterns.end(),
+                     [&](const std::string& p) { return core::host_pattern_matches(p, host); });
 }
 
 struct located {
@@ -620,10 +587,7 @@ void loader::load_modes(const YAML::Node& node, const std::string& key) {
       continue;
     }
     const std::string path = child(key, *name);
-    std::string lowered;
-    for (char c : *name) {
-      lowered += to_lower(c);
-    }
+    const std::string lowered = core::to_lower(*name);
     if (!is_domain_pattern(lowered)) {
       fail(entry.first.Mark(), path, "invalid domain " + in_quotes(*name));
       continue;
@@ -696,10 +660,7 @@ void loader::check_tokens() {
   for (std::size_t i = 0; i < cfg_.tokens.size(); ++i) {
     token& t = cfg_.tokens[i];
     const token_source& src = token_marks_[i];
-    std::string domain;
-    for (char c : t.domain) {
-      domain += to_lower(c);
-    }
+    const std::string domain = core::to_lower(t.domain);
     bool ok = true;
     if (domain.starts_with("*.") || domain == "*") {
       fail(src.domain_mark, child(src.key, "domain"),
@@ -913,10 +874,7 @@ void loader::load_sni_routes(const YAML::Node& node, const std::string& key,
       continue;
     }
     const std::string path = child(key, *name);
-    std::string lowered;
-    for (char c : *name) {
-      lowered += to_lower(c);
-    }
+    const std::string lowered = core::to_lower(*name);
     if (lowered == "*" || !is_domain_pattern(lowered)) {
       fail(entry.first.Mark(), path,
            "expected a server name or *.suffix, got " + in_quotes(*name) +
@@ -1070,9 +1028,7 @@ void loader::load_upstream(const YAML::Node& node, const std::string& key, upstr
   }
   std::string sni_value;
   if (sni) {
-    for (char c : sni->value) {
-      sni_value += to_lower(c);
-    }
+    sni_value = core::to_lower(sni->value);
     // An empty sni sends no server name at all.
     if (!sni_value.empty() && !is_domain_name(sni_value)) {
       fail(sni->mark, sni->key, "must be a DNS name, got " + in_quotes(sni->value));
@@ -1156,10 +1112,7 @@ std::optional<std::vector<std::string>> loader::load_domains(const YAML::Node& n
       ok = false;
       continue;
     }
-    std::string lowered;
-    for (char c : *text) {
-      lowered += to_lower(c);
-    }
+    const std::string lowered = core::to_lower(*text);
     if (!is_domain_pattern(lowered)) {
       fail(entry.Mark(), path,
            "invalid domain " + in_quotes(*text) +
@@ -1290,9 +1243,9 @@ void loader::load_methods(const YAML::Node& node, const std::string& key) {
     }
     std::string upper;
     for (char c : *text) {
-      upper += to_upper(c);
+      upper += core::to_upper(c);
     }
-    if (!is_token(upper)) {
+    if (!core::is_token(upper)) {
       fail(entry.Mark(), path, "invalid method " + in_quotes(*text));
       ok = false;
     } else if (upper != "GET" && upper != "HEAD") {

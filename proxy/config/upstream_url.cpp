@@ -1,5 +1,7 @@
 #include "config/upstream_url.hpp"
 
+#include "core/ascii.hpp"
+
 #include <boost/url.hpp>
 
 #include <algorithm>
@@ -12,33 +14,16 @@ namespace urls = boost::urls;
 
 namespace {
 
-char to_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool is_digit(char c) {
-  return c >= '0' && c <= '9';
-}
-
 // 0..65535 from decimal digits only (no sign, no spaces).
 std::optional<std::uint16_t> parse_port(std::string_view text);
-
-std::string lower(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    out += to_lower(c);
-  }
-  return out;
-}
 
 bool is_safe_file(std::string_view s) {
   if (s.empty() || s == "." || s == "..") {
     return false;
   }
   for (char c : s) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' ||
-                    c == '_' || c == '-';
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || core::is_digit(c) ||
+                    c == '.' || c == '_' || c == '-';
     if (!ok) {
       return false;
     }
@@ -68,10 +53,10 @@ bool is_host_name(std::string_view name) {
     last_all_digits = true;
     for (char c : label) {
       const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-      if (!alpha && !is_digit(c) && c != '-' && c != '_') {
+      if (!alpha && !core::is_digit(c) && c != '-' && c != '_') {
         return false;
       }
-      last_all_digits = last_all_digits && is_digit(c);
+      last_all_digits = last_all_digits && core::is_digit(c);
     }
     start = end + 1;
   }
@@ -86,7 +71,7 @@ std::optional<std::uint16_t> parse_port(std::string_view text) {
   }
   unsigned value = 0;
   for (char c : text) {
-    if (!is_digit(c)) {
+    if (!core::is_digit(c)) {
       return std::nullopt;
     }
     value = value * 10 + static_cast<unsigned>(c - '0');
@@ -151,9 +136,7 @@ std::variant<upstream, std::string> parse_upstream_url(std::string_view url) {
     if (!is_host_name(raw)) {
       return "invalid host \"" + std::string(raw) + "\"";
     }
-    for (char c : raw) {
-      out.host += to_lower(c);
-    }
+    out.host += core::to_lower(raw);
     dns_name = true;
     break;
   }
@@ -205,7 +188,7 @@ std::variant<cidr, std::string> parse_cidr(std::string_view text) {
   if (const std::size_t slash = text.find('/'); slash != std::string_view::npos) {
     address = text.substr(0, slash);
     const std::string_view bits = text.substr(slash + 1);
-    if (bits.empty() || bits.size() > 3 || !std::all_of(bits.begin(), bits.end(), is_digit)) {
+    if (bits.empty() || bits.size() > 3 || !std::all_of(bits.begin(), bits.end(), core::is_digit)) {
       return "invalid prefix length \"" + std::string(bits) + "\"";
     }
     prefix = static_cast<unsigned>(std::stoul(std::string(bits)));
@@ -312,7 +295,7 @@ std::variant<redirect_from_parts, std::string> parse_redirect_from(std::string_v
     return "the file name must be one segment of letters, digits, '.', '_' or '-', got \"" +
            std::string(file) + "\"";
   }
-  return redirect_from_parts{lower(host), std::string(file)};
+  return redirect_from_parts{core::to_lower(host), std::string(file)};
 }
 
 std::variant<redirect_to_parts, std::string> parse_redirect_to(std::string_view url) {
@@ -336,7 +319,7 @@ std::variant<redirect_to_parts, std::string> parse_redirect_to(std::string_view 
     return "invalid host \"" + std::string(host) + "\"";
   }
   redirect_to_parts out;
-  out.host = lower(host);
+  out.host = core::to_lower(host);
   if (u.has_port()) {
     const urls::string_view port_text = u.port();
     const auto port = parse_port(std::string_view(port_text.data(), port_text.size()));

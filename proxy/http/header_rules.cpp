@@ -1,8 +1,8 @@
 #include "http/header_rules.hpp"
 
+#include "core/ascii.hpp"
 #include "http/response_reader.hpp"
 
-#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 
 #include <array>
@@ -15,10 +15,6 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  return beast::iequals(a, b);
-}
 
 // The names listed in the Connection fields of a message (RFC 9110 section 7.6.1), collected
 // once per message; most messages list none or one ("keep-alive", "close").
@@ -41,12 +37,12 @@ public:
   }
   bool contains(std::string_view name) const {
     for (std::size_t i = 0; i < count_; ++i) {
-      if (iequals(inline_names[i], name)) {
+      if (core::iequals(inline_names[i], name)) {
         return true;
       }
     }
     for (auto t : more_) {
-      if (iequals(t, name)) {
+      if (core::iequals(t, name)) {
         return true;
       }
     }
@@ -102,7 +98,7 @@ bool allowed_on_validation_route(std::string_view name) {
       "Host",          "User-Agent",        "Accept",       "Accept-Encoding", "Accept-Language",
       "If-None-Match", "If-Modified-Since", "Cache-Control"};
   for (auto a : allowed) {
-    if (iequals(a, name)) {
+    if (core::iequals(a, name)) {
       return true;
     }
   }
@@ -124,7 +120,7 @@ bool is_hop_by_hop(std::string_view name) {
                                                         "Proxy-Authenticate",
                                                         "Proxy-Authorization"};
   for (auto h : hop) {
-    if (iequals(h, name)) {
+    if (core::iequals(h, name)) {
       return true;
     }
   }
@@ -151,7 +147,7 @@ void build_upstream_request_fields(const bhttp::fields& in, Out& out, const forw
       }
       continue;
     }
-    if (iequals(name, "X-Forwarded-For")) {
+    if (core::iequals(name, "X-Forwarded-For")) {
       if (opt.x_forwarded_for == forwarded_policy::append) {
         xff += xff.empty() ? "" : ", ";
         xff += f.value();
@@ -160,7 +156,7 @@ void build_upstream_request_fields(const bhttp::fields& in, Out& out, const forw
       }
       continue;
     }
-    if (iequals(name, "X-Forwarded-Proto")) {
+    if (core::iequals(name, "X-Forwarded-Proto")) {
       has_xfp = true;
       if (opt.x_forwarded_proto != forwarded_policy::replace && !opt.validation_route) {
         out.insert(f.name(), name, f.value());

@@ -1,6 +1,6 @@
 #include "http/local_reply.hpp"
 
-#include "http/request_head.hpp"
+#include "wire/request_head.hpp"
 
 #include <boost/beast/http/status.hpp>
 
@@ -28,7 +28,7 @@ std::string status_reply(unsigned status, std::string_view body, bool keep_alive
 
 std::string validation_reply(unsigned status, std::string_view location, std::string_view body,
                              bool keep_alive, bool head) {
-  if (!is_safe_field_value(location)) {
+  if (!wire::is_safe_field_value(location)) {
     return {};
   }
   std::string out;
@@ -53,9 +53,9 @@ std::string validation_reply(unsigned status, std::string_view location, std::st
   return out;
 }
 
-std::string error_reply(failure f, std::string_view detail, bool head) {
+std::string error_reply(core::failure f, std::string_view detail, bool head) {
   std::string body = "wkproxy: ";
-  body += describe(f);
+  body += core::describe(f);
   if (!detail.empty()) {
     body += ": ";
     for (char c : detail) {
@@ -64,7 +64,7 @@ std::string error_reply(failure f, std::string_view detail, bool head) {
     }
   }
   body += '\n';
-  return status_reply(status_for(f), body, false, head);
+  return status_reply(core::status_for(f), body, false, head);
 }
 
 }  // namespace wk::http

@@ -1,7 +1,7 @@
 #pragma once
 // Replies the proxy writes itself (errors, 100 Continue), as complete wire bytes.
 
-#include "http/failure.hpp"
+#include "core/failure.hpp"
 
 #include <string>
 #include <string_view>
@@ -12,7 +12,7 @@ namespace wk::http {
 // Content-Length, Connection: close, and the body "wkproxy: <describe(f)>[: detail]\n".
 // `head` omits the body (HEAD request) but keeps Content-Length. Detail is sanitized (control
 // characters replaced) so that no header or body injection is possible.
-std::string error_reply(failure f, std::string_view detail, bool head);
+std::string error_reply(core::failure f, std::string_view detail, bool head);
 
 // A plain reply with the given status and body, used for tunnelled admin-free answers.
 std::string status_reply(unsigned status, std::string_view body, bool keep_alive, bool head);

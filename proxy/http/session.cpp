@@ -1,9 +1,8 @@
 #include "http/session.hpp"
 
-#include "http/failure.hpp"
+#include "core/failure.hpp"
 #include "http/header_rules.hpp"
 #include "http/local_reply.hpp"
-#include "http/request_head.hpp"
 #include "http/response_reader.hpp"
 #include "http/upstream_request.hpp"
 #include "net/tls_server.hpp"
@@ -14,6 +13,7 @@
 #include "upstream/connector.hpp"
 #include "validation/events.hpp"
 #include "validation/plan.hpp"
+#include "wire/request_head.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
@@ -81,7 +81,7 @@ struct request_state {
   unsigned status = 0;
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
-  failure error = failure::none;
+  core::failure error = core::failure::none;
   std::string detail;
   bool http11 = true;
   bool head = false;
@@ -141,52 +141,53 @@ bool is_http_parse_error(const boost::system::error_code& ec) {
   return ec.category() == bhttp::make_error_code(bhttp::error::bad_chunk).category();
 }
 
-failure failure_for(head_status s) {
+core::failure failure_for(wire::head_status s) {
   switch (s) {
-  case head_status::invalid:
-    return failure::bad_request;
-  case head_status::bad_version:
-    return failure::version_not_supported;
-  case head_status::target_too_long:
-    return failure::target_too_long;
-  case head_status::too_large:
-    return failure::header_too_large;
-  case head_status::incomplete:
-  case head_status::complete:
+  case wire::head_status::invalid:
+    return core::failure::bad_request;
+  case wire::head_status::bad_version:
+    return core::failure::version_not_supported;
+  case wire::head_status::target_too_long:
+    return core::failure::target_too_long;
+  case wire::head_status::too_large:
+    return core::failure::header_too_large;
+  case wire::head_status::incomplete:
+  case wire::head_status::complete:
     break;
   }
-  return failure::internal;
+  return core::failure::internal;
 }
 
 // Reads until `cbuf` holds a whole request head, checks its raw bytes strictly
 // (request_head_scanner), then lets Beast parse exactly those bytes into `parser`. One header
 // deadline covers the whole head (slowloris). On failure, `detail` says why.
 template <class Client>
-net::awaitable<failure> read_request_head(Client& client, beast::flat_buffer& cbuf,
-                                          request_parser& parser, const config::limits& limits,
-                                          std::string& detail) {
-  request_head_scanner scanner{
-      head_limits{limits.header_bytes, limits.target_bytes, limits.header_count}};
-  head_scan r;
+net::awaitable<core::failure> read_request_head(Client& client, beast::flat_buffer& cbuf,
+                                                request_parser& parser,
+                                                const config::limits& limits, std::string& detail) {
+  wire::request_head_scanner scanner{
+      wire::head_limits{limits.header_bytes, limits.target_bytes, limits.header_count}};
+  wire::head_scan r;
   for (;;) {
     auto data = cbuf.data();
     r = scanner.scan({static_cast<const char*>(data.data()), data.size()});
-    if (r.status == head_status::complete) {
+    if (r.status == wire::head_status::complete) {
       break;
     }
-    if (r.status != head_status::incomplete) {
+    if (r.status != wire::head_status::incomplete) {
       detail = r.reason;
       co_return failure_for(r.status);
     }
     auto room = cbuf.max_size() - cbuf.size();
     if (room == 0) {
       detail = "request header over the limit";
-      co_return failure::header_too_large;
+      co_return core::failure::header_too_large;
     }
     auto [ec, n] =
         co_await client.async_read_some(cbuf.prepare(std::min<std::size_t>(room, 4096)), nothrow);
     if (ec) {
-      co_return is_timeout(ec) && cbuf.size() > 0 ? failure::header_timeout : failure::client_gone;
+      co_return is_timeout(ec) && cbuf.size() > 0 ? core::failure::header_timeout
+                                                  : core::failure::client_gone;
     }
     cbuf.commit(n);
   }
@@ -197,9 +198,10 @@ net::awaitable<failure> read_request_head(Client& client, beast::flat_buffer& cb
   if (ec || !parser.is_header_done()) {
     // Framing Beast refuses: CL with TE, differing or invalid Content-Length, repeated chunked.
     detail = ec ? ec.message() : "incomplete request header";
-    co_return ec == bhttp::error::body_limit ? failure::body_too_large : failure::bad_request;
+    co_return ec == bhttp::error::body_limit ? core::failure::body_too_large
+                                             : core::failure::bad_request;
   }
-  co_return failure::none;
+  co_return core::failure::none;
 }
 
 // Chunked framing never has a bare LF: when the parser waits for more and leaves bytes
@@ -222,8 +224,8 @@ bool bare_lf_in_chunk_framing(const request_parser& parser, const beast::flat_bu
 // Parses the body bytes that arrived with the header (the whole body, for most requests) into
 // `chunk` before any backend is involved, so that a malformed body is a 400 that reaches no
 // backend, and a small request goes out in one write.
-failure prefetch_body(request_parser& parser, beast::flat_buffer& cbuf, body_buffer& chunk,
-                      request_state& st) {
+core::failure prefetch_body(request_parser& parser, beast::flat_buffer& cbuf, body_buffer& chunk,
+                            request_state& st) {
   std::size_t filled = 0;
   bool stuck = false;  // the parser waits for more and leaves bytes unconsumed: a framing line
   while (!parser.is_done() && cbuf.size() > 0 && filled < chunk.size()) {
@@ -244,16 +246,17 @@ failure prefetch_body(request_parser& parser, beast::flat_buffer& cbuf, body_buf
     if (ec) {
       st.detail = "request body: " + ec.message();
       st.prefetched = 0;
-      return ec == bhttp::error::body_limit ? failure::body_too_large : failure::bad_request;
+      return ec == bhttp::error::body_limit ? core::failure::body_too_large
+                                            : core::failure::bad_request;
     }
   }
   st.prefetched = filled;
   st.bytes_in += filled;
   if (stuck && bare_lf_in_chunk_framing(parser, cbuf)) {
     st.detail = "request body: bare LF in chunked framing";
-    return failure::bad_request;
+    return core::failure::bad_request;
   }
-  return failure::none;
+  return core::failure::none;
 }
 
 template <class Stream>
@@ -369,7 +372,7 @@ net::awaitable<boost::system::error_code> read_parsed(Stream& s, beast::flat_buf
 // response already started: then closing the connection is the only signal left).
 template <class Client>
 net::awaitable<void> send_error(Client& client, request_state& st, const config::timeouts& to) {
-  auto status = status_for(st.error);
+  auto status = core::status_for(st.error);
   if (status == 0 || st.response_started) {
     co_return;
   }
@@ -484,7 +487,7 @@ net::awaitable<void> switch_protocols(Client& client, const response_parser& rp,
   st.response_started = true;
   st.status = 101;
   if (ec) {
-    st.error = failure::client_gone;
+    st.error = core::failure::client_gone;
     co_return;
   }
   st.tunnel = true;
@@ -530,7 +533,7 @@ net::awaitable<void> relay_request_rest(Up& up, Client& client, beast::flat_buff
       auto [rec, rn] = co_await client.async_read_some(cbuf.prepare(want), nothrow);
       cbuf.commit(rn);
       if (rec) {
-        st.error = is_timeout(rec) ? failure::client_timeout : failure::client_gone;
+        st.error = is_timeout(rec) ? core::failure::client_timeout : core::failure::client_gone;
         st.detail = "reading request body: " + rec.message();
         co_return;
       }
@@ -540,7 +543,7 @@ net::awaitable<void> relay_request_rest(Up& up, Client& client, beast::flat_buff
     lowest.expires_after(cfg.timeouts.body_idle);
     auto [wec, wn] = co_await write_plain(up, {}, static_cast<const char*>(cbuf.data().data()), n);
     if (wec) {
-      st.error = is_timeout(wec) ? failure::upstream_timeout : failure::upstream_reset;
+      st.error = is_timeout(wec) ? core::failure::upstream_timeout : core::failure::upstream_reset;
       st.detail = "sending request body: " + wec.message();
       st.retryable = !st.body_read_live;
       co_return;
@@ -577,14 +580,14 @@ net::awaitable<void> send_request(Up& up, Client& client, beast::flat_buffer& cb
       }
       if (rec) {
         if (rec == bhttp::error::body_limit) {
-          st.error = failure::body_too_large;
+          st.error = core::failure::body_too_large;
         } else if (is_timeout(rec)) {
-          st.error = failure::client_timeout;
+          st.error = core::failure::client_timeout;
         } else if (is_http_parse_error(rec) && rec != bhttp::error::partial_message &&
                    rec != bhttp::error::end_of_stream) {
-          st.error = failure::bad_request;  // invalid chunk framing
+          st.error = core::failure::bad_request;  // invalid chunk framing
         } else {
-          st.error = failure::client_gone;
+          st.error = core::failure::client_gone;
         }
         st.detail = "reading request body: " + rec.message();
         co_return;
@@ -609,7 +612,7 @@ net::awaitable<void> send_request(Up& up, Client& client, beast::flat_buffer& cb
                                  done);
     }
     if (wec) {
-      st.error = is_timeout(wec) ? failure::upstream_timeout : failure::upstream_reset;
+      st.error = is_timeout(wec) ? core::failure::upstream_timeout : core::failure::upstream_reset;
       st.detail = (first ? "sending request: " : "sending request body: ") + wec.message();
       // Retried on another connection only if every byte sent so far can be sent again.
       st.retryable = !st.body_read_live;
@@ -624,7 +627,7 @@ net::awaitable<void> send_request(Up& up, Client& client, beast::flat_buffer& cb
       // the backend never sees Expect.
       beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
       if (auto ec = co_await write_all(client, "HTTP/1.1 100 Continue\r\n\r\n"); ec) {
-        st.error = failure::client_gone;
+        st.error = core::failure::client_gone;
         co_return;
       }
     }
@@ -655,7 +658,7 @@ net::awaitable<void> relay_known_length(Up& up, beast::flat_buffer& ubuf, Client
       head = {};
       st.response_started = true;
       if (wec) {
-        st.error = is_timeout(wec) ? failure::client_timeout : failure::client_gone;
+        st.error = is_timeout(wec) ? core::failure::client_timeout : core::failure::client_gone;
         st.detail = "writing response: " + wec.message();
         co_return;
       }
@@ -671,7 +674,7 @@ net::awaitable<void> relay_known_length(Up& up, beast::flat_buffer& ubuf, Client
     auto [rec, rn] = co_await up.async_read_some(ubuf.prepare(want), nothrow);
     ubuf.commit(rn);
     if (rec) {
-      st.error = is_timeout(rec) ? failure::upstream_timeout : failure::upstream_reset;
+      st.error = is_timeout(rec) ? core::failure::upstream_timeout : core::failure::upstream_reset;
       st.detail = "reading response body: " +
                   (rec == net::error::eof ? std::string("end of stream before the whole body")
                                           : rec.message());
@@ -705,17 +708,17 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, head_stora
     }
     if (ec) {
       if (is_timeout(ec)) {
-        st.error = failure::upstream_timeout;
+        st.error = core::failure::upstream_timeout;
         st.detail = "no response header within " +
                     std::to_string(cfg.timeouts.upstream_response.count()) + " ms";
       } else if (ec == bhttp::error::end_of_stream || ec == net::error::eof ||
                  ec == net::error::connection_reset || ec == net::error::broken_pipe ||
                  ec == bhttp::error::partial_message) {
-        st.error = failure::upstream_reset;
+        st.error = core::failure::upstream_reset;
         st.detail = "reading response header: " + ec.message();
         st.retryable = ec != bhttp::error::partial_message && before == 0 && !st.body_read_live;
       } else {
-        st.error = failure::upstream_bad_response;
+        st.error = core::failure::upstream_bad_response;
         st.detail = "reading response header: " + ec.message();
       }
       co_return;
@@ -724,7 +727,7 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, head_stora
     if (status >= 100 && status < 200) {
       if (status == 101) {
         if (!st.upgrade_requested) {
-          st.error = failure::upstream_bad_response;
+          st.error = core::failure::upstream_bad_response;
           st.detail = "101 Switching Protocols without an upgrade request";
           co_return;
         }
@@ -734,7 +737,7 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, head_stora
       if (st.http11) {
         beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
         if (auto wec = co_await relay_interim(client, *rp); wec) {
-          st.error = failure::client_gone;
+          st.error = core::failure::client_gone;
           co_return;
         }
       }
@@ -750,8 +753,8 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, head_stora
         codings.push_back(f.value());
       }
     }
-    if (check_transfer_encoding(codings) != coding_verdict::chunked) {
-      st.error = failure::upstream_bad_response;
+    if (wire::check_transfer_encoding(codings) != wire::coding_verdict::chunked) {
+      st.error = core::failure::upstream_bad_response;
       st.detail = "response Transfer-Encoding other than chunked";
       co_return;
     }
@@ -765,7 +768,7 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, head_stora
   if (framing == response_framing::length && !rp->is_done()) {
     // A body of known length is relayed as it comes: no parsing, no copy into the chunk.
     co_await relay_known_length(up, ubuf, client, head, *rp->content_length(), st, cfg);
-    if (st.error == failure::none) {
+    if (st.error == core::failure::none) {
       // Bytes past the body (a backend out of step) end the connection.
       st.upstream_reusable = st.request_sent && rp->keep_alive() && ubuf.size() == 0;
     }
@@ -783,11 +786,11 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, head_stora
         rec = {};
       }
       if (rec) {
-        st.error = is_timeout(rec) ? failure::upstream_timeout
+        st.error = is_timeout(rec) ? core::failure::upstream_timeout
                    : (rec == bhttp::error::partial_message || rec == net::error::eof ||
                       rec == net::error::connection_reset)
-                       ? failure::upstream_reset
-                       : failure::upstream_bad_response;
+                       ? core::failure::upstream_reset
+                       : core::failure::upstream_bad_response;
         st.detail = "reading response body: " + rec.message();
         co_return;
       }
@@ -803,7 +806,7 @@ net::awaitable<void> relay_response(Up& up, beast::flat_buffer& ubuf, head_stora
     head.clear();  // sent with the first piece
     st.response_started = true;
     if (wec) {
-      st.error = is_timeout(wec) ? failure::client_timeout : failure::client_gone;
+      st.error = is_timeout(wec) ? core::failure::client_timeout : core::failure::client_gone;
       st.detail = "writing response: " + wec.message();
       co_return;
     }
@@ -829,11 +832,11 @@ net::awaitable<void> exchange(Up& up, upstream::connection& conn, Client& client
                               std::string_view head, body_buffer& chunk, request_state& st,
                               const config::config& cfg, bool expect_continue) {
   co_await send_request(up, client, cbuf, parser, head, chunk, st, cfg, expect_continue);
-  if (st.error != failure::none) {
+  if (st.error != core::failure::none) {
     co_return;
   }
   co_await relay_response(up, conn.buffer, conn.head, client, chunk, st, cfg);
-  if (st.tunnel && st.error == failure::none) {
+  if (st.tunnel && st.error == core::failure::none) {
     st.tunnels->add(1);
     auto down = std::make_unique<body_buffer>();
     auto stats = co_await wk::net::run_tunnel(client, cbuf, up, conn.buffer, chunk, *down,
@@ -844,7 +847,7 @@ net::awaitable<void> exchange(Up& up, upstream::connection& conn, Client& client
   }
 }
 
-observe::upstream_label label_of(const app::runtime& rt, const upstream::target* t) {
+observe::upstream_label label_of(const wk::runtime::snapshot& rt, const upstream::target* t) {
   if (t == &rt.origin) {
     return observe::upstream_label::origin;
   }
@@ -856,7 +859,7 @@ observe::upstream_label label_of(const app::runtime& rt, const upstream::target*
 
 // The domain label of validation metrics: a configured name or token domain, else "other" (a
 // "*" allow-list must not turn every Host on the Internet into a time series).
-std::string validation_label(const app::runtime& rt, std::string_view host) {
+std::string validation_label(const wk::runtime::snapshot& rt, std::string_view host) {
   const auto& domains = rt.cfg->validation.domains;
   if (std::find(domains.begin(), domains.end(), host) != domains.end() ||
       rt.tokens.has_tokens(host)) {
@@ -891,8 +894,8 @@ void write_access_log(worker_state* w, const request_state& st, const client_inf
   r.bytes_in = st.bytes_in;
   r.bytes_out = st.bytes_out;
   r.duration_ms = std::chrono::duration<double, std::milli>(steady::now() - st.start).count();
-  r.error = name_of(st.error);
-  if (st.error != failure::none) {
+  r.error = core::name_of(st.error);
+  if (st.error != core::failure::none) {
     observe::process_counters().count_failure(static_cast<std::size_t>(st.error));
   }
   w->log.write(r);
@@ -946,7 +949,7 @@ net::awaitable<bool> answer_validation(worker_state* w, Client& client, request_
   bool keep = st.client_keep_alive && st.http11 && !w->stopping;
   auto bytes = validation_reply(act.status, location, body, keep, st.head);
   if (bytes.empty()) {
-    st.error = failure::internal;
+    st.error = core::failure::internal;
     st.detail = "unsafe Location value";
     co_await send_error(client, st, cfg.timeouts);
     write_access_log(w, st, conn);
@@ -957,7 +960,7 @@ net::awaitable<bool> answer_validation(worker_state* w, Client& client, request_
   st.location = location;
   st.response_started = true;
   if (auto ec = co_await write_all(client, bytes); ec) {
-    st.error = failure::client_gone;
+    st.error = core::failure::client_gone;
     keep = false;
   } else {
     st.bytes_out = st.head ? 0 : body.size();
@@ -983,9 +986,9 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   parser.body_limit(body_limit_for(cfg.limits));
   beast::get_lowest_layer(client).expires_after(cfg.timeouts.header_read);
   if (auto f = co_await read_request_head(client, cbuf, parser, cfg.limits, st.detail);
-      f != failure::none) {
+      f != core::failure::none) {
     st.error = f;
-    if (st.error == failure::client_gone) {
+    if (st.error == core::failure::client_gone) {
       co_return false;  // no whole request arrived: no log line
     }
     co_await send_error(client, st, cfg.timeouts);
@@ -1002,7 +1005,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   st.referer = req[bhttp::field::referer];
   st.head = req.method() == bhttp::verb::head;
   st.client_keep_alive = req.keep_alive() && !w->stopping && !last;
-  if (auto f = check_request(req, cfg.limits, st.detail); f != failure::none) {
+  if (auto f = check_request(req, cfg.limits, st.detail); f != core::failure::none) {
     st.error = f;
     co_await send_error(client, st, cfg.timeouts);
     write_access_log(w, st, conn);
@@ -1014,7 +1017,8 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   st.upgrade_requested =
       st.decision.kind == routing::route_kind::origin && st.http11 && wants_upgrade(req);
   if (st.decision.kind == routing::route_kind::reject) {
-    st.error = st.decision.status == 405 ? failure::method_not_allowed : failure::bad_request;
+    st.error =
+        st.decision.status == 405 ? core::failure::method_not_allowed : core::failure::bad_request;
     st.detail = st.decision.reason;
     co_await send_error(client, st, cfg.timeouts);
     write_access_log(w, st, conn);
@@ -1022,7 +1026,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   }
   if (auto cl = parser.content_length();
       cl && cfg.limits.max_body_bytes != 0 && *cl > cfg.limits.max_body_bytes) {
-    st.error = failure::body_too_large;
+    st.error = core::failure::body_too_large;
     st.detail = "limit is " + std::to_string(cfg.limits.max_body_bytes) + " bytes";
     co_await send_error(client, st, cfg.timeouts);
     write_access_log(w, st, conn);
@@ -1046,7 +1050,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
     case validation::action_kind::fetch:
       fetch = rt->fetch_target(*act.token);
       if (fetch == nullptr) {
-        st.error = failure::internal;
+        st.error = core::failure::internal;
         st.detail = "no fetch upstream for " + act.token->to_host;
         co_await send_error(client, st, cfg.timeouts);
         write_access_log(w, st, conn);
@@ -1079,7 +1083,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
 
   auto chunk = w->take_buffer();
   if (!parser.is_done()) {
-    if (auto f = prefetch_body(parser, cbuf, *chunk, st); f != failure::none) {
+    if (auto f = prefetch_body(parser, cbuf, *chunk, st); f != core::failure::none) {
       st.error = f;
       w->give_buffer(std::move(chunk));
       co_await send_error(client, st, cfg.timeouts);
@@ -1097,11 +1101,11 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
   case config::proxy_protocol::off:
     break;
   case config::proxy_protocol::v1:
-    preface = wk::net::build_proxy_v1(conn.pp);
+    preface = wire::build_proxy_v1(conn.pp);
     pool_key += "|client=" + conn.peer;
     break;
   case config::proxy_protocol::v2:
-    preface = wk::net::build_proxy_v2(conn.pp);
+    preface = wire::build_proxy_v2(conn.pp);
     pool_key += "|client=" + conn.peer;
     break;
   }
@@ -1129,7 +1133,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
       up->key = pool_key;
     }
     ++up->uses;
-    st.error = failure::none;
+    st.error = core::failure::none;
     st.retryable = false;
     if (auto* tls = std::get_if<upstream::tls_stream>(&up->stream)) {
       co_await exchange(*tls, *up, client, cbuf, parser, out, *chunk, st, cfg, expect_continue);
@@ -1137,14 +1141,15 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
       co_await exchange(std::get<upstream::tcp_stream>(up->stream), *up, client, cbuf, parser, out,
                         *chunk, st, cfg, expect_continue);
     }
-    if (st.error != failure::none && st.retryable && may_retry && reused && !st.response_started) {
+    if (st.error != core::failure::none && st.retryable && may_retry && reused &&
+        !st.response_started) {
       up.reset();
       continue;
     }
     break;
   }
 
-  if (st.error == failure::none && st.upstream_reusable && up) {
+  if (st.error == core::failure::none && st.upstream_reusable && up) {
     up->buffer.clear();
     if (up->buffer.capacity() > body_chunk_size) {
       up->buffer.shrink_to_fit();  // a pooled connection keeps no large buffer
@@ -1154,7 +1159,7 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
     }
     w->pool.give(std::move(up));
   }
-  if (st.error != failure::none) {
+  if (st.error != core::failure::none) {
     if (up) {
       count_upstream_failure(w, ulabel, st.error);  // connect failures were counted above
     }
@@ -1168,29 +1173,29 @@ net::awaitable<bool> handle_request(worker_state* w, Client& client, beast::flat
 
 }  // namespace
 
-void count_upstream_failure(worker_state* w, observe::upstream_label u, failure f) {
+void count_upstream_failure(worker_state* w, observe::upstream_label u, core::failure f) {
   using E = observe::upstream_error;
   E e{};
   switch (f) {
-  case failure::upstream_unresolved:
+  case core::failure::upstream_unresolved:
     e = E::unresolved;
     break;
-  case failure::upstream_refused:
+  case core::failure::upstream_refused:
     e = E::refused;
     break;
-  case failure::upstream_connect_timeout:
+  case core::failure::upstream_connect_timeout:
     e = E::connect_timeout;
     break;
-  case failure::upstream_tls:
+  case core::failure::upstream_tls:
     e = E::tls;
     break;
-  case failure::upstream_reset:
+  case core::failure::upstream_reset:
     e = E::reset;
     break;
-  case failure::upstream_bad_response:
+  case core::failure::upstream_bad_response:
     e = E::bad_response;
     break;
-  case failure::upstream_timeout:
+  case core::failure::upstream_timeout:
     e = E::timeout;
     break;
   default:

@@ -5,14 +5,14 @@
 //   send response, stream body -> pool/keep-alive decision -> one access-log line.
 // Stages are plain functions called in that order; per-request state lives in one struct.
 
-#include "app/runtime.hpp"
-#include "http/failure.hpp"
+#include "core/failure.hpp"
 #include "net/listener.hpp"
-#include "net/proxy_protocol.hpp"
 #include "net/timed_stream.hpp"
 #include "observe/access_log.hpp"
 #include "observe/metrics.hpp"
+#include "runtime/runtime.hpp"
 #include "upstream/pool.hpp"
+#include "wire/proxy_protocol.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -53,7 +53,7 @@ struct worker_state {
   worker_state& operator=(const worker_state&) = delete;
   ~worker_state();
 
-  std::shared_ptr<const app::runtime> runtime;  // the snapshot new requests use
+  std::shared_ptr<const wk::runtime::snapshot> runtime;  // the snapshot new requests use
   upstream::pool pool;
   observe::access_log log;
   observe::worker_metrics metrics;  // written here only; summed by the admin listener
@@ -117,14 +117,14 @@ struct client_info {
   bool tls = false;        // arrived on a TLS-terminating listener: X-Forwarded-Proto https
   bool socket_v6 = false;  // the socket itself is IPv6 (whatever a PROXY header says)
   std::string sni;         // the server name the TLS client asked for
-  net::pp_address pp;      // source: the client; destination: the address it connected to
+  wire::pp_address pp;     // source: the client; destination: the address it connected to
   std::size_t listener_index = 0;            // the listener's metrics label (net::listener_slot)
   const net::listener_slot* slot = nullptr;  // that listener (kept alive by connection_count)
 };
 
 // Counts a failed upstream exchange in `w`'s metrics (nothing for failures that are not the
 // upstream's).
-void count_upstream_failure(worker_state* w, observe::upstream_label u, failure f);
+void count_upstream_failure(worker_state* w, observe::upstream_label u, core::failure f);
 
 // Serves one plain-HTTP client connection until it closes; returns at once. `early` holds
 // bytes already read from it (after a PROXY header). While requests come, a coroutine serves

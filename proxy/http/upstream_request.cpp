@@ -1,6 +1,6 @@
 #include "http/upstream_request.hpp"
 
-#include "http/request_head.hpp"
+#include "wire/request_head.hpp"
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/rfc7230.hpp>
@@ -14,14 +14,14 @@ namespace wk::http {
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 
-failure check_request(const bhttp::request_header<>& req, const config::limits& limits,
-                      std::string& detail) {
+core::failure check_request(const bhttp::request_header<>& req, const config::limits& limits,
+                            std::string& detail) {
   if (req.version() != 11 && req.version() != 10) {
     detail = "only HTTP/1.0 and HTTP/1.1 are served";
-    return failure::version_not_supported;
+    return core::failure::version_not_supported;
   }
   if (req.target().size() > limits.target_bytes) {
-    return failure::target_too_long;
+    return core::failure::target_too_long;
   }
   std::size_t fields = 0;
   std::size_t hosts = 0;
@@ -36,29 +36,29 @@ failure check_request(const bhttp::request_header<>& req, const config::limits& 
   }
   if (fields > limits.header_count) {
     detail = "more than " + std::to_string(limits.header_count) + " header fields";
-    return failure::header_too_large;
+    return core::failure::header_too_large;
   }
   if (hosts > 1) {
     detail = "more than one Host header";
-    return failure::bad_request;
+    return core::failure::bad_request;
   }
   if (!codings.empty()) {
     if (req.version() == 10) {
       detail = "Transfer-Encoding in an HTTP/1.0 request";
-      return failure::bad_request;
+      return core::failure::bad_request;
     }
-    switch (check_transfer_encoding(codings)) {
-    case coding_verdict::chunked:
+    switch (wire::check_transfer_encoding(codings)) {
+    case wire::coding_verdict::chunked:
       break;
-    case coding_verdict::malformed:
+    case wire::coding_verdict::malformed:
       detail = "invalid Transfer-Encoding";
-      return failure::bad_request;
-    case coding_verdict::unsupported:
+      return core::failure::bad_request;
+    case wire::coding_verdict::unsupported:
       detail = "only the chunked transfer coding is supported";
-      return failure::not_implemented;
+      return core::failure::not_implemented;
     }
   }
-  return failure::none;
+  return core::failure::none;
 }
 
 namespace {

@@ -4,7 +4,7 @@
 // fuzzer (fuzz/fuzz_request.cpp) call the same code.
 
 #include "config/config.hpp"
-#include "http/failure.hpp"
+#include "core/failure.hpp"
 #include "http/header_rules.hpp"
 #include "routing/route.hpp"
 
@@ -19,8 +19,8 @@ namespace wk::http {
 // RFC 9112 checks on a parsed request header: version 1.0 or 1.1, target length, field
 // count, a single Host, Transfer-Encoding exactly "chunked" (never on HTTP/1.0). Returns the
 // failure (and a short `detail`) or failure::none.
-failure check_request(const boost::beast::http::request_header<>& req, const config::limits& limits,
-                      std::string& detail);
+core::failure check_request(const boost::beast::http::request_header<>& req,
+                            const config::limits& limits, std::string& detail);
 
 // The request asks for a protocol switch in any way (Upgrade field or "upgrade" in Connection).
 bool asks_upgrade(const boost::beast::http::fields& f);

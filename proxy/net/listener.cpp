@@ -1,5 +1,7 @@
 #include "net/listener.hpp"
 
+#include "core/endpoint.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <optional>
@@ -15,12 +17,6 @@ namespace wk::net {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-
-std::string endpoint_string(const tcp::endpoint& ep) {
-  auto a = ep.address();
-  auto host = a.to_string();
-  return (a.is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(ep.port());
-}
 
 std::variant<std::unique_ptr<listener_socket>, std::string>
 open_listener(asio::io_context& ioc, const config::listener& l, std::size_t max_connections) {
@@ -48,7 +44,7 @@ open_listener(asio::io_context& ioc, const config::listener& l, std::size_t max_
   }
   ls->bound = a.local_endpoint(ec);
   ls->slot = std::make_shared<listener_slot>();
-  ls->slot->name = endpoint_string(ls->bound);
+  ls->slot->name = core::endpoint_text(ls->bound);
   ls->slot->bound = ls->bound;
   ls->slot->address = l.address;
   ls->slot->max_connections = max_connections;
@@ -115,7 +111,7 @@ adopt_listener(asio::io_context& ioc, const config::listener& l, int fd,
   }
   ls->bound = *ep;
   ls->slot = std::make_shared<listener_slot>();
-  ls->slot->name = endpoint_string(ls->bound);
+  ls->slot->name = core::endpoint_text(ls->bound);
   ls->slot->bound = ls->bound;
   ls->slot->address = l.address;
   ls->slot->max_connections = max_connections;

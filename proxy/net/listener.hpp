@@ -63,7 +63,4 @@ bool matches(const boost::asio::ip::tcp::endpoint& ep, const config::listener& l
 // True when `fd` is a listening TCP socket bound to `l`'s address (and port, unless 0).
 bool listens_on(int fd, const config::listener& l);
 
-// "127.0.0.1:8080" / "[::1]:8080".
-std::string endpoint_string(const boost::asio::ip::tcp::endpoint& ep);
-
 }  // namespace wk::net

@@ -1,5 +1,8 @@
 #include "net/tls_server.hpp"
 
+#include "core/ascii.hpp"
+#include "core/host_pattern.hpp"
+
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
@@ -62,30 +65,6 @@ using x509_ptr = std::unique_ptr<X509, x509_free>;
 using pkey_ptr = std::unique_ptr<EVP_PKEY, pkey_free>;
 using general_names_ptr = std::unique_ptr<GENERAL_NAMES, general_names_free>;
 using ocsp_response_ptr = std::unique_ptr<OCSP_RESPONSE, ocsp_response_free>;
-
-char ascii_lower(char c) noexcept {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequal(std::string_view a, std::string_view b) noexcept {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return ascii_lower(x) == ascii_lower(y);
-         });
-}
-
-bool is_wildcard(std::string_view name) noexcept {
-  return name.size() > 2 && name.substr(0, 2) == "*.";
-}
-
-// "*.suffix" matches one non-empty label without dots, then ".suffix".
-bool wildcard_matches(std::string_view pattern, std::string_view sni) noexcept {
-  const std::string_view dot_suffix = pattern.substr(1);
-  if (sni.size() <= dot_suffix.size()) {
-    return false;
-  }
-  const std::string_view label = sni.substr(0, sni.size() - dot_suffix.size());
-  return label.find('.') == std::string_view::npos && iequal(sni.substr(label.size()), dot_suffix);
-}
 
 // The earliest queued OpenSSL error (usually the cause; later ones wrap it) as text, and the
 // queue cleared so that it does not leak into the next check.
@@ -275,8 +254,7 @@ void add_name(std::vector<std::string>& names, std::string_view name) {
   if (name.empty() || name.find('\0') != std::string_view::npos) {
     return;
   }
-  std::string lowered(name);
-  std::transform(lowered.begin(), lowered.end(), lowered.begin(), ascii_lower);
+  std::string lowered = core::to_lower(name);
   if (std::find(names.begin(), names.end(), lowered) == names.end()) {
     names.push_back(std::move(lowered));
   }
@@ -381,11 +359,11 @@ std::size_t select_certificate(const std::vector<std::vector<std::string>>& name
   std::optional<std::size_t> wildcard;
   for (std::size_t i = 0; i < names.size(); ++i) {
     for (const std::string& name : names[i]) {
-      if (!is_wildcard(name)) {
-        if (iequal(name, sni)) {
+      if (!core::is_wildcard(name)) {
+        if (core::iequals(name, sni)) {
           return i;
         }
-      } else if (!wildcard && wildcard_matches(name, sni)) {
+      } else if (!wildcard && core::wildcard_matches_ignoring_case(name, sni)) {
         wildcard = i;
       }
     }

@@ -1,5 +1,7 @@
 #include "observe/access_log.hpp"
 
+#include "core/time_text.hpp"
+
 #include <cstdio>
 #include <ctime>
 
@@ -78,16 +80,8 @@ std::string_view client_ip(std::string_view peer) {
 }  // namespace
 
 void format_json(const access_record& r, std::string& out) {
-  auto secs = std::chrono::time_point_cast<std::chrono::seconds>(r.time);
-  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(r.time - secs).count();
-  auto t = std::chrono::system_clock::to_time_t(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char stamp[40];
-  auto n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(stamp + n, sizeof stamp - n, ".%03dZ", static_cast<int>(millis));
   out += "{\"time\":\"";
-  out += stamp;
+  core::append_iso8601_millis(out, r.time);
   out += '"';
   append_field(out, "client", r.client);
   append_field(out, "host", r.host);

@@ -1,5 +1,5 @@
 #pragma once
-// Process-wide event counters: every failure kind (by http::failure value) and every limit
+// Process-wide event counters: every failure kind (by core::failure value) and every limit
 // hit. Relaxed atomics bumped on the error paths of any worker; read by the exit summary
 // and the metrics exporter. Not on the hot path of a successful request.
 

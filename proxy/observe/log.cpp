@@ -1,9 +1,10 @@
 #include "observe/log.hpp"
 
+#include "core/time_text.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <ctime>
 #include <string>
 #include <unistd.h>
 
@@ -14,14 +15,9 @@ void log(level lv, std::string_view message) {
     return;
   }
   static constexpr std::string_view names[] = {"debug", "info", "warn", "error"};
-  auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char stamp[32];
-  auto n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
   std::string line;
   line.reserve(message.size() + 48);
-  line.append(stamp, n);
+  core::append_iso8601_seconds(line, std::chrono::system_clock::now());
   line += ' ';
   line += names[static_cast<int>(lv)];
   line += ' ';

@@ -1,6 +1,6 @@
 #include "observe/metrics.hpp"
 
-#include "http/failure.hpp"
+#include "core/failure.hpp"
 #include "observe/counters.hpp"
 
 #include <charconv>
@@ -242,9 +242,9 @@ void process(exposition& e, const scrape_input& in) {
   const auto& c = process_counters();
   e.family("wkproxy_request_failures_total", "counter",
            "Requests that failed, by kind (also in the access log's error field).");
-  for (std::size_t i = 1; i < static_cast<std::size_t>(http::failure::count_); ++i) {
+  for (std::size_t i = 1; i < static_cast<std::size_t>(core::failure::count_); ++i) {
     e.sample("wkproxy_request_failures_total",
-             {{"kind", http::name_of(static_cast<http::failure>(i))}},
+             {{"kind", core::name_of(static_cast<core::failure>(i))}},
              std::to_string(c.failures[i].load(std::memory_order_relaxed)));
   }
   static constexpr std::string_view limit_names[] = {"connections", "requests_per_connection",

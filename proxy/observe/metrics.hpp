@@ -72,8 +72,8 @@ enum class upstream_label : std::size_t { origin, cloudfront, acm, passthrough, 
 inline constexpr std::array<std::string_view, 4> upstream_names{"origin", "cloudfront", "acm",
                                                                 "passthrough"};
 
-// Why an upstream exchange failed (a subset of http::failure, kept apart so that this header
-// does not depend on the HTTP layer).
+// Why an upstream exchange failed: the upstream kinds of core::failure, numbered densely for the
+// metric arrays.
 enum class upstream_error : std::size_t {
   unresolved,
   refused,

@@ -1,6 +1,7 @@
 #include "routing/host_match.hpp"
 
-#include "routing/uri_text.hpp"
+#include "core/ascii.hpp"
+#include "core/host_pattern.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -8,17 +9,13 @@
 namespace wk::routing {
 namespace {
 
-bool is_digit(char c) {
-  return c >= '0' && c <= '9';
-}
-
 bool is_hex(char c) {
-  return is_digit(c) || (c >= 'a' && c <= 'f');
+  return core::is_digit(c) || (c >= 'a' && c <= 'f');
 }
 
 // RFC 3986 reg-name restricted to what DNS names and common practice use.
 bool is_reg_name_char(char c) {
-  return (c >= 'a' && c <= 'z') || is_digit(c) || c == '-' || c == '.' || c == '_';
+  return (c >= 'a' && c <= 'z') || core::is_digit(c) || c == '-' || c == '.' || c == '_';
 }
 
 // 1-5 digits, at most 65535.
@@ -28,7 +25,7 @@ bool valid_port(std::string_view port) {
   }
   unsigned value = 0;
   for (const char c : port) {
-    if (!is_digit(c)) {
+    if (!core::is_digit(c)) {
       return false;
     }
     value = value * 10 + static_cast<unsigned>(c - '0');
@@ -47,7 +44,7 @@ bool is_ipv4(std::string_view s) {
     }
     unsigned value = 0;
     for (const char c : octet) {
-      if (!is_digit(c)) {
+      if (!core::is_digit(c)) {
         return false;
       }
       value = value * 10 + static_cast<unsigned>(c - '0');
@@ -116,7 +113,7 @@ bool is_ipv6(std::string_view s) {
 }  // namespace
 
 std::optional<std::string> normalize_host(std::string_view value) {
-  const std::string lowered = lower_copy(value);
+  const std::string lowered = core::to_lower(value);
   std::string_view s = lowered;
 
   if (s.starts_with('[')) {
@@ -155,14 +152,14 @@ std::optional<std::string> normalize_host(std::string_view value) {
 
 host_allow_list::host_allow_list(const std::vector<std::string>& patterns) {
   for (const auto& raw : patterns) {
-    std::string pattern = lower_copy(raw);
+    std::string pattern = core::to_lower(raw);
     if (pattern.size() > 1 && pattern.ends_with('.')) {
       pattern.pop_back();  // same trailing-dot rule as normalize_host
     }
     if (pattern == "*") {
       any_ = true;
-    } else if (pattern.size() > 2 && pattern.starts_with("*.")) {
-      suffixes_.push_back(pattern.substr(1));
+    } else if (core::is_wildcard(pattern)) {
+      wildcards_.push_back(std::move(pattern));
     } else if (!pattern.empty()) {
       exact_.push_back(std::move(pattern));
     }
@@ -177,16 +174,9 @@ bool host_allow_list::allows(std::string_view normalized_host) const {
   if (any_ || std::binary_search(exact_.begin(), exact_.end(), normalized_host)) {
     return true;
   }
-  for (const auto& suffix : suffixes_) {
-    if (normalized_host.size() > suffix.size() && normalized_host.ends_with(suffix)) {
-      // exactly one more label: nothing before the suffix may contain a dot
-      const auto label = normalized_host.substr(0, normalized_host.size() - suffix.size());
-      if (label.find('.') == std::string_view::npos) {
-        return true;
-      }
-    }
-  }
-  return false;
+  return std::any_of(wildcards_.begin(), wildcards_.end(), [&](const std::string& pattern) {
+    return core::wildcard_matches(pattern, normalized_host);
+  });
 }
 
 }  // namespace wk::routing

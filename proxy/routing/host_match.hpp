@@ -23,8 +23,8 @@ public:
   [[nodiscard]] bool allows(std::string_view normalized_host) const;
 
 private:
-  std::vector<std::string> exact_;     // sorted
-  std::vector<std::string> suffixes_;  // ".example.com" for "*.example.com"
+  std::vector<std::string> exact_;      // sorted
+  std::vector<std::string> wildcards_;  // "*.example.com"
   bool any_ = false;
 };
 

@@ -1,5 +1,6 @@
 #include "routing/normalize.hpp"
 
+#include "core/ascii.hpp"
 #include "routing/host_match.hpp"
 #include "routing/uri_text.hpp"
 
@@ -8,18 +9,6 @@
 
 namespace wk::routing {
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (to_lower(a[i]) != to_lower(b[i])) {
-      return false;
-    }
-  }
-  return true;
-}
 
 // True when every '%' starts a "%" HEXDIG HEXDIG triplet (RFC 3986 section 2.1).
 bool valid_percent_encoding(std::string_view s) {
@@ -37,7 +26,7 @@ bool valid_percent_encoding(std::string_view s) {
 
 bool has_triplet(std::string_view s, std::string_view upper_triplet) {
   for (std::size_t pos = s.find('%'); pos != std::string_view::npos; pos = s.find('%', pos + 1)) {
-    if (iequals(s.substr(pos, 3), upper_triplet)) {
+    if (core::iequals(s.substr(pos, 3), upper_triplet)) {
       return true;
     }
   }
@@ -105,7 +94,7 @@ normalize_result normalize_target(std::string_view raw, std::string_view method)
       return fail("invalid authority-form target");
     }
     t.form = target_form::authority;
-    t.authority = lower_copy(raw);
+    t.authority = core::to_lower(raw);
     t.raw_path = "/";
     t.path = "/";
     return r;
@@ -128,8 +117,8 @@ normalize_result normalize_target(std::string_view raw, std::string_view method)
   } else {
     // absolute-form (RFC 9112 section 3.2.2), http and https only.
     const auto sep = raw.find("://");
-    if (sep == std::string_view::npos ||
-        !(iequals(raw.substr(0, sep), "http") || iequals(raw.substr(0, sep), "https"))) {
+    if (sep == std::string_view::npos || !(core::iequals(raw.substr(0, sep), "http") ||
+                                           core::iequals(raw.substr(0, sep), "https"))) {
       return fail("invalid request target");
     }
     const std::string_view rest = raw.substr(sep + 3);
@@ -142,7 +131,7 @@ normalize_result normalize_target(std::string_view raw, std::string_view method)
       return fail("invalid authority in request target");
     }
     t.form = target_form::absolute;
-    t.authority = lower_copy(authority);
+    t.authority = core::to_lower(authority);
     path_and_query = end == std::string_view::npos ? std::string_view{} : rest.substr(end);
   }
 

@@ -4,14 +4,6 @@
 
 namespace wk::routing {
 
-std::string lower_copy(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    c = to_lower(c);
-  }
-  return out;
-}
-
 std::string canonical_escapes(std::string_view s, bool decode_unreserved) {
   std::string out;
   out.reserve(s.size());

@@ -29,12 +29,6 @@ constexpr bool is_unreserved(char c) {
          c == '.' || c == '_' || c == '~';
 }
 
-constexpr char to_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-}
-
-std::string lower_copy(std::string_view s);
-
 // Rewrites each valid %XX triplet: decoded when it encodes an unreserved character (if
 // `decode_unreserved`), otherwise kept with upper-case hex (RFC 3986 section 6.2.2.1-2).
 // Invalid triplets are copied unchanged.

@@ -1,8 +1,9 @@
 #include "upstream/connector.hpp"
 
+#include "core/asio.hpp"
+#include "core/endpoint.hpp"
 #include "observe/log.hpp"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -16,25 +17,19 @@
 
 namespace wk::upstream {
 
-namespace net = boost::asio;
+namespace asio = boost::asio;
 namespace beast = boost::beast;
-namespace ssl = boost::asio::ssl;
-using tcp = net::ip::tcp;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
 
 namespace {
-
-std::string endpoint_text(const tcp::endpoint& ep) {
-  auto a = ep.address();
-  auto host = a.to_string();
-  return (a.is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(ep.port());
-}
 
 // Sets SNI and the name the certificate must carry. OpenSSL checks the name during the
 // handshake (X509_VERIFY_PARAM), so a wrong certificate fails the handshake itself.
 bool prepare_tls(tls_stream& s, const config::upstream& u, std::string& detail) {
   const std::string& name = u.sni.empty() ? u.host : u.sni;
   boost::system::error_code ec;
-  (void)net::ip::make_address(name, ec);
+  (void)asio::ip::make_address(name, ec);
   bool is_ip = !ec;
   SSL* h = s.native_handle();
   if (!is_ip && !u.sni.empty()) {
@@ -66,28 +61,28 @@ std::string tls_error_text(tls_stream& s, const boost::system::error_code& ec) {
 
 }  // namespace
 
-net::awaitable<connect_outcome> connect(const target& t, const config::timeouts& to,
-                                        std::string_view preface) {
+asio::awaitable<connect_outcome> connect(const target& t, const config::timeouts& to,
+                                         std::string_view preface) {
   connect_outcome out;
   auto addresses = t.dns->get();
   if (addresses->empty()) {
     std::string error;
     addresses = co_await t.dns->resolve(error);
     if (addresses->empty()) {
-      out.error = http::failure::upstream_unresolved;
+      out.error = core::failure::upstream_unresolved;
       out.detail = error;
       co_return out;
     }
   }
-  auto exec = co_await net::this_coro::executor;
+  auto exec = co_await asio::this_coro::executor;
   for (const auto& ep : *addresses) {
     tcp_stream stream(exec);
     stream.expires_after(to.connect);
-    auto [ec] = co_await stream.async_connect(ep, net::as_tuple(net::use_awaitable));
+    auto [ec] = co_await stream.async_connect(ep, core::nothrow);
     if (ec) {
-      out.error = ec == beast::error::timeout ? http::failure::upstream_connect_timeout
-                                              : http::failure::upstream_refused;
-      out.detail = t.cfg.name + " " + endpoint_text(ep) + ": " + ec.message();
+      out.error = ec == beast::error::timeout ? core::failure::upstream_connect_timeout
+                                              : core::failure::upstream_refused;
+      out.detail = t.cfg.name + " " + core::endpoint_text(ep) + ": " + ec.message();
       if (observe::enabled(observe::level::debug)) {
         observe::debug("upstream: connect to " + out.detail);
       }
@@ -95,41 +90,40 @@ net::awaitable<connect_outcome> connect(const target& t, const config::timeouts&
     }
     stream.socket().set_option(tcp::no_delay(true), ec);
     if (!preface.empty()) {
-      auto [wec, wn] = co_await net::async_write(
-          stream, net::buffer(preface.data(), preface.size()), net::as_tuple(net::use_awaitable));
+      auto [wec, wn] = co_await asio::async_write(
+          stream, asio::buffer(preface.data(), preface.size()), core::nothrow);
       if (wec) {
-        out.error = wec == beast::error::timeout ? http::failure::upstream_connect_timeout
-                                                 : http::failure::upstream_refused;
+        out.error = wec == beast::error::timeout ? core::failure::upstream_connect_timeout
+                                                 : core::failure::upstream_refused;
         out.detail =
-            t.cfg.name + " " + endpoint_text(ep) + ": sending PROXY header: " + wec.message();
+            t.cfg.name + " " + core::endpoint_text(ep) + ": sending PROXY header: " + wec.message();
         continue;
       }
     }
     if (!t.tls) {
       if (observe::enabled(observe::level::debug)) {
-        observe::debug("upstream: connected to " + t.cfg.name + " " + endpoint_text(ep));
+        observe::debug("upstream: connected to " + t.cfg.name + " " + core::endpoint_text(ep));
       }
       stream.expires_never();
       out.conn = std::make_unique<connection>(std::move(stream));
-      out.error = http::failure::none;
+      out.error = core::failure::none;
       out.detail.clear();
       co_return out;
     }
     tls_stream tls(std::move(stream), *t.tls);
     if (!prepare_tls(tls, t.cfg, out.detail)) {
-      out.error = http::failure::upstream_tls;
+      out.error = core::failure::upstream_tls;
       co_return out;
     }
     tls.next_layer().expires_after(to.connect);
-    auto [hec] =
-        co_await tls.async_handshake(ssl::stream_base::client, net::as_tuple(net::use_awaitable));
+    auto [hec] = co_await tls.async_handshake(ssl::stream_base::client, core::nothrow);
     if (hec) {
-      out.error = hec == beast::error::timeout ? http::failure::upstream_connect_timeout
-                                               : http::failure::upstream_tls;
-      out.detail = t.cfg.name + " " + endpoint_text(ep) + ": " + tls_error_text(tls, hec);
+      out.error = hec == beast::error::timeout ? core::failure::upstream_connect_timeout
+                                               : core::failure::upstream_tls;
+      out.detail = t.cfg.name + " " + core::endpoint_text(ep) + ": " + tls_error_text(tls, hec);
       // A handshake failure is about the server, not this address: do not try the others
       // unless it was a timeout.
-      if (out.error == http::failure::upstream_tls) {
+      if (out.error == core::failure::upstream_tls) {
         co_return out;
       }
       continue;
@@ -137,11 +131,11 @@ net::awaitable<connect_outcome> connect(const target& t, const config::timeouts&
     tls.next_layer().expires_never();
     if (observe::enabled(observe::level::debug)) {
       const char* version = SSL_get_version(tls.native_handle());
-      observe::debug("upstream: connected to " + t.cfg.name + " " + endpoint_text(ep) + " (" +
+      observe::debug("upstream: connected to " + t.cfg.name + " " + core::endpoint_text(ep) + " (" +
                      (version != nullptr ? version : "TLS") + ")");
     }
     out.conn = std::make_unique<connection>(std::move(tls), t.tls);
-    out.error = http::failure::none;
+    out.error = core::failure::none;
     out.detail.clear();
     co_return out;
   }

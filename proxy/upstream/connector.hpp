@@ -3,7 +3,7 @@
 // deadline, then the TLS handshake (SNI, certificate and name verification) for https.
 
 #include "config/config.hpp"
-#include "http/failure.hpp"
+#include "core/failure.hpp"
 #include "upstream/connection.hpp"
 #include "upstream/target.hpp"
 
@@ -17,7 +17,7 @@ namespace wk::upstream {
 
 struct connect_outcome {
   std::unique_ptr<connection> conn;  // set on success
-  http::failure error = http::failure::none;
+  core::failure error = core::failure::none;
   std::string detail;  // e.g. "127.0.0.1:8081: Connection refused"
 };
 

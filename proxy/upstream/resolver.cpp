@@ -1,8 +1,8 @@
 #include "upstream/resolver.hpp"
 
+#include "core/asio.hpp"
 #include "observe/log.hpp"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -13,12 +13,12 @@
 
 namespace wk::upstream {
 
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
 
 dns_cell::dns_cell(std::string host, std::uint16_t port) : host_(std::move(host)), port_(port) {
   boost::system::error_code ec;
-  auto addr = net::ip::make_address(host_, ec);
+  auto addr = asio::ip::make_address(host_, ec);
   literal_ = !ec;
   if (literal_) {
     addresses_.store(std::make_shared<const endpoints>(endpoints{tcp::endpoint(addr, port_)}));
@@ -27,13 +27,12 @@ dns_cell::dns_cell(std::string host, std::uint16_t port) : host_(std::move(host)
   }
 }
 
-net::awaitable<std::shared_ptr<const endpoints>> dns_cell::resolve(std::string& error) {
+asio::awaitable<std::shared_ptr<const endpoints>> dns_cell::resolve(std::string& error) {
   if (literal_) {
     co_return get();
   }
-  tcp::resolver resolver(co_await net::this_coro::executor);
-  auto [ec, results] = co_await resolver.async_resolve(host_, std::to_string(port_),
-                                                       net::as_tuple(net::use_awaitable));
+  tcp::resolver resolver(co_await asio::this_coro::executor);
+  auto [ec, results] = co_await resolver.async_resolve(host_, std::to_string(port_), core::nothrow);
   if (ec) {
     error = "cannot resolve " + host_ + ": " + ec.message();
     co_return std::make_shared<const endpoints>();
@@ -63,13 +62,13 @@ void resolver_registry::prune() {
   std::erase_if(cells_, [](const auto& kv) { return kv.second.use_count() == 1; });
 }
 
-void resolver_registry::start(net::io_context& ioc, std::chrono::milliseconds interval) {
+void resolver_registry::start(asio::io_context& ioc, std::chrono::milliseconds interval) {
   interval_ = interval;
-  net::co_spawn(ioc, refresh_loop(this), observe::log_exception{"dns refresh"});
+  asio::co_spawn(ioc, refresh_loop(this), observe::log_exception{"dns refresh"});
 }
 
-net::awaitable<void> resolver_registry::refresh_loop(resolver_registry* self) {
-  net::steady_timer timer(co_await net::this_coro::executor);
+asio::awaitable<void> resolver_registry::refresh_loop(resolver_registry* self) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
     // Resolve first, then wait: names are known before the first request needs them.
     auto cells = self->cells_;  // copy: a reload may change the map while we wait
@@ -85,7 +84,7 @@ net::awaitable<void> resolver_registry::refresh_loop(resolver_registry* self) {
       }
     }
     timer.expires_after(self->interval_);
-    auto [ec] = co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+    auto [ec] = co_await timer.async_wait(core::nothrow);
     if (ec) {
       co_return;
     }

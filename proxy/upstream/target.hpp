@@ -1,6 +1,6 @@
 #pragma once
 // An upstream as the data path sees it: its config, its DNS cell and its TLS context.
-// Part of the immutable runtime snapshot (app/runtime.hpp).
+// Part of the immutable runtime snapshot (runtime/runtime.hpp).
 
 #include "config/config.hpp"
 #include "upstream/resolver.hpp"

@@ -1,11 +1,12 @@
 #include "validation/events.hpp"
 
+#include "core/host_pattern.hpp"
+#include "core/time_text.hpp"
+
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
 #include <algorithm>
-#include <cstdio>
-#include <ctime>
 #include <utility>
 #include <variant>
 
@@ -14,18 +15,6 @@ namespace wk::validation {
 namespace json = boost::json;
 
 namespace {
-
-std::string iso_time(std::chrono::system_clock::time_point t) {
-  const auto secs = std::chrono::time_point_cast<std::chrono::seconds>(t);
-  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(t - secs).count();
-  const auto tt = std::chrono::system_clock::to_time_t(secs);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char stamp[64];
-  const auto n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(stamp + n, sizeof stamp - n, ".%03dZ", static_cast<int>(millis));
-  return stamp;
-}
 
 // Header values may carry any byte from 0x80 to 0xFF (obs-text), which is not UTF-8 and would
 // make the JSON line invalid. Each such byte is taken as the Latin-1 character of the same
@@ -80,7 +69,7 @@ std::vector<std::string> bucket_names(const config::config& cfg) {
 
 void format_json(const event& e, std::string& out) {
   json::object o;
-  o["time"] = iso_time(e.time);
+  o["time"] = core::iso8601_millis(e.time);
   o["event"] = "validation";
   o["client"] = e.client;
   o["user_agent"] = latin1_to_utf8(e.user_agent);
@@ -187,8 +176,8 @@ std::string_view event_store::bucket_locked(std::string_view host) const {
     return *it;
   }
   // "*.example.com" matches exactly one more label: the host minus its first label.
-  if (const auto dot = host.find('.'); dot != 0 && dot != std::string_view::npos) {
-    if (auto it = suffixes_.find(host.substr(dot)); it != suffixes_.end()) {
+  if (const auto suffix = core::wildcard_suffix(host); !suffix.empty()) {
+    if (auto it = suffixes_.find(suffix); it != suffixes_.end()) {
       return it->second;
     }
   }

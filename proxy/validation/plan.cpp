@@ -1,5 +1,7 @@
 #include "validation/plan.hpp"
 
+#include "core/host_pattern.hpp"
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -119,18 +121,6 @@ void load_dir(const fs::path& root, const fs::path& dir, const std::string& doma
   if (ec) {
     warnings.push_back("static_dir: cannot list " + dir.string() + ": " + ec.message());
   }
-}
-
-bool pattern_matches(std::string_view pattern, std::string_view host) {
-  if (pattern == "*" || pattern == host) {
-    return true;
-  }
-  if (pattern.starts_with("*.")) {
-    const auto suffix = pattern.substr(1);
-    return host.size() > suffix.size() && host.ends_with(suffix) &&
-           host.substr(0, host.size() - suffix.size()).find('.') == std::string_view::npos;
-  }
-  return false;
 }
 
 action unknown(const config::validation_route& route, action a) {
@@ -261,7 +251,7 @@ config::validation_mode token_table::mode_for(std::string_view domain) const {
     }
   }
   for (const auto& m : route_->modes) {
-    if (pattern_matches(m.pattern, domain)) {
+    if (core::host_pattern_matches(m.pattern, domain)) {
       return m.mode;
     }
   }

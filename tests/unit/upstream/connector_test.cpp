@@ -60,7 +60,7 @@ TEST_CASE("connect tries each resolved address in turn") {
   cell->set({dead_ep, live_ep});
   auto outcome = run_connect(ioc, make_target(cell));
   REQUIRE(outcome.conn);
-  CHECK(outcome.error == wk::http::failure::none);
+  CHECK(outcome.error == wk::core::failure::none);
   CHECK(outcome.conn->lowest().socket().remote_endpoint() == live_ep);
 }
 
@@ -71,7 +71,7 @@ TEST_CASE("connect reports a refusal naming the address when every address refus
   CHECK(cell->literal());
   auto outcome = run_connect(ioc, make_target(cell));
   CHECK_FALSE(outcome.conn);
-  CHECK(outcome.error == wk::http::failure::upstream_refused);
+  CHECK(outcome.error == wk::core::failure::upstream_refused);
   CHECK(outcome.detail.find("127.0.0.1:" + std::to_string(port)) != std::string::npos);
 }
 
@@ -88,7 +88,7 @@ TEST_CASE("an empty DNS cell is resolved on demand, and a name that does not res
     auto cell = std::make_shared<wk::upstream::dns_cell>("does-not-exist.invalid", 80);
     auto outcome = run_connect(ioc, make_target(cell));
     CHECK_FALSE(outcome.conn);
-    CHECK(outcome.error == wk::http::failure::upstream_unresolved);
+    CHECK(outcome.error == wk::core::failure::upstream_unresolved);
   }
 }
 

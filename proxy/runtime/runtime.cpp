@@ -1,12 +1,13 @@
-#include "app/runtime.hpp"
+#include "runtime/runtime.hpp"
 
+#include "core/host_pattern.hpp"
 #include "net/tls_context.hpp"
 #include "net/tls_server.hpp"
 
 #include <algorithm>
 #include <cctype>
 
-namespace wk::app {
+namespace wk::runtime {
 
 namespace {
 
@@ -49,9 +50,7 @@ const upstream::target& listener_runtime::passthrough_for(std::string_view sni) 
       }
     }
     for (const auto& r : sni_routes) {
-      const std::string_view suffix = std::string_view(r.pattern).substr(1);  // ".example.com"
-      if (r.pattern.starts_with("*.") && sni.size() > suffix.size() && sni.ends_with(suffix) &&
-          sni.substr(0, sni.size() - suffix.size()).find('.') == std::string_view::npos) {
+      if (core::wildcard_matches(r.pattern, sni)) {
         return r.target;
       }
     }
@@ -59,7 +58,7 @@ const upstream::target& listener_runtime::passthrough_for(std::string_view sni) 
   return passthrough;
 }
 
-const listener_runtime* runtime::listener_for(const net::listener_slot& slot) const {
+const listener_runtime* snapshot::listener_for(const net::listener_slot& slot) const {
   for (const auto& l : listeners) {
     if (l.cfg->address == slot.address && l.ordinal == slot.ordinal) {
       return &l;
@@ -68,7 +67,7 @@ const listener_runtime* runtime::listener_for(const net::listener_slot& slot) co
   return nullptr;
 }
 
-std::vector<std::string> runtime::upstream_keys() const {
+std::vector<std::string> snapshot::upstream_keys() const {
   std::vector<std::string> keys{origin.key, cloudfront.key};
   for (const auto& t : fetch_targets) {
     keys.push_back(t.key);
@@ -76,7 +75,7 @@ std::vector<std::string> runtime::upstream_keys() const {
   return keys;
 }
 
-const upstream::target* runtime::fetch_target(const config::token& t) const {
+const upstream::target* snapshot::fetch_target(const config::token& t) const {
   for (const auto& f : fetch_targets) {
     if (f.cfg.host == t.to_host && f.cfg.port == t.to_port) {
       return &f;
@@ -85,10 +84,10 @@ const upstream::target* runtime::fetch_target(const config::token& t) const {
   return nullptr;
 }
 
-std::variant<std::shared_ptr<const runtime>, std::vector<std::string>>
+std::variant<std::shared_ptr<const snapshot>, std::vector<std::string>>
 build_runtime(config::config cfg, upstream::resolver_registry& dns,
               std::vector<std::string>& warnings) {
-  auto rt = std::make_shared<runtime>();
+  auto rt = std::make_shared<snapshot>();
   std::vector<std::string> errors;
   make_target(cfg.origin, dns, rt->origin, errors);
   make_target(cfg.cloudfront, dns, rt->cloudfront, errors);
@@ -159,7 +158,7 @@ build_runtime(config::config cfg, upstream::resolver_registry& dns,
   auto files = validation::static_files::load(c.validation.static_dir, warnings);
   rt->cfg = std::move(shared_cfg);
   rt->tokens = validation::token_table(*rt->cfg, std::move(files));
-  return std::shared_ptr<const runtime>(std::move(rt));
+  return std::shared_ptr<const snapshot>(std::move(rt));
 }
 
-}  // namespace wk::app
+}  // namespace wk::runtime

@@ -1,4 +1,4 @@
-#include "net/proxy_protocol.hpp"
+#include "wire/proxy_protocol.hpp"
 
 #include <doctest/doctest.h>
 
@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-namespace net = wk::net;
+namespace wire = wk::wire;
 
 namespace {
 
@@ -16,12 +16,12 @@ using bytes16 = std::array<std::uint8_t, 16>;
 
 const std::string v2_signature("\r\n\r\n\0\r\nQUIT\n", 12);
 
-net::pp_address tcp4(bytes16 src, std::uint16_t src_port, bytes16 dst, std::uint16_t dst_port) {
-  return {net::pp_family::tcp4, src, dst, src_port, dst_port};
+wire::pp_address tcp4(bytes16 src, std::uint16_t src_port, bytes16 dst, std::uint16_t dst_port) {
+  return {wire::pp_family::tcp4, src, dst, src_port, dst_port};
 }
 
-net::pp_address tcp6(bytes16 src, std::uint16_t src_port, bytes16 dst, std::uint16_t dst_port) {
-  return {net::pp_family::tcp6, src, dst, src_port, dst_port};
+wire::pp_address tcp6(bytes16 src, std::uint16_t src_port, bytes16 dst, std::uint16_t dst_port) {
+  return {wire::pp_family::tcp6, src, dst, src_port, dst_port};
 }
 
 // A v2 header with the given fixed-part bytes, a declared length, and a body as given.
@@ -58,7 +58,7 @@ const std::string tcp6_block = std::string("\x20\x01\x0D\xB8", 4) + std::string(
 struct good_row {
   const char* name;
   std::string header;
-  net::pp_family family;
+  wire::pp_family family;
   std::string_view src;
   std::string_view dst;
   std::uint16_t src_port;
@@ -69,55 +69,55 @@ struct good_row {
 std::vector<good_row> good_rows() {
   return {
       {"v1 TCP4 from the spec", "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n",
-       net::pp_family::tcp4, "192.168.0.1", "192.168.0.11", 56324, 443, false},
-      {"v1 TCP6", "PROXY TCP6 2001:db8::1 2001:db8::2 1234 443\r\n", net::pp_family::tcp6,
+       wire::pp_family::tcp4, "192.168.0.1", "192.168.0.11", 56324, 443, false},
+      {"v1 TCP6", "PROXY TCP6 2001:db8::1 2001:db8::2 1234 443\r\n", wire::pp_family::tcp6,
        "2001:db8::1", "2001:db8::2", 1234, 443, false},
       {"v1 TCP6 with the longest addresses and ports",
        "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
        "65535 65535\r\n",
-       net::pp_family::tcp6, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+       wire::pp_family::tcp6, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535, 65535, false},
       {"v1 TCP4 with zero octets and ports", "PROXY TCP4 0.0.0.0 255.255.255.255 0 0\r\n",
-       net::pp_family::tcp4, "0.0.0.0", "255.255.255.255", 0, 0, false},
-      {"v1 UNKNOWN", "PROXY UNKNOWN\r\n", net::pp_family::unknown, "", "", 0, 0, false},
+       wire::pp_family::tcp4, "0.0.0.0", "255.255.255.255", 0, 0, false},
+      {"v1 UNKNOWN", "PROXY UNKNOWN\r\n", wire::pp_family::unknown, "", "", 0, 0, false},
       {"v1 UNKNOWN of the spec's worst-case 107 bytes",
        "PROXY UNKNOWN ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n",
-       net::pp_family::unknown, "", "", 0, 0, false},
-      {"v2 PROXY TCP4", v2_raw(0x21, 0x11, tcp4_block), net::pp_family::tcp4, "192.0.2.1",
+       wire::pp_family::unknown, "", "", 0, 0, false},
+      {"v2 PROXY TCP4", v2_raw(0x21, 0x11, tcp4_block), wire::pp_family::tcp4, "192.0.2.1",
        "198.51.100.7", 1234, 443, false},
-      {"v2 PROXY TCP6", v2_raw(0x21, 0x21, tcp6_block), net::pp_family::tcp6, "2001:db8::1",
+      {"v2 PROXY TCP6", v2_raw(0x21, 0x21, tcp6_block), wire::pp_family::tcp6, "2001:db8::1",
        "2001:db8::2", 1234, 443, false},
       {"v2 PROXY TCP4 with TLVs (ALPN, empty NOOP, authority)",
        v2_raw(0x21, 0x11, tcp4_block + tlv(0x01, "h2") + tlv(0x04, "") + tlv(0x02, "example.com")),
-       net::pp_family::tcp4, "192.0.2.1", "198.51.100.7", 1234, 443, false},
+       wire::pp_family::tcp4, "192.0.2.1", "198.51.100.7", 1234, 443, false},
       {"v2 PROXY TCP6 with a NOOP TLV", v2_raw(0x21, 0x21, tcp6_block + tlv(0x04, "pad")),
-       net::pp_family::tcp6, "2001:db8::1", "2001:db8::2", 1234, 443, false},
+       wire::pp_family::tcp6, "2001:db8::1", "2001:db8::2", 1234, 443, false},
       {"v2 PROXY UNSPEC skips its body unread", v2_raw(0x21, 0x00, "\x01\xFF"),
-       net::pp_family::unknown, "", "", 0, 0, false},
-      {"v2 LOCAL", v2_raw(0x20, 0x00, ""), net::pp_family::unknown, "", "", 0, 0, true},
+       wire::pp_family::unknown, "", "", 0, 0, false},
+      {"v2 LOCAL", v2_raw(0x20, 0x00, ""), wire::pp_family::unknown, "", "", 0, 0, true},
       {"v2 LOCAL with a TCP4 block ignores it", v2_raw(0x20, 0x11, tcp4_block),
-       net::pp_family::unknown, "", "", 0, 0, true},
+       wire::pp_family::unknown, "", "", 0, 0, true},
       {"v2 LOCAL accepts UDP and AF_UNIX", v2_raw(0x20, 0x32, std::string(216, 'x')),
-       net::pp_family::unknown, "", "", 0, 0, true},
+       wire::pp_family::unknown, "", "", 0, 0, true},
       {"v2 PROXY TCP4 exactly at the length cap",
        v2_raw(0x21, 0x11, tcp4_block + tlv(0x04, std::string(4096 - 12 - 3, 'x'))),
-       net::pp_family::tcp4, "192.0.2.1", "198.51.100.7", 1234, 443, false},
+       wire::pp_family::tcp4, "192.0.2.1", "198.51.100.7", 1234, 443, false},
   };
 }
 
 struct bad_row {
   const char* name;
   std::string header;
-  net::pp_status status;
+  wire::pp_status status;
   std::string_view reason;
 };
 
 std::vector<bad_row> bad_rows() {
-  constexpr auto invalid = net::pp_status::invalid;
+  constexpr auto invalid = wire::pp_status::invalid;
   return {
       {"lowercase proxy is no signature", "proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n",
-       net::pp_status::not_proxy, "no PROXY protocol signature"},
+       wire::pp_status::not_proxy, "no PROXY protocol signature"},
       {"lowercase protocol", "PROXY tcp4 1.2.3.4 5.6.7.8 1 2\r\n", invalid,
        "v1 protocol is not TCP4, TCP6 or UNKNOWN"},
       {"double space after PROXY", "PROXY  TCP4 1.2.3.4 5.6.7.8 1 2\r\n", invalid,
@@ -184,13 +184,13 @@ std::vector<bad_row> bad_rows() {
        "v2 TLV header is truncated"},
       {"v2 length over the cap, known from the fixed part alone", v2_raw(0x21, 0x11, 4097, ""),
        invalid, "v2 header is longer than the cap"},
-      {"HTTP request", "GET / HTTP/1.1\r\n", net::pp_status::not_proxy,
+      {"HTTP request", "GET / HTTP/1.1\r\n", wire::pp_status::not_proxy,
        "no PROXY protocol signature"},
-      {"TLS record", std::string("\x16\x03\x01\x02\x00\x01", 6), net::pp_status::not_proxy,
+      {"TLS record", std::string("\x16\x03\x01\x02\x00\x01", 6), wire::pp_status::not_proxy,
        "no PROXY protocol signature"},
-      {"PUT is not PROXY", "PUT / HTTP/1.1\r\n", net::pp_status::not_proxy,
+      {"PUT is not PROXY", "PUT / HTTP/1.1\r\n", wire::pp_status::not_proxy,
        "no PROXY protocol signature"},
-      {"CRLF CRLF then no NUL", "\r\n\r\nGET", net::pp_status::not_proxy,
+      {"CRLF CRLF then no NUL", "\r\n\r\nGET", wire::pp_status::not_proxy,
        "no PROXY protocol signature"},
   };
 }
@@ -203,9 +203,9 @@ TEST_SUITE_BEGIN("proxy_protocol");
 TEST_CASE("valid PROXY headers parse to their addresses and exact length") {
   for (const auto& row : good_rows()) {
     CAPTURE(row.name);
-    const auto r = net::parse_proxy_header(row.header);
+    const auto r = wire::parse_proxy_header(row.header);
     CAPTURE(r.reason);
-    REQUIRE(r.status == net::pp_status::ok);
+    REQUIRE(r.status == wire::pp_status::ok);
     CHECK(r.version == (row.header[0] == 'P' ? 1 : 2));
     CHECK(r.length == row.header.size());
     CHECK(r.addr.family == row.family);
@@ -223,8 +223,8 @@ TEST_CASE("every proper prefix of a valid PROXY header needs more bytes") {
     const std::string_view header = row.header;
     for (std::size_t n = 0; n < header.size(); ++n) {
       CAPTURE(n);
-      const auto r = net::parse_proxy_header(header.substr(0, n));
-      CHECK(r.status == net::pp_status::need_more);
+      const auto r = wire::parse_proxy_header(header.substr(0, n));
+      CHECK(r.status == wire::pp_status::need_more);
       CHECK(r.length == 0);
     }
   }
@@ -234,8 +234,8 @@ TEST_CASE("bytes after a PROXY header are left for the application") {
   const std::string payload = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
   for (const auto& row : good_rows()) {
     CAPTURE(row.name);
-    const auto r = net::parse_proxy_header(row.header + payload);
-    REQUIRE(r.status == net::pp_status::ok);
+    const auto r = wire::parse_proxy_header(row.header + payload);
+    REQUIRE(r.status == wire::pp_status::ok);
     CHECK(r.length == row.header.size());
   }
 }
@@ -243,7 +243,7 @@ TEST_CASE("bytes after a PROXY header are left for the application") {
 TEST_CASE("malformed or foreign bytes are rejected") {
   for (const auto& row : bad_rows()) {
     CAPTURE(row.name);
-    const auto r = net::parse_proxy_header(row.header);
+    const auto r = wire::parse_proxy_header(row.header);
     CAPTURE(r.reason);
     CHECK(r.status == row.status);
     CHECK(r.reason == row.reason);
@@ -253,14 +253,14 @@ TEST_CASE("malformed or foreign bytes are rejected") {
 
 TEST_CASE("the signature is recognized before the header is complete") {
   SUBCASE("empty input needs more") {
-    CHECK(net::parse_proxy_header("").status == net::pp_status::need_more);
+    CHECK(wire::parse_proxy_header("").status == wire::pp_status::need_more);
   }
   SUBCASE("a TLS ClientHello is refused from its first byte") {
-    CHECK(net::parse_proxy_header("\x16").status == net::pp_status::not_proxy);
+    CHECK(wire::parse_proxy_header("\x16").status == wire::pp_status::not_proxy);
   }
   SUBCASE("an over-cap v2 length is refused before its body arrives") {
-    const auto r = net::parse_proxy_header(v2_raw(0x21, 0x11, 0xFFFF, tcp4_block));
-    CHECK(r.status == net::pp_status::invalid);
+    const auto r = wire::parse_proxy_header(v2_raw(0x21, 0x11, 0xFFFF, tcp4_block));
+    CHECK(r.status == wire::pp_status::invalid);
     CHECK(r.version == 2);
   }
 }
@@ -271,19 +271,20 @@ TEST_CASE("built PROXY headers parse back to the same addresses") {
   const bytes16 v6_src{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
   const bytes16 v6_dst{0xfe, 0x80, 0,    0,    0,    0,    0,    0,
                        0x02, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x44, 0x55};
-  const net::pp_address addresses[] = {
+  const wire::pp_address addresses[] = {
       tcp4(v4_src, 56324, v4_dst, 443),
       tcp4(bytes16{}, 0, bytes16{255, 255, 255, 255}, 65535),
       tcp6(v6_src, 1, v6_dst, 8443),
       tcp6(bytes16{}, 65535, bytes16{}, 0),
-      net::pp_address{},
+      wire::pp_address{},
   };
 
   SUBCASE("v1 text is canonical") {
-    CHECK(net::build_proxy_v1(addresses[0]) == "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n");
-    CHECK(net::build_proxy_v1(addresses[2]) ==
+    CHECK(wire::build_proxy_v1(addresses[0]) ==
+          "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n");
+    CHECK(wire::build_proxy_v1(addresses[2]) ==
           "PROXY TCP6 2001:db8::1 fe80::211:22ff:fe33:4455 1 8443\r\n");
-    CHECK(net::build_proxy_v1(addresses[4]) == "PROXY UNKNOWN\r\n");
+    CHECK(wire::build_proxy_v1(addresses[4]) == "PROXY UNKNOWN\r\n");
   }
 
   SUBCASE("v1 and v2 round trips") {
@@ -291,9 +292,9 @@ TEST_CASE("built PROXY headers parse back to the same addresses") {
       for (const int version : {1, 2}) {
         CAPTURE(version);
         CAPTURE(addr.src_string());
-        const auto header = version == 1 ? net::build_proxy_v1(addr) : net::build_proxy_v2(addr);
-        const auto r = net::parse_proxy_header(header);
-        REQUIRE(r.status == net::pp_status::ok);
+        const auto header = version == 1 ? wire::build_proxy_v1(addr) : wire::build_proxy_v2(addr);
+        const auto r = wire::parse_proxy_header(header);
+        REQUIRE(r.status == wire::pp_status::ok);
         CHECK(r.version == version);
         CHECK(r.length == header.size());
         CHECK_FALSE(r.local);
@@ -307,17 +308,17 @@ TEST_CASE("built PROXY headers parse back to the same addresses") {
   }
 
   SUBCASE("v2 LOCAL carries no addresses") {
-    const auto header = net::build_proxy_v2(addresses[0], true);
+    const auto header = wire::build_proxy_v2(addresses[0], true);
     CHECK(header == v2_raw(0x20, 0x00, ""));
-    const auto r = net::parse_proxy_header(header);
-    REQUIRE(r.status == net::pp_status::ok);
+    const auto r = wire::parse_proxy_header(header);
+    REQUIRE(r.status == wire::pp_status::ok);
     CHECK(r.local);
-    CHECK(r.addr.family == net::pp_family::unknown);
+    CHECK(r.addr.family == wire::pp_family::unknown);
     CHECK(r.length == 16);
   }
 
   SUBCASE("v2 bytes match the spec layout") {
-    CHECK(net::build_proxy_v2(tcp4(bytes16{192, 0, 2, 1}, 1234, bytes16{198, 51, 100, 7}, 443)) ==
+    CHECK(wire::build_proxy_v2(tcp4(bytes16{192, 0, 2, 1}, 1234, bytes16{198, 51, 100, 7}, 443)) ==
           v2_raw(0x21, 0x11, tcp4_block));
   }
 }

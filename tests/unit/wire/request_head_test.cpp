@@ -1,16 +1,16 @@
-#include "http/request_head.hpp"
+#include "wire/request_head.hpp"
 
 #include <doctest/doctest.h>
 
 #include <string>
 #include <vector>
 
-using wk::http::check_transfer_encoding;
-using wk::http::coding_verdict;
-using wk::http::head_limits;
-using wk::http::head_scan;
-using wk::http::head_status;
-using wk::http::request_head_scanner;
+using wk::wire::check_transfer_encoding;
+using wk::wire::coding_verdict;
+using wk::wire::head_limits;
+using wk::wire::head_scan;
+using wk::wire::head_status;
+using wk::wire::request_head_scanner;
 
 namespace {
 
@@ -170,11 +170,11 @@ TEST_CASE("Transfer-Encoding: only a single chunked is framed") {
 }
 
 TEST_CASE("field values that could split a message are not safe to send") {
-  CHECK(wk::http::is_safe_field_value("https://example.com/a?b"));
-  CHECK(wk::http::is_safe_field_value(""));
-  CHECK_FALSE(wk::http::is_safe_field_value("a\r\nSet-Cookie: x"));
-  CHECK_FALSE(wk::http::is_safe_field_value("a\nb"));
-  CHECK_FALSE(wk::http::is_safe_field_value(std::string_view("a\0b", 3)));
+  CHECK(wk::wire::is_safe_field_value("https://example.com/a?b"));
+  CHECK(wk::wire::is_safe_field_value(""));
+  CHECK_FALSE(wk::wire::is_safe_field_value("a\r\nSet-Cookie: x"));
+  CHECK_FALSE(wk::wire::is_safe_field_value("a\nb"));
+  CHECK_FALSE(wk::wire::is_safe_field_value(std::string_view("a\0b", 3)));
 }
 
 TEST_CASE("the verdict does not depend on how the bytes arrive (found by fuzz_request)") {

@@ -1,6 +1,6 @@
-#include "http/failure.hpp"
+#include "core/failure.hpp"
 
-namespace wk::http {
+namespace wk::core {
 
 namespace {
 
@@ -71,4 +71,4 @@ std::string_view describe(failure f) {
   return info(f).text;
 }
 
-}  // namespace wk::http
+}  // namespace wk::core

@@ -1,4 +1,4 @@
-#include "observe/status_page.hpp"
+#include "app/status_page.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
@@ -13,12 +13,12 @@
 #include <vector>
 
 namespace json = boost::json;
-using wk::observe::hint_level;
-using wk::observe::render_status_html;
-using wk::observe::render_status_json;
-using wk::observe::state_hint;
-using wk::observe::state_level;
-using wk::observe::status_snapshot;
+using wk::app::hint_level;
+using wk::app::render_status_html;
+using wk::app::render_status_json;
+using wk::app::state_hint;
+using wk::app::state_level;
+using wk::app::status_snapshot;
 using wk::validation::event;
 using namespace std::chrono_literals;
 
@@ -464,12 +464,12 @@ TEST_CASE("the page and the JSON show a bounded number of events, the newest") {
   const auto one = s.domains[0].events.back();
   s.domains[0].events.clear();
   // More than a section shows, then sections enough to exhaust the total budget.
-  for (std::size_t i = 0; i < wk::observe::max_events_per_domain_shown + 20; ++i) {
+  for (std::size_t i = 0; i < wk::app::max_events_per_domain_shown + 20; ++i) {
     auto e = one;
     e.file = "f" + std::to_string(i) + ".txt";
     s.domains[0].events.push_back(e);
   }
-  const std::size_t sections = wk::observe::max_events_shown / 100 + 3;
+  const std::size_t sections = wk::app::max_events_shown / 100 + 3;
   for (std::size_t k = 1; k < sections; ++k) {
     auto d = s.domains[0];
     d.domain = "d" + std::to_string(k) + ".example";
@@ -477,9 +477,9 @@ TEST_CASE("the page and the JSON show a bounded number of events, the newest") {
   }
   const auto html = render_status_html(s);
   check_balanced(html);
-  CHECK(count(html, "<tr class=\"event\">") == wk::observe::max_events_shown);
+  CHECK(count(html, "<tr class=\"event\">") == wk::app::max_events_shown);
   const auto first = section_of(html, "*.example.com");
-  CHECK(count(first, "<tr class=\"event\">") == wk::observe::max_events_per_domain_shown);
+  CHECK(count(first, "<tr class=\"event\">") == wk::app::max_events_per_domain_shown);
   CHECK(first.find(">f119.txt<") != std::string::npos);  // the newest ones
   CHECK(first.find(">f20.txt<") != std::string::npos);
   CHECK(first.find(">f19.txt<") == std::string::npos);
@@ -495,12 +495,12 @@ TEST_CASE("the page and the JSON show a bounded number of events, the newest") {
   std::size_t shown = 0;
   for (const auto& d : v.at("domains").as_array()) {
     const auto n = d.at("events").as_array().size();
-    CHECK(n <= wk::observe::max_events_per_domain_shown);
+    CHECK(n <= wk::app::max_events_per_domain_shown);
     CHECK(n + d.at("events_omitted").to_number<std::size_t>() ==
-          wk::observe::max_events_per_domain_shown + 20);
+          wk::app::max_events_per_domain_shown + 20);
     shown += n;
   }
-  CHECK(shown == wk::observe::max_events_shown);
+  CHECK(shown == wk::app::max_events_shown);
   CHECK(v.at("domains").at(0).at("events").at(0).at("file").as_string() == "f119.txt");
   CHECK(v.at("domains").at(0).at("events_omitted").to_number<std::size_t>() == 20);
 }

@@ -1,4 +1,6 @@
-#include "observe/status_page.hpp"
+#include "app/status_page.hpp"
+
+#include "core/time_text.hpp"
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
@@ -11,7 +13,7 @@
 #include <ctime>
 #include <string_view>
 
-namespace wk::observe {
+namespace wk::app {
 
 namespace json = boost::json;
 using sys_clock = std::chrono::system_clock;
@@ -168,15 +170,6 @@ std::string strftime_utc(sys_clock::time_point t, const char* format) {
   char buf[64];
   const auto n = std::strftime(buf, sizeof buf, format, &tm);
   return {buf, n};
-}
-
-// "2024-05-01T14:03:07.123Z", like the event log.
-std::string iso_time(sys_clock::time_point t) {
-  const auto secs = std::chrono::floor<std::chrono::seconds>(t);
-  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(t - secs).count();
-  char frac[8];
-  std::snprintf(frac, sizeof frac, ".%03dZ", static_cast<int>(millis));
-  return strftime_utc(secs, "%Y-%m-%dT%H:%M:%S") + frac;
 }
 
 // "2024-05-01 14:03:07 UTC" for people.
@@ -399,7 +392,7 @@ void append_time_element(std::string& out, sys_clock::time_point t) {
     return;
   }
   out += "<time datetime=\"";
-  out += iso_time(t);
+  out += core::iso8601_millis(t);
   out += "\">";
   out += human_time(t);
   out += "</time>";
@@ -561,7 +554,7 @@ void append_event_row(std::string& out, const validation::event& e, bool show_ho
   out += "<tr class=\"event\"><td class=\"time\">";
   if (known(e.time)) {
     out += "<time datetime=\"";
-    out += iso_time(e.time);
+    out += core::iso8601_millis(e.time);
     out += "\">";
     out += strftime_utc(e.time, "%Y-%m-%d %H:%M:%S");
     out += "</time>";
@@ -686,7 +679,7 @@ json::value time_value(sys_clock::time_point t) {
   if (!known(t)) {
     return nullptr;
   }
-  return json::value(iso_time(t));
+  return json::value(core::iso8601_millis(t));
 }
 
 json::array string_array(const std::vector<std::string>& v) {
@@ -846,4 +839,4 @@ std::string render_status_json(const status_snapshot& s) {
   return json::serialize(root);
 }
 
-}  // namespace wk::observe
+}  // namespace wk::app

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-namespace wk::net {
+namespace wk::wire {
 
 // Longest v1 line, CRLF included (spec section 2.1: the worst case "PROXY UNKNOWN" line).
 inline constexpr std::size_t pp_v1_max_length = 107;
@@ -68,4 +68,4 @@ std::string build_proxy_v1(const pp_address& addr);
 // addresses when unknown), or LOCAL with UNSPEC and no addresses when `local`.
 std::string build_proxy_v2(const pp_address& addr, bool local = false);
 
-}  // namespace wk::net
+}  // namespace wk::wire

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace wk::observe {
+namespace wk::app {
 
 struct status_snapshot {
   std::string version;  // e.g. "0.4.0 (abc1234)"
@@ -86,4 +86,4 @@ std::string state_hint(const status_snapshot::domain_state& d,
 // The level that goes with state_hint() for the same domain.
 hint_level state_level(const status_snapshot::domain_state& d);
 
-}  // namespace wk::observe
+}  // namespace wk::app

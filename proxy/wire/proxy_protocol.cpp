@@ -1,4 +1,4 @@
-#include "net/proxy_protocol.hpp"
+#include "wire/proxy_protocol.hpp"
 
 #include <arpa/inet.h>
 #include <sys/socket.h>
@@ -7,7 +7,7 @@
 #include <cstring>
 #include <optional>
 
-namespace wk::net {
+namespace wk::wire {
 namespace {
 
 constexpr std::string_view v1_prefix = "PROXY ";
@@ -311,4 +311,4 @@ std::string build_proxy_v2(const pp_address& addr, bool local) {
   return out;
 }
 
-}  // namespace wk::net
+}  // namespace wk::wire

@@ -1,9 +1,11 @@
-#include "net/client_hello.hpp"
+#include "wire/client_hello.hpp"
+
+#include "core/ascii.hpp"
 
 #include <bitset>
 #include <utility>
 
-namespace wk::net {
+namespace wk::wire {
 namespace {
 
 constexpr std::uint8_t record_handshake = 0x16;
@@ -85,10 +87,6 @@ private:
   std::string_view rest_;
 };
 
-char to_lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
 bool host_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
          c == '_';  // '_' is not LDH but appears in real names
@@ -114,7 +112,7 @@ std::string dns_name(std::string_view name) {
     } else if (!host_char(c) || ++label > 63) {
       return {};
     }
-    out.push_back(to_lower(c));
+    out.push_back(core::to_lower(c));
   }
   return label == 0 ? std::string{} : out;
 }
@@ -291,4 +289,4 @@ client_hello parse_client_hello(std::string_view bytes, std::size_t max_hello_by
   }
 }
 
-}  // namespace wk::net
+}  // namespace wk::wire

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-namespace wk::net {
+namespace wk::wire {
 
 enum class hello_status {
   need_more,  // a prefix of what could still be a valid ClientHello: read more and call again
@@ -38,4 +38,4 @@ struct client_hello {
 // holds no references into `bytes`.
 client_hello parse_client_hello(std::string_view bytes, std::size_t max_hello_bytes = 16384);
 
-}  // namespace wk::net
+}  // namespace wk::wire

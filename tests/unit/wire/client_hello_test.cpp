@@ -1,4 +1,4 @@
-#include "net/client_hello.hpp"
+#include "wire/client_hello.hpp"
 
 #include <doctest/doctest.h>
 
@@ -24,8 +24,8 @@
 
 extern char** environ;  // NOLINT: POSIX, for posix_spawnp
 
-namespace net = wk::net;
-using net::hello_status;
+namespace wire = wk::wire;
+using wire::hello_status;
 
 namespace {
 
@@ -169,7 +169,7 @@ struct child_guard {
 
 struct capture {
   std::string bytes;
-  net::client_hello hello;
+  wire::client_hello hello;
   std::string error;
 };
 
@@ -241,7 +241,7 @@ capture capture_hello(std::vector<std::string> args) {
       break;
     }
     out.bytes.append(buf, static_cast<std::size_t>(n));
-    out.hello = net::parse_client_hello(out.bytes);
+    out.hello = wire::parse_client_hello(out.bytes);
     if (out.hello.status != hello_status::need_more) {
       return out;
     }
@@ -282,7 +282,7 @@ struct bytes_row {
 void check_rows(const std::vector<bytes_row>& rows) {
   for (const auto& row : rows) {
     CAPTURE(row.name);
-    const auto r = net::parse_client_hello(row.input);
+    const auto r = wire::parse_client_hello(row.input);
     CHECK(r.status == row.status);
     CHECK(r.reason.find(row.reason) != std::string::npos);
   }
@@ -335,12 +335,12 @@ TEST_SUITE("client_hello") {
       CAPTURE(input.size());
       for (std::size_t n = 0; n < input.size(); ++n) {
         CAPTURE(n);
-        const auto r = net::parse_client_hello(std::string_view(input).substr(0, n));
+        const auto r = wire::parse_client_hello(std::string_view(input).substr(0, n));
         REQUIRE(r.status == hello_status::need_more);
         CHECK(r.bytes_needed > n);
         CHECK(r.bytes_needed <= input.size());
       }
-      CHECK(net::parse_client_hello(input).status == hello_status::ok);
+      CHECK(wire::parse_client_hello(input).status == hello_status::ok);
     }
   }
 
@@ -351,7 +351,7 @@ TEST_SUITE("client_hello") {
         {1}, {2}, {3}, {4}, {5}, {7}, {100}, {1, 2, 3, 5, 8, 13}, {16384}};
     for (const auto& sizes : splits) {
       CAPTURE(sizes.front());
-      const auto r = net::parse_client_hello(resplit(full, sizes));
+      const auto r = wire::parse_client_hello(resplit(full, sizes));
       REQUIRE(r.status == hello_status::ok);
       CHECK(r.sni == "example.com");
       CHECK(r.alpn == std::vector<std::string>{"h2", "http/1.1"});
@@ -408,8 +408,8 @@ TEST_SUITE("client_hello") {
         {"application data record before the hello completes", second_not_handshake,
          hello_status::malformed, "record type 0x17"},
     });
-    CHECK(net::parse_client_hello(full, hs_len).status == hello_status::ok);
-    const auto big = net::parse_client_hello(full, hs_len - 1);
+    CHECK(wire::parse_client_hello(full, hs_len).status == hello_status::ok);
+    const auto big = wire::parse_client_hello(full, hs_len - 1);
     CHECK(big.status == hello_status::too_large);
     CHECK(big.reason ==
           "client_hello length " + std::to_string(hs_len) + " > " + std::to_string(hs_len - 1));
@@ -420,7 +420,7 @@ TEST_SUITE("client_hello") {
       hello_parts p;
       p.version = be16(0x0301);
       p.extensions = vec16(sni_ext("Example.COM.") + ext(0xff01, be8(0)) + alpn_ext({"h2"}));
-      const auto r = net::parse_client_hello(hello_with(p));
+      const auto r = wire::parse_client_hello(hello_with(p));
       REQUIRE(r.status == hello_status::ok);
       CHECK(r.sni == "example.com");
       CHECK(r.alpn == std::vector<std::string>{"h2"});
@@ -431,26 +431,26 @@ TEST_SUITE("client_hello") {
       hello_parts p;
       for (const auto& block : {std::string{}, vec16("")}) {
         p.extensions = block;
-        const auto r = net::parse_client_hello(hello_with(p));
+        const auto r = wire::parse_client_hello(hello_with(p));
         REQUIRE(r.status == hello_status::ok);
         CHECK(r.sni.empty());
         CHECK(r.alpn.empty());
       }
     }
     SUBCASE("the first of several host names wins") {
-      const auto r = net::parse_client_hello(hello_with_extensions(
+      const auto r = wire::parse_client_hello(hello_with_extensions(
           ext(0, vec16(host_entry("first.example") + host_entry("second.example")))));
       REQUIRE(r.status == hello_status::ok);
       CHECK(r.sni == "first.example");
     }
     SUBCASE("bytes after the hello are ignored") {
-      const auto r = net::parse_client_hello(minimal_hello() + "\x17\x03\x03\xff\xff trailing");
+      const auto r = wire::parse_client_hello(minimal_hello() + "\x17\x03\x03\xff\xff trailing");
       REQUIRE(r.status == hello_status::ok);
       CHECK(r.sni == "example.com");
     }
     SUBCASE("the hello may end inside a longer, still incomplete record") {
       const std::string hs = handshake_of(minimal_hello()) + std::string("\x0f\x00\x01", 3);
-      const auto r = net::parse_client_hello(records(hs).substr(0, 5 + hs.size() - 2));
+      const auto r = wire::parse_client_hello(records(hs).substr(0, 5 + hs.size() - 2));
       REQUIRE(r.status == hello_status::ok);
       CHECK(r.alpn.size() == 2);
     }
@@ -458,8 +458,8 @@ TEST_SUITE("client_hello") {
       const std::string input =
           hello_with_extensions(sni_ext("big.example") + ext(21, std::string(20000, '\0')));
       CHECK(input.size() > 16384 + 5);
-      CHECK(net::parse_client_hello(input).status == hello_status::too_large);
-      const auto r = net::parse_client_hello(input, 65536);
+      CHECK(wire::parse_client_hello(input).status == hello_status::too_large);
+      const auto r = wire::parse_client_hello(input, 65536);
       REQUIRE(r.status == hello_status::ok);
       CHECK(r.sni == "big.example");
     }
@@ -469,21 +469,21 @@ TEST_SUITE("client_hello") {
     SUBCASE("empty and partial headers need more") {
       for (const std::string_view s : {std::string_view{}, std::string_view("\x16", 1),
                                        std::string_view("\x16\x03\x01\x00", 4)}) {
-        const auto r = net::parse_client_hello(s);
+        const auto r = wire::parse_client_hello(s);
         CHECK(r.status == hello_status::need_more);
         CHECK(r.bytes_needed == 9);  // a record header and a handshake header
       }
     }
     SUBCASE("the body length is known once the handshake header is in") {
       const std::string hello = minimal_hello();
-      const auto r = net::parse_client_hello(std::string_view(hello).substr(0, 9));
+      const auto r = wire::parse_client_hello(std::string_view(hello).substr(0, 9));
       CHECK(r.status == hello_status::need_more);
       CHECK(r.bytes_needed == hello.size());
     }
     SUBCASE("too_large is known from the handshake header alone") {
       const std::string head = std::string("\x16\x03\x01\x40\x00\x01", 6) + be24(16385);
-      CHECK(net::parse_client_hello(head).status == hello_status::too_large);
-      CHECK(net::parse_client_hello(head, 16385).status == hello_status::need_more);
+      CHECK(wire::parse_client_hello(head).status == hello_status::too_large);
+      CHECK(wire::parse_client_hello(head, 16385).status == hello_status::need_more);
     }
     check_rows({
         {"one byte of plaintext", "G", hello_status::not_tls, "plaintext HTTP"},
@@ -595,7 +595,7 @@ TEST_SUITE("client_hello") {
     };
     for (const auto& row : rows) {
       CAPTURE(row.host);
-      const auto r = net::parse_client_hello(hello_with_extensions(sni_ext(row.host)));
+      const auto r = wire::parse_client_hello(hello_with_extensions(sni_ext(row.host)));
       if (row.expected.empty()) {
         CHECK(r.status == hello_status::malformed);
       } else {
@@ -607,8 +607,8 @@ TEST_SUITE("client_hello") {
       const std::string label(63, 'a');
       const std::string name255 = label + "." + label + "." + label + "." + std::string(63, 'b');
       REQUIRE(name255.size() == 255);
-      CHECK(net::parse_client_hello(hello_with_extensions(sni_ext(name255))).sni == name255);
-      CHECK(net::parse_client_hello(hello_with_extensions(sni_ext(name255 + "."))).status ==
+      CHECK(wire::parse_client_hello(hello_with_extensions(sni_ext(name255))).sni == name255);
+      CHECK(wire::parse_client_hello(hello_with_extensions(sni_ext(name255 + "."))).status ==
             hello_status::malformed);
     }
   }

@@ -1,8 +1,8 @@
 #pragma once
 // The runtime snapshot: a validated config plus everything derived from it that the data path
 // needs (route table, upstream targets with DNS cells and TLS contexts). Immutable once built;
-// shared by all workers as std::shared_ptr<const runtime>. A reload builds a new one; requests
-// in flight keep the one they started with.
+// shared by all workers as std::shared_ptr<const runtime::snapshot>. A reload builds a new one;
+// requests in flight keep the one they started with.
 
 #include "config/config.hpp"
 #include "net/listener.hpp"
@@ -20,7 +20,7 @@ namespace wk::net {
 class server_tls;
 }
 
-namespace wk::app {
+namespace wk::runtime {
 
 // A passthrough route with its upstream ready to connect.
 struct sni_target {
@@ -30,7 +30,7 @@ struct sni_target {
 
 // What a listener does, as of this snapshot (a reload may change it for a kept listener).
 struct listener_runtime {
-  const config::listener* cfg = nullptr;       // into runtime::cfg
+  const config::listener* cfg = nullptr;       // into snapshot::cfg
   std::size_t ordinal = 0;                     // see net::listener_slot
   std::shared_ptr<const net::server_tls> tls;  // mode tls: certificates by SNI
   upstream::target passthrough;                // mode passthrough: the default upstream
@@ -41,7 +41,7 @@ struct listener_runtime {
   const upstream::target& passthrough_for(std::string_view sni) const;
 };
 
-struct runtime {
+struct snapshot {
   std::shared_ptr<const config::config> cfg;
   routing::route_table routes;
   upstream::target origin;
@@ -62,8 +62,8 @@ struct runtime {
 
 // Builds a snapshot on the main thread (reads CA files and validation.static_dir). On failure,
 // the reasons. `warnings` gets what was skipped (e.g. static files outside the directory).
-std::variant<std::shared_ptr<const runtime>, std::vector<std::string>>
+std::variant<std::shared_ptr<const snapshot>, std::vector<std::string>>
 build_runtime(config::config cfg, upstream::resolver_registry& dns,
               std::vector<std::string>& warnings);
 
-}  // namespace wk::app
+}  // namespace wk::runtime

@@ -4,7 +4,7 @@
 
 #include <string_view>
 
-namespace wk::http {
+namespace wk::core {
 
 enum class failure {
   none,
@@ -43,4 +43,4 @@ std::string_view name_of(failure f);
 // One short sentence for the reply body, e.g. "the upstream did not answer in time".
 std::string_view describe(failure f);
 
-}  // namespace wk::http
+}  // namespace wk::core

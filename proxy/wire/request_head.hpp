@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-namespace wk::http {
+namespace wk::wire {
 
 enum class head_status {
   incomplete,       // no final empty line yet: read more
@@ -68,37 +68,8 @@ enum class coding_verdict {
 // section 6.1); anything else is refused rather than passed on with ambiguous framing.
 coding_verdict check_transfer_encoding(const std::vector<std::string_view>& values);
 
-// RFC 9110 section 5.6.2.
-constexpr bool is_tchar(char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
-    return true;
-  }
-  switch (c) {
-  case '!':
-  case '#':
-  case '$':
-  case '%':
-  case '&':
-  case '\'':
-  case '*':
-  case '+':
-  case '-':
-  case '.':
-  case '^':
-  case '_':
-  case '`':
-  case '|':
-  case '~':
-    return true;
-  default:
-    return false;
-  }
-}
-
-bool is_token(std::string_view s);
-
 // True when `s` can be sent as a field value as is: HTAB, SP, VCHAR, obs-text; no CR, LF, NUL or
 // other controls (no response splitting through a value built from config or input).
 bool is_safe_field_value(std::string_view s);
 
-}  // namespace wk::http
+}  // namespace wk::wire

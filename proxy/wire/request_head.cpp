@@ -1,9 +1,11 @@
-#include "http/request_head.hpp"
+#include "wire/request_head.hpp"
+
+#include "core/ascii.hpp"
 
 #include <algorithm>
 #include <cstring>
 
-namespace wk::http {
+namespace wk::wire {
 
 namespace {
 
@@ -34,7 +36,7 @@ head_scan check_request_line(std::string_view line, const head_limits& limits) {
     return fail(head_status::invalid, "malformed request line");
   }
   auto method = line.substr(0, sp1);
-  if (!is_token(method)) {
+  if (!core::is_token(method)) {
     return fail(head_status::invalid, "invalid method");
   }
   auto rest = line.substr(sp1 + 1);
@@ -79,7 +81,7 @@ head_scan check_field_line(std::string_view line) {
   if (name.empty()) {
     return fail(head_status::invalid, "empty header field name");
   }
-  if (!is_token(name)) {
+  if (!core::is_token(name)) {
     return fail(head_status::invalid, name.back() == ' ' || name.back() == '\t'
                                           ? "whitespace before the colon of a header field"
                                           : "invalid character in a header field name");
@@ -102,19 +104,7 @@ std::string_view trim_ows(std::string_view s) {
   return s;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           auto lx = (x >= 'A' && x <= 'Z') ? static_cast<char>(x + 32) : x;
-           auto ly = (y >= 'A' && y <= 'Z') ? static_cast<char>(y + 32) : y;
-           return lx == ly;
-         });
-}
-
 }  // namespace
-
-bool is_token(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
-}
 
 bool is_safe_field_value(std::string_view s) {
   return std::all_of(s.begin(), s.end(),
@@ -216,7 +206,7 @@ coding_verdict check_transfer_encoding(const std::vector<std::string_view>& valu
       auto element = trim_ows(value.substr(
           start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
       // Empty elements and parameters (";...") are not accepted: framing must be unambiguous.
-      if (!is_token(element)) {
+      if (!core::is_token(element)) {
         return coding_verdict::malformed;
       }
       codings.push_back(element);
@@ -230,8 +220,8 @@ coding_verdict check_transfer_encoding(const std::vector<std::string_view>& valu
     return coding_verdict::malformed;
   }
   auto chunked = std::count_if(codings.begin(), codings.end(),
-                               [](std::string_view c) { return iequals(c, "chunked"); });
-  if (chunked > 1 || (chunked == 1 && !iequals(codings.back(), "chunked"))) {
+                               [](std::string_view c) { return core::iequals(c, "chunked"); });
+  if (chunked > 1 || (chunked == 1 && !core::iequals(codings.back(), "chunked"))) {
     return coding_verdict::malformed;
   }
   if (codings.size() != 1 || chunked != 1) {
@@ -240,4 +230,4 @@ coding_verdict check_transfer_encoding(const std::vector<std::string_view>& valu
   return coding_verdict::chunked;
 }
 
-}  // namespace wk::http
+}  // namespace wk::wire
