@@ -1,7 +1,7 @@
 // Component tests of the passthrough byte relay over real loopback sockets: every case runs
 // once with splice() and once with the buffered copy.
 
-#include "net/splice_tunnel.hpp"
+#include "net/tunnel.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
