@@ -85,11 +85,14 @@ struct tunnel_state {
 };
 
 // The TCP socket under a stream (itself, a timed stream, or a TLS stream's lowest layer).
-inline boost::asio::ip::tcp::socket& socket_of(boost::asio::ip::tcp::socket& s) {
-  return s;
-}
 template <class Stream> boost::asio::ip::tcp::socket& socket_of(Stream& s) {
-  return boost::beast::get_lowest_layer(s).socket();
+  auto& lowest = boost::beast::get_lowest_layer(s);
+  if constexpr (std::is_same_v<std::remove_cvref_t<decltype(lowest)>,
+                               boost::asio::ip::tcp::socket>) {
+    return lowest;
+  } else {
+    return lowest.socket();
+  }
 }
 
 // A stream that is its own lowest layer is a plain TCP stream: splice() can move its bytes.
