@@ -1,3 +1,8 @@
+// Why this file is over 600 lines: it is `wkproxy loadtest` whole: the pure parts declared in
+// loadtest.hpp (arguments, percentiles, aggregation, both output formats) and the event loop
+// with its keep-alive and fresh-connection clients and the scheduled shell commands, which
+// share the per-request record and nothing else in the project.
+
 #include "cli/loadtest.hpp"
 
 #include "cli_help.hpp"

@@ -1,3 +1,8 @@
+// Why this file is over 600 lines: it is `wkproxy tokens import` whole, one pipeline over text:
+// read the certificate details (JSON or XML, with the XML depth scan that must mirror the
+// parser step for step), validate them the same way for both formats, render YAML, and the CLI
+// around it. The config text rewriter lives in config/yaml_rewrite.
+
 #include "cli/tokens_import.hpp"
 
 #include "cli_help.hpp"

@@ -36,7 +36,7 @@ inline constexpr std::size_t max_input_depth = 32;
 // Where XML `text` first opens an element nested deeper than `limit` levels (the byte offset of
 // its '<'); std::nullopt when it nests no deeper. Reads the text the way Boost.PropertyTree's
 // parser (RapidXML) does, without recursion, so that it never counts fewer levels than the
-// parser would build (see import.cpp); a self-closing element is a level too.
+// parser would build (see tokens_import.cpp); a self-closing element is a level too.
 std::optional<std::size_t> xml_too_deep(std::string_view text, std::size_t limit);
 
 // What was read from get-managed-certificate-details output.
