@@ -1,12 +1,12 @@
 // wkproxy command line. Everything else lives in the libraries.
 
-#include "app/loadtest.hpp"
 #include "app/server.hpp"
+#include "cli/check.hpp"
+#include "cli/loadtest.hpp"
+#include "cli/tokens_import.hpp"
 #include "cli_help.hpp"
 #include "config/load.hpp"
 #include "runtime/runtime.hpp"
-#include "validation/check.hpp"
-#include "validation/import.hpp"
 
 #include <cstring>
 #include <iostream>
@@ -58,13 +58,13 @@ int check_config(const std::string& path) {
 
 int main(int argc, char** argv) {
   if (argc >= 3 && std::string_view(argv[1]) == "tokens" && std::string_view(argv[2]) == "import") {
-    return wk::validation::run_tokens_import(argc - 3, argv + 3);
+    return wk::cli::run_tokens_import(argc - 3, argv + 3);
   }
   if (argc >= 2 && std::string_view(argv[1]) == "check") {
-    return wk::validation::run_check(argc - 2, argv + 2);
+    return wk::cli::run_check(argc - 2, argv + 2);
   }
   if (argc >= 2 && std::string_view(argv[1]) == "loadtest") {
-    return wk::app::run_loadtest(argc - 2, argv + 2);
+    return wk::cli::run_loadtest(argc - 2, argv + 2);
   }
   wk::app::server_options opt;
   bool test_only = false;

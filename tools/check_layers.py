@@ -39,12 +39,6 @@ LAYERS = [
 FILE_LAYERS = {
     "http/session.hpp": "session",
     "http/session.cpp": "session",
-    "app/loadtest.hpp": "cli",
-    "app/loadtest.cpp": "cli",
-    "validation/check.hpp": "cli",
-    "validation/check.cpp": "cli",
-    "validation/import.hpp": "cli",
-    "validation/import.cpp": "cli",
 }
 
 # Files directly in proxy/: main() above everything; the Asio/Beast compilation unit includes no

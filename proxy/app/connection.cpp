@@ -1,6 +1,7 @@
 #include "app/connection.hpp"
 
 #include "app/passthrough.hpp"
+#include "net/timed_stream.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
 #include "wire/proxy_protocol.hpp"
@@ -8,7 +9,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -102,7 +102,7 @@ bool trusted(const std::vector<config::cidr>& ranges, const asio::ip::address& a
 // Reads the PROXY header a trusted balancer sends first, within the header deadline. On
 // success `info` describes the client it carries (unless it carries none: LOCAL or UNKNOWN)
 // and `early` holds the bytes after the header. Returns false when the connection must close.
-asio::awaitable<bool> read_proxy_header(beast::tcp_stream& s, http::client_info& info,
+asio::awaitable<bool> read_proxy_header(net::timed_stream& s, http::client_info& info,
                                         std::string& early, std::chrono::milliseconds deadline) {
   s.expires_after(deadline);
   std::string buf;
@@ -172,7 +172,7 @@ asio::awaitable<void> serve_client(http::worker_state* w, tcp::socket socket, tc
       socket.close(ec);
       co_return;
     }
-    beast::tcp_stream stream(std::move(socket));
+    net::timed_stream stream(std::move(socket));
     if (!co_await read_proxy_header(stream, info, early, rt->cfg->timeouts.header_read)) {
       stream.close();
       co_return;

@@ -1,6 +1,7 @@
 #include "app/passthrough.hpp"
 
-#include "net/splice_tunnel.hpp"
+#include "net/timed_stream.hpp"
+#include "net/tunnel.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
 #include "observe/metrics.hpp"
@@ -11,7 +12,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -74,9 +74,8 @@ void write_log(http::worker_state* w, const passthrough_state& st, const http::c
 }
 
 // Reads until `buf` holds a whole ClientHello (possibly over several records and reads).
-asio::awaitable<wire::client_hello> read_hello(beast::tcp_stream& s, std::string& buf,
-                                               std::chrono::milliseconds deadline,
-                                               bool& timed_out) {
+asio::awaitable<wire::client_hello> read_hello(net::timed_stream& s, std::string& buf,
+                                              std::chrono::milliseconds deadline, bool& timed_out) {
   s.expires_after(deadline);
   for (;;) {
     auto hello = wire::parse_client_hello(buf);
@@ -110,7 +109,7 @@ asio::awaitable<void> serve_passthrough(http::worker_state* w, tcp::socket socke
                                         const runtime::listener_runtime* listener) {
   passthrough_state st;
   const auto& timeouts = rt->cfg->timeouts;
-  beast::tcp_stream client(std::move(socket));
+  net::timed_stream client(std::move(socket));
   bool timed_out = false;
   const auto hello = co_await read_hello(client, early, timeouts.header_read, timed_out);
   if (hello.status != wire::hello_status::ok) {

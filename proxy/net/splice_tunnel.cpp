@@ -1,12 +1,11 @@
-#include "net/splice_tunnel.hpp"
+// The splice(2) fast path of the tunnel pump (net/tunnel.hpp) between two plain TCP sockets:
+// bytes go through a pipe per direction, so they stay in the kernel and the relay holds no
+// buffers. Where splice() is not available (no pipe descriptors left, a kernel or sandbox that
+// refuses it) the same pump copies through a 16 KiB buffer per direction instead.
 
-#include <boost/asio/as_tuple.hpp>
+#include "net/tunnel.hpp"
+
 #include <boost/asio/buffer.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 
 #include <cerrno>
 #include <csignal>
@@ -25,7 +24,7 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr auto nothrow = detail::tunnel_nothrow;
 
 // The buffered copy's scratch space per direction, as in the HTTP upgrade tunnel.
 constexpr std::size_t copy_buffer_size = std::size_t{16} * 1024;
@@ -94,10 +93,11 @@ private:
   bool set_ = false;
 };
 
-struct relay_state {
-  steady::time_point last_activity = steady::now();
-  int pumps_running = 2;
-  bool closed = false;         // an error, the idle timeout or cancellation closed both sockets
+using detail::pump_end;
+using detail::tunnel_state;
+
+// What the splice path adds to the pump's shared state.
+struct splice_state {
   bool guard_sigpipe = false;  // SIGPIPE is not ignored: block it around splice() into a socket
   bool fell_back = false;      // a direction found splice() unsupported and copied instead
 };
@@ -107,12 +107,6 @@ struct direction {
   tcp::socket& from;
   tcp::socket& to;
   std::uint64_t& count;
-};
-
-enum class pump_end {
-  eof,          // `from` ended its stream; everything read has been delivered
-  failed,       // a reset, an error, or the relay was closed
-  unsupported,  // the first splice() was refused: nothing was moved, copy instead
 };
 
 bool sigpipe_ignored() {
@@ -148,7 +142,8 @@ ssize_t splice_to_socket(int pipe_read, int socket, std::size_t len, bool guard)
 // the pipe holds bytes: at most one pipe's worth is in flight, a slow destination slows the
 // source down, and end of stream is only seen with an empty pipe (all delivered), so the
 // half-close that follows never cuts bytes off.
-asio::awaitable<pump_end> splice_loop(direction d, const pipe_fds& pipe, relay_state& st) {
+asio::awaitable<pump_end> splice_loop(direction d, const pipe_fds& pipe, tunnel_state& st,
+                                      const splice_state& sp) {
   std::size_t in_pipe = 0;
   bool untried = true;  // no splice() from the socket has been accepted yet
   for (;;) {
@@ -178,7 +173,7 @@ asio::awaitable<pump_end> splice_loop(direction d, const pipe_fds& pipe, relay_s
       }
       continue;
     }
-    auto n = splice_to_socket(pipe.read_end(), d.to.native_handle(), in_pipe, st.guard_sigpipe);
+    auto n = splice_to_socket(pipe.read_end(), d.to.native_handle(), in_pipe, sp.guard_sigpipe);
     int err = errno;
     if (n > 0) {
       in_pipe -= static_cast<std::size_t>(n);
@@ -195,103 +190,31 @@ asio::awaitable<pump_end> splice_loop(direction d, const pipe_fds& pipe, relay_s
   }
 }
 
-// The same relay through a 16 KiB buffer, allocated only when this path runs.
-asio::awaitable<pump_end> copy_loop(direction d, relay_state& st) {
-  auto buf = std::make_unique_for_overwrite<char[]>(copy_buffer_size);
-  for (;;) {
-    auto [rec, rn] =
-        co_await d.from.async_read_some(asio::buffer(buf.get(), copy_buffer_size), nothrow);
-    if (rn > 0) {
-      st.last_activity = steady::now();
-      auto [wec, wn] = co_await asio::async_write(d.to, asio::buffer(buf.get(), rn), nothrow);
-      d.count += wn;
-      st.last_activity = steady::now();
-      if (wec) {
-        co_return pump_end::failed;
-      }
-    }
-    if (rec == asio::error::eof) {
-      co_return pump_end::eof;
-    }
-    if (rec) {
-      co_return pump_end::failed;
-    }
-  }
-}
-
-void close_both(tcp::socket& a, tcp::socket& b, relay_state& st) {
-  boost::system::error_code ec;
-  st.closed = true;
-  a.close(ec);
-  b.close(ec);
-}
-
-// Carries one direction to its end: the bytes read ahead first, then splice() or the copy.
-asio::awaitable<pump_end> carry(direction d, std::string_view first, const pipe_fds* pipe,
-                                relay_state& st) {
-  if (!first.empty()) {
-    auto [ec, n] = co_await asio::async_write(d.to, asio::buffer(first), nothrow);
-    d.count += n;
-    if (ec) {
-      co_return pump_end::failed;
-    }
-    st.last_activity = steady::now();
-  }
+// Carries one direction to its end: splice() when the pipe is there and the kernel takes it,
+// else the pump's buffered copy through a 16 KiB buffer, allocated only when that path runs.
+asio::awaitable<pump_end> carry(direction d, const pipe_fds* pipe, tunnel_state& st,
+                                splice_state& sp) {
   if (pipe != nullptr) {
-    auto end = co_await splice_loop(d, *pipe, st);
+    auto end = co_await splice_loop(d, *pipe, st, sp);
     if (end != pump_end::unsupported) {
       co_return end;
     }
-    st.fell_back = true;
+    sp.fell_back = true;
   }
-  co_return co_await copy_loop(d, st);
-}
-
-// End of stream half-closes the destination; anything else closes both sockets, which wakes
-// the other direction and the watchdog with an error.
-asio::awaitable<void> pump(direction d, std::string_view first, const pipe_fds* pipe,
-                           relay_state& st, asio::steady_timer& watchdog) {
-  // A cancelled relay still ends through close_both(), never by an exception from co_await.
-  co_await asio::this_coro::throw_if_cancelled(false);
-  if (co_await carry(d, first, pipe, st) == pump_end::eof) {
-    boost::system::error_code ec;
-    d.to.shutdown(tcp::socket::shutdown_send, ec);  // half-close: the other direction goes on
-  } else if (!st.closed) {
-    close_both(d.from, d.to, st);
-  }
-  if (--st.pumps_running == 0) {
-    watchdog.cancel();
-  }
-}
-
-// Closes both sockets after `idle` without a byte moving, or when the relay is cancelled
-// (the only other way the timer wait fails while a direction still runs).
-asio::awaitable<void> idle_watchdog(tcp::socket& a, tcp::socket& b, relay_state& st,
-                                    asio::steady_timer& timer, std::chrono::milliseconds idle) {
-  co_await asio::this_coro::throw_if_cancelled(false);
-  while (st.pumps_running > 0) {
-    timer.expires_at(st.last_activity + idle);
-    auto [ec] = co_await timer.async_wait(nothrow);
-    if (st.pumps_running == 0) {
-      break;
-    }
-    if (ec || steady::now() >= st.last_activity + idle) {
-      if (!st.closed) {
-        close_both(a, b, st);
-      }
-      break;
-    }
-  }
+  auto buf = std::make_unique_for_overwrite<char[]>(copy_buffer_size);
+  co_return co_await detail::copy_loop(d.from, d.to, std::span<char>(buf.get(), copy_buffer_size),
+                                       st, d.count);
 }
 
 }  // namespace
 
 asio::awaitable<relay_result> relay(tcp::socket& client, std::string_view to_upstream_first,
-                                    tcp::socket& upstream, relay_options opt) {
-  using asio::experimental::awaitable_operators::operator&&;
+                                    tcp::socket& upstream, relay_options opt,
+                                    std::string_view to_client_first) {
   relay_result result;
-  relay_state st;
-  st.guard_sigpipe = !sigpipe_ignored();
+  tunnel_state st;
+  splice_state sp;
+  sp.guard_sigpipe = !sigpipe_ignored();
   pipe_fds up_pipe;
   pipe_fds down_pipe;
   non_blocking_scope client_mode(client);
@@ -300,13 +223,15 @@ asio::awaitable<relay_result> relay(tcp::socket& client, std::string_view to_ups
   const bool splicing = opt.allow_splice && up_pipe.open() && down_pipe.open() &&
                         client_mode.enable() && upstream_mode.enable();
 
-  asio::steady_timer watchdog(co_await asio::this_coro::executor);
   direction to_upstream{client, upstream, result.stats.client_to_upstream};
   direction to_client{upstream, client, result.stats.upstream_to_client};
-  co_await (pump(to_upstream, to_upstream_first, splicing ? &up_pipe : nullptr, st, watchdog) &&
-            pump(to_client, {}, splicing ? &down_pipe : nullptr, st, watchdog) &&
-            idle_watchdog(client, upstream, st, watchdog, opt.idle));
-  result.spliced = splicing && !st.fell_back;
+  co_await detail::run_pumps(
+      client, asio::buffer(to_upstream_first),
+      [&] { return carry(to_upstream, splicing ? &up_pipe : nullptr, st, sp); }, upstream,
+      asio::buffer(to_client_first),
+      [&] { return carry(to_client, splicing ? &down_pipe : nullptr, st, sp); }, st, result.stats,
+      opt.idle);
+  result.spliced = splicing && !sp.fell_back;
   co_return result;
 }
 

@@ -1,7 +1,10 @@
-// Component tests of the passthrough byte relay over real loopback sockets: every case runs
-// once with splice() and once with the buffered copy.
+// Component tests of the tunnel pump (net/tunnel.hpp) over real loopback sockets. The
+// passthrough relay: every case runs once with splice() and once with the buffered copy. The
+// upgrade tunnel (run_tunnel): plain streams take the relay, layered streams (as TLS) the
+// buffered copy; both end both directions on a reset and on cancellation.
 
-#include "net/splice_tunnel.hpp"
+#include "net/timed_stream.hpp"
+#include "net/tunnel.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -13,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 
 #include <doctest/doctest.h>
 
@@ -20,6 +24,7 @@
 #include <chrono>
 #include <exception>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -374,6 +379,171 @@ TEST_SUITE("splice_tunnel") {
     CHECK_FALSE(r.result->spliced);
     CHECK(request.data == "hello world");
     CHECK(reply.data == "ok");
+  }
+
+}  // TEST_SUITE
+
+namespace {
+
+// A stream over a timed_stream that is not its lowest layer, as a TLS stream is: run_tunnel
+// copies through buffers for it.
+struct layered_stream {
+  wk::net::timed_stream& next;
+
+  using executor_type = asio::any_io_executor;
+  executor_type get_executor() { return next.get_executor(); }
+  wk::net::timed_stream& next_layer() { return next; }
+
+  template <class Buffers, class Token> auto async_read_some(const Buffers& b, Token&& token) {
+    return next.async_read_some(b, std::forward<Token>(token));
+  }
+  template <class Buffers, class Token> auto async_write_some(const Buffers& b, Token&& token) {
+    return next.async_write_some(b, std::forward<Token>(token));
+  }
+};
+
+static_assert(wk::net::detail::is_plain_stream<wk::net::timed_stream>);
+static_assert(!wk::net::detail::is_plain_stream<layered_stream>);
+
+// client_peer <-> [client  run_tunnel  upstream] <-> upstream_peer, all on 127.0.0.1, the
+// proxy's side as timed streams (as in a session).
+struct loopback_tunnel {
+  asio::io_context ioc;
+  tcp::socket client_peer{ioc};
+  tcp::socket upstream_peer{ioc};
+  std::optional<wk::net::timed_stream> client;
+  std::optional<wk::net::timed_stream> upstream;
+  std::optional<layered_stream> layered_client;
+  std::optional<layered_stream> layered_upstream;
+  boost::beast::flat_buffer client_pending;
+  boost::beast::flat_buffer upstream_pending;
+  std::vector<char> buf_up = std::vector<char>(std::size_t{16} * 1024);
+  std::vector<char> buf_down = std::vector<char>(std::size_t{16} * 1024);
+  std::optional<wk::net::tunnel_stats> stats;
+
+  loopback_tunnel() {
+    tcp::socket c(ioc);
+    tcp::socket u(ioc);
+    connect_pair(client_peer, c);
+    connect_pair(u, upstream_peer);
+    client.emplace(std::move(c));
+    upstream.emplace(std::move(u));
+    layered_client.emplace(layered_stream{*client});
+    layered_upstream.emplace(layered_stream{*upstream});
+  }
+
+  void pending(std::string_view to_upstream, std::string_view to_client) {
+    asio::buffer_copy(client_pending.prepare(to_upstream.size()), asio::buffer(to_upstream));
+    client_pending.commit(to_upstream.size());
+    asio::buffer_copy(upstream_pending.prepare(to_client.size()), asio::buffer(to_client));
+    upstream_pending.commit(to_client.size());
+  }
+
+  void start(bool layered, milliseconds idle, asio::cancellation_slot cancel = {}) {
+    auto done = asio::bind_cancellation_slot(
+        cancel, [this](const std::exception_ptr& e, wk::net::tunnel_stats s) {
+          CHECK_FALSE(e);
+          stats = s;
+        });
+    const std::span<char> up(buf_up);
+    const std::span<char> down(buf_down);
+    if (layered) {
+      asio::co_spawn(ioc,
+                     wk::net::run_tunnel(*layered_client, client_pending, *layered_upstream,
+                                         upstream_pending, up, down, idle),
+                     std::move(done));
+    } else {
+      asio::co_spawn(
+          ioc,
+          wk::net::run_tunnel(*client, client_pending, *upstream, upstream_pending, up, down, idle),
+          std::move(done));
+    }
+  }
+
+  void run() { ioc.run_for(deadline); }
+};
+
+}  // namespace
+
+TEST_SUITE("tunnel") {
+
+  TEST_CASE("run_tunnel sends the bytes read ahead first, both ways, and honours half-close") {
+    bool layered = false;
+    SUBCASE("plain streams: the relay") {}
+    SUBCASE("layered streams: the buffered copy") {
+      layered = true;
+    }
+    loopback_tunnel t;
+    t.pending("ahead-up ", "ahead-down ");
+    received request;
+    received reply;
+    t.start(layered, std::chrono::seconds(30));
+    spawn(t.ioc, write_all(t.client_peer, "GET", true));
+    spawn(t.ioc, reply_after_eof(t.upstream_peer, request, "reply"));
+    spawn(t.ioc, read_all(t.client_peer, reply));
+    t.run();
+
+    REQUIRE(t.stats);
+    CHECK(request.data == "ahead-up GET");
+    CHECK(request.end == asio::error::eof);
+    CHECK(reply.data == "ahead-down reply");
+    CHECK(reply.end == asio::error::eof);
+    CHECK(t.stats->client_to_upstream == 12);
+    CHECK(t.stats->upstream_to_client == 16);
+    CHECK(t.client_pending.size() == 0);
+    CHECK(t.upstream_pending.size() == 0);
+  }
+
+  TEST_CASE("run_tunnel: a reset on one side ends both directions") {
+    bool layered = false;
+    SUBCASE("plain streams: the relay") {}
+    SUBCASE("layered streams: the buffered copy") {
+      layered = true;
+    }
+    for (bool client_resets : {true, false}) {
+      CAPTURE(client_resets);
+      loopback_tunnel t;
+      auto& resetting = client_resets ? t.client_peer : t.upstream_peer;
+      auto& other = client_resets ? t.upstream_peer : t.client_peer;
+      received at_other;
+      t.start(layered, std::chrono::seconds(30));  // only the reset can end it in time
+      spawn(t.ioc, write_all(other, pattern(4 * mib, 5), false));
+      spawn(t.ioc, read_all(other, at_other));
+      spawn(t.ioc, read_then_reset(resetting, false));
+      t.run();
+
+      REQUIRE(t.stats);
+      CHECK_FALSE(t.client->socket().is_open());
+      CHECK_FALSE(t.upstream->socket().is_open());
+      const bool closed =
+          at_other.end == asio::error::eof || at_other.end == asio::error::connection_reset;
+      CHECK(closed);
+    }
+  }
+
+  TEST_CASE("run_tunnel: cancellation ends both directions and throws nothing") {
+    bool layered = false;
+    SUBCASE("plain streams: the relay") {}
+    SUBCASE("layered streams: the buffered copy") {
+      layered = true;
+    }
+    loopback_tunnel t;
+    asio::cancellation_signal cancel;
+    received at_client;
+    received at_upstream;
+    t.start(layered, std::chrono::seconds(30), cancel.slot());
+    spawn(t.ioc, read_all(t.client_peer, at_client));
+    spawn(t.ioc, read_all(t.upstream_peer, at_upstream));
+    asio::steady_timer later(t.ioc, milliseconds(50));
+    later.async_wait(
+        [&cancel](boost::system::error_code) { cancel.emit(asio::cancellation_type::terminal); });
+    t.run();
+
+    REQUIRE(t.stats);
+    CHECK_FALSE(t.client->socket().is_open());
+    CHECK_FALSE(t.upstream->socket().is_open());
+    CHECK(at_client.end == asio::error::eof);
+    CHECK(at_upstream.end == asio::error::eof);
   }
 
 }  // TEST_SUITE

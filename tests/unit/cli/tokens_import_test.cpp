@@ -1,4 +1,4 @@
-#include "validation/import.hpp"
+#include "cli/tokens_import.hpp"
 
 #include "config/load.hpp"
 
@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-namespace v = wk::validation;
+namespace v = wk::cli;
 namespace cfg = wk::config;
 
 namespace {

@@ -1,7 +1,7 @@
 // The pure parts of `wkproxy loadtest`: arguments, percentiles, the per-window aggregation and
 // the two report formats. The load itself is covered by tests/integration/test_zero_downtime.py.
 
-#include "app/loadtest.hpp"
+#include "cli/loadtest.hpp"
 
 #include <doctest/doctest.h>
 
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace app = wk::app;
+namespace app = wk::cli;
 using app::micros;
 using app::outcome;
 

@@ -2,7 +2,7 @@
 // reasons and the two output formats. The network steps are covered by
 // tests/integration/test_check.py.
 
-#include "validation/check.hpp"
+#include "cli/check.hpp"
 
 #include <doctest/doctest.h>
 
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace v = wk::validation;
+namespace v = wk::cli;
 
 namespace {
 

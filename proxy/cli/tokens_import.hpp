@@ -9,6 +9,7 @@
 // (reading files, printing, validating with config::load_string, writing atomically).
 
 #include "config/load.hpp"
+#include "config/yaml_rewrite.hpp"
 
 #include <cstddef>
 #include <optional>
@@ -16,17 +17,15 @@
 #include <string_view>
 #include <vector>
 
-namespace wk::validation {
+namespace wk::cli {
 
 // The default URL path under which ACM publishes HTTP validation tokens.
 inline constexpr std::string_view default_token_prefix = "/.well-known/pki-validation/";
 
-// One ACM HTTP validation token as it goes into the config (config::token's input fields).
-struct imported_token {
-  std::string domain;         // lower-case; equal to the host of redirect_from
-  std::string redirect_from;  // as given by AWS; checked with config::parse_redirect_from
-  std::string redirect_to;    // as given by AWS; checked with config::parse_redirect_to
-};
+// One ACM HTTP validation token as it goes into the config (config::token's input fields):
+// `domain` lower-case and equal to the host of redirect_from; redirect_from and redirect_to as
+// given by AWS, checked with config::parse_redirect_from / parse_redirect_to.
+using imported_token = config::token_entry;
 
 // The deepest nesting accepted in the input, JSON (values in values) or XML (elements in
 // elements); real details nest 4 (JSON) or 6 (XML) deep. It is the JSON parser's own default
@@ -37,7 +36,7 @@ inline constexpr std::size_t max_input_depth = 32;
 // Where XML `text` first opens an element nested deeper than `limit` levels (the byte offset of
 // its '<'); std::nullopt when it nests no deeper. Reads the text the way Boost.PropertyTree's
 // parser (RapidXML) does, without recursion, so that it never counts fewer levels than the
-// parser would build (see import.cpp); a self-closing element is a level too.
+// parser would build (see tokens_import.cpp); a self-closing element is a level too.
 std::optional<std::size_t> xml_too_deep(std::string_view text, std::size_t limit);
 
 // What was read from get-managed-certificate-details output.
@@ -71,16 +70,11 @@ std::vector<std::string> token_domains(const std::vector<imported_token>& tokens
 // ${VAR} substitution leaves them alone). Ends with a newline.
 std::string render_tokens_yaml(const certificate_details& details);
 
-// The result of rewrite_config().
-struct config_rewrite {
-  std::string text;                        // the new config text
-  bool replaced = false;                   // a tokens block was replaced (else: appended)
-  std::vector<std::string> added_domains;  // added to the allow-list, in token order
-  // E.g. the allow-list could not be edited safely: the message names the domains to add.
-  std::vector<std::string> warnings;
-};
+// The result of rewrite_config(): the new text, whether a tokens block was replaced, the domains
+// added to the allow-list and the warnings.
+using config_rewrite = config::yaml_rewrite;
 
-// Puts `tokens` into a config text, leaving every other byte alone:
+// Puts `tokens` into a config text with config::rewrite_tokens, leaving every other byte alone:
 // - the top-level `tokens:` block (from its line to the next line that starts a top-level key;
 //   comment and blank lines right before that key stay) is replaced, or a block is appended;
 // - token domains not allowed yet by the top-level `domains:` list (or validation.domains) are
@@ -98,4 +92,4 @@ config_rewrite rewrite_config(std::string_view config_text,
 // stderr. Returns the exit code: 0 done, 1 bad input or config (nothing written), 2 usage.
 int run_tokens_import(int argc, char** argv);
 
-}  // namespace wk::validation
+}  // namespace wk::cli

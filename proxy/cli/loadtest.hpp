@@ -22,7 +22,7 @@
 #include <variant>
 #include <vector>
 
-namespace wk::app {
+namespace wk::cli {
 
 // Runs the subcommand with the arguments after "loadtest". Returns the exit code: 0 every
 // request got a 2xx answer; 1 a request failed (or the target cannot be resolved); 2 bad
@@ -169,4 +169,4 @@ std::string format_json(const load_report& report);
 // 0 when no request failed, 1 otherwise (event exit codes are reported, not judged).
 int exit_code(const load_report& report);
 
-}  // namespace wk::app
+}  // namespace wk::cli

@@ -9,6 +9,7 @@
 // The pure parts (URL and redirect handling, the hop policy, reasons, formatting) are declared
 // here and unit-tested without sockets; check.cpp adds the blocking network steps.
 
+#include "cli/host_port.hpp"
 #include "config/config.hpp"
 
 #include <cstddef>
@@ -20,25 +21,13 @@
 #include <variant>
 #include <vector>
 
-namespace wk::validation {
+namespace wk::cli {
 
 // Runs the subcommand with the arguments after "check". Returns the exit code: 0 every token
 // passed; 1 a token failed, there are no tokens, or the config is invalid; 2 bad arguments.
 int run_check(int argc, char** argv);
 
 // ---- Arguments
-
-// "HOST:PORT" (a name or an IPv4 literal) or "[IPv6]:PORT".
-struct host_port {
-  std::string host;  // without brackets
-  std::uint16_t port = 0;
-
-  // "127.0.0.1:8080", "[::1]:8080".
-  [[nodiscard]] std::string text() const;
-};
-
-// Parses --via's value; the port must be 1..65535. On failure returns the reason.
-std::variant<host_port, std::string> parse_host_port(std::string_view text);
 
 // Where the first request (RedirectFrom) is sent.
 enum class first_hop {
@@ -72,7 +61,7 @@ std::variant<std::string, std::string> parse_allowed_host(std::string_view text)
 struct check_options {
   std::string config_path;
   first_hop mode = first_hop::listener;
-  host_port via;        // first_hop::via
+  host_port via;        // first_hop::via (parse_host_port)
   std::string ca_file;  // extra trust anchors (PEM) besides the system store
   bool json = false;
   config::duration timeout{10'000};  // every network step: DNS, connect, TLS, write, read
@@ -198,4 +187,4 @@ std::string format_table(const std::vector<token_result>& results);
 // "reason"}],"passed":N,"failed":M}; "addresses" is added to a result when it has any (--dns).
 std::string format_json(const std::vector<token_result>& results);
 
-}  // namespace wk::validation
+}  // namespace wk::cli
