@@ -35,12 +35,6 @@ LAYERS = [
     "cli",         # command-line tools
 ]
 
-# Files that live in one folder but belong to another layer until they move there.
-FILE_LAYERS = {
-    "http/session.hpp": "session",
-    "http/session.cpp": "session",
-}
-
 # Files directly in proxy/: main() above everything; the Asio/Beast compilation unit includes no
 # project header at all (below everything).
 ROOT_FILES = {"main.cpp": len(LAYERS), "asio_beast.cpp": -1}
@@ -58,9 +52,7 @@ def layer_name(rank):
 
 
 def rank_of(relative):
-    """The layer rank of a path relative to proxy/ ("http/session.hpp"), or None if unknown."""
-    if relative in FILE_LAYERS:
-        return LAYERS.index(FILE_LAYERS[relative])
+    """The layer rank of a path relative to proxy/ ("session/context.hpp"), or None if unknown."""
     parts = relative.split("/")
     if len(parts) == 1:
         return ROOT_FILES.get(relative)

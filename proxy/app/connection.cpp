@@ -4,6 +4,7 @@
 #include "net/timed_stream.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
+#include "session/keepalive.hpp"
 #include "wire/proxy_protocol.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -61,8 +62,8 @@ std::string ip_text(const asio::ip::address& a) {
 }
 
 // The connection as the socket sees it: client = the TCP peer.
-http::client_info info_from(const tcp::endpoint& remote, const tcp::endpoint& local) {
-  http::client_info info;
+session::client_info info_from(const tcp::endpoint& remote, const tcp::endpoint& local) {
+  session::client_info info;
   info.peer_ip = ip_text(remote.address());
   char port[8];
   const auto port_end = std::to_chars(port, port + sizeof port, remote.port()).ptr;
@@ -102,8 +103,9 @@ bool trusted(const std::vector<config::cidr>& ranges, const asio::ip::address& a
 // Reads the PROXY header a trusted balancer sends first, within the header deadline. On
 // success `info` describes the client it carries (unless it carries none: LOCAL or UNKNOWN)
 // and `early` holds the bytes after the header. Returns false when the connection must close.
-asio::awaitable<bool> read_proxy_header(net::timed_stream& s, http::client_info& info,
-                                        std::string& early, std::chrono::milliseconds deadline) {
+asio::awaitable<bool> read_proxy_header(net::timed_stream& s, session::client_info& info,
+                                        std::string& early, std::chrono::milliseconds deadline,
+                                        observe::counters& counters) {
   s.expires_after(deadline);
   std::string buf;
   for (;;) {
@@ -121,7 +123,7 @@ asio::awaitable<bool> read_proxy_header(net::timed_stream& s, http::client_info&
       co_return true;
     }
     if (r.status != wire::pp_status::need_more) {
-      observe::process_counters().count(observe::connection_event::proxy_invalid);
+      counters.count(observe::connection_event::proxy_invalid);
       observe::warn_limited("PROXY header from " + info.peer + " refused: " + r.reason);
       co_return false;
     }
@@ -132,7 +134,7 @@ asio::awaitable<bool> read_proxy_header(net::timed_stream& s, http::client_info&
     auto [ec, n] = co_await s.async_read_some(asio::buffer(chunk, want), nothrow);
     if (ec) {
       if (!buf.empty() || ec == beast::error::timeout) {
-        observe::process_counters().count(observe::connection_event::proxy_invalid);
+        counters.count(observe::connection_event::proxy_invalid);
         observe::warn_limited(
             "PROXY header from " + info.peer + ": " +
             (ec == beast::error::timeout ? std::string("none in time") : ec.message()));
@@ -145,9 +147,9 @@ asio::awaitable<bool> read_proxy_header(net::timed_stream& s, http::client_info&
 
 }  // namespace
 
-asio::awaitable<void> serve_client(http::worker_state* w, tcp::socket socket, tcp::endpoint peer,
+asio::awaitable<void> serve_client(worker_state* w, tcp::socket socket, tcp::endpoint peer,
                                    std::shared_ptr<net::listener_slot> slot) {
-  http::connection_count count(w, slot);
+  session::connection_count count(w, slot);
   auto rt = w->runtime;  // this connection's listener settings
   const runtime::listener_runtime* listener = rt->listener_for(*slot);
   boost::system::error_code ec;
@@ -166,14 +168,15 @@ asio::awaitable<void> serve_client(http::worker_state* w, tcp::socket socket, tc
   const auto& cfg = *listener->cfg;
   if (!cfg.accept_proxy_from.empty()) {
     if (!trusted(cfg.accept_proxy_from, remote.address())) {
-      observe::process_counters().count(observe::connection_event::proxy_untrusted);
+      w->report.counters->count(observe::connection_event::proxy_untrusted);
       observe::warn_limited("connection from " + info.peer + " on " + slot->name +
                             " refused: not in accept_proxy_from");
       socket.close(ec);
       co_return;
     }
     net::timed_stream stream(std::move(socket));
-    if (!co_await read_proxy_header(stream, info, early, rt->cfg->timeouts.header_read)) {
+    if (!co_await read_proxy_header(stream, info, early, rt->cfg->timeouts.header_read,
+                                    *w->report.counters)) {
       stream.close();
       co_return;
     }
@@ -182,11 +185,12 @@ asio::awaitable<void> serve_client(http::worker_state* w, tcp::socket socket, tc
   switch (cfg.mode) {
   case config::listener_mode::http:
     // Lives on by itself from here (parked between requests): this frame ends now.
-    http::serve_connection(std::move(count), std::move(socket), std::move(info), std::move(early));
+    session::serve_connection(std::move(count), std::move(socket), std::move(info),
+                              std::move(early));
     break;
   case config::listener_mode::tls:
-    co_await http::serve_tls_connection(w, std::move(socket), std::move(info), std::move(early),
-                                        listener->tls);
+    co_await session::serve_tls_connection(w, std::move(socket), std::move(info), std::move(early),
+                                           listener->tls);
     break;
   case config::listener_mode::passthrough:
     co_await serve_passthrough(w, std::move(socket), std::move(info), std::move(early), rt,

@@ -4,7 +4,7 @@
 // listener's mode (as of the current runtime snapshot) picks plain HTTP, TLS termination or
 // TLS passthrough.
 
-#include "http/session.hpp"
+#include "app/worker_state.hpp"
 #include "net/listener.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -16,8 +16,7 @@ namespace wk::app {
 
 // Serves one accepted connection (from `peer`, as accept reported it) until it closes. Never
 // throws for network errors.
-boost::asio::awaitable<void> serve_client(http::worker_state* w,
-                                          boost::asio::ip::tcp::socket socket,
+boost::asio::awaitable<void> serve_client(worker_state* w, boost::asio::ip::tcp::socket socket,
                                           boost::asio::ip::tcp::endpoint peer,
                                           std::shared_ptr<net::listener_slot> slot);
 

@@ -5,6 +5,7 @@
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
 #include "observe/metrics.hpp"
+#include "session/finish.hpp"
 #include "upstream/connector.hpp"
 #include "wire/client_hello.hpp"
 #include "wire/proxy_protocol.hpp"
@@ -55,7 +56,7 @@ std::string sni_label(const runtime::snapshot& rt, const runtime::listener_runti
   return known ? std::string(sni) : "other";
 }
 
-void write_log(http::worker_state* w, const passthrough_state& st, const http::client_info& info) {
+void write_log(worker_state* w, const passthrough_state& st, const session::client_info& info) {
   observe::access_record r;
   r.time = st.wall;
   r.client = info.peer;
@@ -103,8 +104,8 @@ asio::awaitable<wire::client_hello> read_hello(net::timed_stream& s, std::string
 
 }  // namespace
 
-asio::awaitable<void> serve_passthrough(http::worker_state* w, tcp::socket socket,
-                                        http::client_info info, std::string early,
+asio::awaitable<void> serve_passthrough(worker_state* w, tcp::socket socket,
+                                        session::client_info info, std::string early,
                                         std::shared_ptr<const runtime::snapshot> rt,
                                         const runtime::listener_runtime* listener) {
   passthrough_state st;
@@ -117,8 +118,8 @@ asio::awaitable<void> serve_passthrough(http::worker_state* w, tcp::socket socke
       co_return;  // closed before sending anything: a TCP health check
     }
     const bool late = hello.status == wire::hello_status::need_more;
-    observe::process_counters().count(late ? observe::connection_event::passthrough_timeout
-                                           : observe::connection_event::passthrough_not_tls);
+    w->report.counters->count(late ? observe::connection_event::passthrough_timeout
+                                   : observe::connection_event::passthrough_not_tls);
     st.error = late ? "client_hello_timeout" : "not_tls";
     observe::warn_limited("passthrough from " + info.peer + " closed: " + hello.reason);
     write_log(w, st, info);
@@ -129,13 +130,13 @@ asio::awaitable<void> serve_passthrough(http::worker_state* w, tcp::socket socke
     st.alpn = hello.alpn.front();
   }
   if (st.sni.empty() && listener->cfg->reject_without_sni) {
-    observe::process_counters().count(observe::connection_event::passthrough_no_sni);
+    w->report.counters->count(observe::connection_event::passthrough_no_sni);
     st.error = "no_sni";
     write_log(w, st, info);
     co_return;
   }
   st.target = &listener->passthrough_for(st.sni);
-  observe::passthrough_connections().add(
+  w->report.passthrough_connections->add(
       {{"listener", listener->cfg->address}, {"sni", sni_label(*rt, *listener, st.sni)}});
   std::string preface;
   if (st.target->cfg.send_proxy_protocol == config::proxy_protocol::v1) {
@@ -147,11 +148,11 @@ asio::awaitable<void> serve_passthrough(http::worker_state* w, tcp::socket socke
   constexpr auto pass = static_cast<std::size_t>(observe::upstream_label::passthrough);
   w->metrics.pool_misses[pass].add();
   if (!outcome.conn) {
-    observe::process_counters().count(observe::connection_event::passthrough_upstream);
+    w->report.counters->count(observe::connection_event::passthrough_upstream);
     observe::warn_limited("passthrough from " + info.peer + " (SNI \"" + st.sni +
                           "\"): " + outcome.detail);
     st.error = core::name_of(outcome.error);
-    http::count_upstream_failure(w, observe::upstream_label::passthrough, outcome.error);
+    session::count_upstream_failure(w, observe::upstream_label::passthrough, outcome.error);
     write_log(w, st, info);
     co_return;
   }

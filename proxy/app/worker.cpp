@@ -35,7 +35,7 @@ void refuse(tcp::socket& s) {
   s.close(ec);
 }
 
-asio::awaitable<void> accept_loop(http::worker_state* w, tcp::acceptor* acceptor,
+asio::awaitable<void> accept_loop(worker_state* w, tcp::acceptor* acceptor,
                                   std::shared_ptr<net::listener_slot> slot) {
   auto exec = co_await asio::this_coro::executor;
   asio::steady_timer backoff(exec);
@@ -56,10 +56,10 @@ asio::awaitable<void> accept_loop(http::worker_state* w, tcp::acceptor* acceptor
       // Full. An idle keep-alive connection gives way to the newcomer (the slot count is one
       // over until it has closed); without one, the newcomer gets a fast 503.
       if (w->make_room(slot.get())) {
-        observe::process_counters().count(observe::limit_event::idle_evicted);
+        w->report.counters->count(observe::limit_event::idle_evicted);
       } else {
         slot->active.fetch_sub(1, std::memory_order_relaxed);
-        observe::process_counters().count(observe::limit_event::connections);
+        w->report.counters->count(observe::limit_event::connections);
         refuse(socket);
         continue;
       }
@@ -70,7 +70,7 @@ asio::awaitable<void> accept_loop(http::worker_state* w, tcp::acceptor* acceptor
 }
 
 // The pool-idle gauges, by upstream label.
-void count_idle(http::worker_state& w) {
+void count_idle(worker_state& w) {
   std::array<std::int64_t, observe::worker_metrics::upstreams> idle{};
   const auto& rt = *w.runtime;
   w.pool.for_each_key([&](const std::string& key, std::size_t n) {
@@ -87,7 +87,7 @@ void count_idle(http::worker_state& w) {
   }
 }
 
-asio::awaitable<void> housekeeping(http::worker_state* w) {
+asio::awaitable<void> housekeeping(worker_state* w) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
     timer.expires_after(std::chrono::milliseconds(250));

@@ -3,7 +3,7 @@
 // sockets), its own upstream pool and access-log buffer. A connection accepted here stays here
 // for life, so the data path needs no locks.
 
-#include "http/session.hpp"
+#include "app/worker_state.hpp"
 #include "net/listener.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -63,7 +63,7 @@ private:
 
   unsigned index_;
   boost::asio::io_context ioc_{1};  // declared first: destroyed last, after every session frame
-  http::worker_state state_;
+  worker_state state_;
   struct acceptor_entry {
     std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor;
     std::shared_ptr<net::listener_slot> slot;

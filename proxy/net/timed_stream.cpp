@@ -4,6 +4,7 @@
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/query.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list.hpp>
 
 #include <cassert>
 #include <optional>
@@ -20,14 +21,7 @@ public:
 
   explicit deadline_service(asio::execution_context& ctx) : service(ctx) {}
 
-  void add(timed_stream* s) {
-    s->prev_ = nullptr;
-    s->next_ = head_;
-    if (head_ != nullptr) {
-      head_->prev_ = s;
-    }
-    head_ = s;
-  }
+  void add(timed_stream* s) { streams_.push_front(*s); }
 
   // Called when an operation starts: the sweep ticks only while operations are pending, so
   // an io_context with nothing to do runs out of work (and an idle process does not wake).
@@ -42,31 +36,12 @@ public:
     arm();
   }
 
-  void remove(timed_stream* s) noexcept {
-    if (s->prev_ != nullptr) {
-      s->prev_->next_ = s->next_;
-    } else {
-      head_ = s->next_;
-    }
-    if (s->next_ != nullptr) {
-      s->next_->prev_ = s->prev_;
-    }
-    s->prev_ = s->next_ = nullptr;
-  }
+  void remove(timed_stream* s) noexcept { s->hook_.unlink(); }
 
-  // Replaces `from` by `to` in the list, in place (a move).
+  // Puts `to` in `from`'s place in the list (a move).
   void replace(timed_stream* from, timed_stream* to) noexcept {
-    to->prev_ = from->prev_;
-    to->next_ = from->next_;
-    if (to->prev_ != nullptr) {
-      to->prev_->next_ = to;
-    } else {
-      head_ = to;
-    }
-    if (to->next_ != nullptr) {
-      to->next_->prev_ = to;
-    }
-    from->prev_ = from->next_ = nullptr;
+    streams_.insert(streams_.iterator_to(*from), *to);
+    from->hook_.unlink();
   }
 
 private:
@@ -89,19 +64,19 @@ private:
   void sweep() {
     const auto now = timed_stream::clock::now();
     bool pending = false;
-    for (auto* s = head_; s != nullptr; s = s->next_) {
-      if (s->pending_ == 0 || s->timed_out_) {
+    for (auto& s : streams_) {
+      if (s.pending_ == 0 || s.timed_out_) {
         continue;
       }
       pending = true;
       // Pending operations complete later (never inline), so the list stays as it is here.
-      if (s->expiry_ <= now) {
-        s->timed_out_ = true;
-        s->close();
-      } else if (s->park_at_ <= now) {
-        s->park_at_ = timed_stream::clock::time_point::max();
-        s->park_requested_ = true;
-        s->cancel();
+      if (s.expiry_ <= now) {
+        s.timed_out_ = true;
+        s.close();
+      } else if (s.park_at_ <= now) {
+        s.park_at_ = timed_stream::clock::time_point::max();
+        s.park_requested_ = true;
+        s.cancel();
       }
     }
     if (!pending) {
@@ -111,7 +86,12 @@ private:
     arm();
   }
 
-  timed_stream* head_ = nullptr;
+  using list =
+      boost::intrusive::list<timed_stream,
+                             boost::intrusive::member_hook<
+                                 timed_stream, decltype(timed_stream::hook_), &timed_stream::hook_>,
+                             boost::intrusive::constant_time_size<false>>;
+  list streams_;
   std::optional<asio::steady_timer> timer_;
   bool ticking_ = false;
   bool shut_down_ = false;

@@ -17,6 +17,7 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/error.hpp>
+#include <boost/intrusive/list_hook.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -153,8 +154,9 @@ private:
   clock::time_point expiry_ = clock::time_point::max();
   clock::time_point park_at_ = clock::time_point::max();
   deadline_service* service_ = nullptr;
-  timed_stream* prev_ = nullptr;
-  timed_stream* next_ = nullptr;
+  // In the sweep's list while the stream lives (unlinks itself when destroyed).
+  boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>
+      hook_;
   unsigned pending_ = 0;
   bool timed_out_ = false;
   bool park_requested_ = false;

@@ -85,7 +85,7 @@ struct tunnel_state {
 };
 
 // The TCP socket under a stream (itself, a timed stream, or a TLS stream's lowest layer).
-template <class Stream> boost::asio::ip::tcp::socket& socket_of(Stream& s) {
+template <class Stream> decltype(auto) socket_of(Stream& s) {
   auto& lowest = boost::beast::get_lowest_layer(s);
   if constexpr (std::is_same_v<std::remove_cvref_t<decltype(lowest)>,
                                boost::asio::ip::tcp::socket>) {
@@ -95,10 +95,14 @@ template <class Stream> boost::asio::ip::tcp::socket& socket_of(Stream& s) {
   }
 }
 
-// A stream that is its own lowest layer is a plain TCP stream: splice() can move its bytes.
+// A stream that is its own lowest layer and sits on a real TCP socket is a plain TCP stream:
+// splice() can move its bytes. (A test stream is its own lowest layer but has no socket.)
 template <class Stream>
-inline constexpr bool is_plain_stream = std::is_same_v<
-    std::remove_cvref_t<decltype(boost::beast::get_lowest_layer(std::declval<Stream&>()))>, Stream>;
+inline constexpr bool is_plain_stream =
+    std::is_same_v<
+        std::remove_cvref_t<decltype(boost::beast::get_lowest_layer(std::declval<Stream&>()))>,
+        Stream> &&
+    std::is_same_v<decltype(socket_of(std::declval<Stream&>())), boost::asio::ip::tcp::socket&>;
 
 template <class Stream> void shutdown_send(Stream& s) {
   boost::system::error_code ec;

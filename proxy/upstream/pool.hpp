@@ -36,7 +36,7 @@ public:
   void clear() { idle_.clear(); }
 
   std::size_t idle_count() const;
-  // Idle connections per key (keys may carry a "|client=" suffix, see session.cpp).
+  // Idle connections per key (keys may carry a "|client=" suffix, see session/exchange.hpp).
   template <class F> void for_each_key(F&& f) const {
     for (const auto& [key, list] : idle_) {
       f(key, list.size());

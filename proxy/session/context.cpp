@@ -1,0 +1,21 @@
+#include "session/context.hpp"
+
+namespace wk::session {
+
+std::unique_ptr<body_buffer> context::take_buffer() {
+  if (free_buffers.empty()) {
+    return std::make_unique<body_buffer>();
+  }
+  auto b = std::move(free_buffers.back());
+  free_buffers.pop_back();
+  return b;
+}
+
+void context::give_buffer(std::unique_ptr<body_buffer> b) {
+  // Keep as many as were ever busy at once, up to a bound (1,024 x 16 KiB = 16 MiB).
+  if (free_buffers.size() < 1024) {
+    free_buffers.push_back(std::move(b));
+  }
+}
+
+}  // namespace wk::session

@@ -1,0 +1,171 @@
+#pragma once
+// The session's reads and writes: whole writes, a head with a piece of body in one
+// scatter/gather write (plain or as a chunk), and Beast's parser fed without its detours.
+// Templates over the stream type (a timed_stream, a TLS stream over one, or a test stream).
+
+#include "core/asio.hpp"
+#include "session/context.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
+#include <boost/beast/http/basic_parser.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/optional/optional.hpp>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace wk::session {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+
+using core::is_timeout;
+using core::nothrow;
+
+inline bool is_http_parse_error(const boost::system::error_code& ec) {
+  return ec.category() == bhttp::make_error_code(bhttp::error::bad_chunk).category();
+}
+
+// Beast reads at most the free capacity of the buffer it parses from (512 bytes minimum):
+// without room, a large body would move in sub-kilobyte steps, two system calls each. Room for
+// up to 64 KiB per read is made when more body is to come; the buffers shrink back when idle.
+inline constexpr std::size_t body_read_size = 4 * body_chunk_size;
+
+inline void reserve_for_body(beast::flat_buffer& buf, boost::optional<std::uint64_t> content_length,
+                             bool done) {
+  if (done) {
+    return;
+  }
+  std::size_t want = body_read_size;
+  if (content_length && *content_length < want) {
+    want = static_cast<std::size_t>(*content_length);
+  }
+  const auto target = std::min(buf.size() + want, buf.max_size());
+  if (buf.capacity() < target) {
+    buf.reserve(target);
+  }
+}
+
+template <class Stream>
+asio::awaitable<boost::system::error_code> write_all(Stream& s, std::string_view bytes) {
+  auto [ec, n] = co_await asio::async_write(s, asio::buffer(bytes.data(), bytes.size()), nothrow);
+  co_return ec;
+}
+
+// A head and a piece of body as one buffer sequence held by value: the write operation keeps
+// its own copy, so no coroutine frame has to hold it.
+struct head_and_body {
+  std::array<asio::const_buffer, 2> parts;
+  std::size_t count = 0;
+  const asio::const_buffer* begin() const { return parts.data(); }
+  const asio::const_buffer* end() const { return parts.data() + count; }
+};
+
+// Writes `head` and `size` bytes at `data` (together not empty) as they are, in one
+// scatter/gather write. Not a coroutine: the common case costs one operation and nothing else.
+template <class Stream>
+auto write_plain(Stream& s, std::string_view head, const char* data, std::size_t size) {
+  head_and_body seq;
+  if (!head.empty()) {
+    seq.parts[seq.count++] = asio::buffer(head.data(), head.size());
+  }
+  if (size > 0) {
+    seq.parts[seq.count++] = asio::buffer(data, size);
+  }
+  return asio::async_write(s, seq, nothrow);
+}
+
+// Writes `head` (may be empty) and one piece of a body in one scatter/gather write: the bytes
+// as they are, or as one chunk of a chunked body followed, when `last`, by the last chunk.
+template <class Stream>
+asio::awaitable<boost::system::error_code> write_piece(Stream& s, std::string_view head,
+                                                       const char* data, std::size_t size,
+                                                       bool chunked, bool last) {
+  if (!chunked) {
+    if (head.empty() && size == 0) {
+      co_return boost::system::error_code{};
+    }
+    auto [ec, n] = co_await write_plain(s, head, data, size);
+    co_return ec;
+  }
+  std::array<asio::const_buffer, 4> bufs;
+  std::size_t n = 0;
+  char size_line[24];
+  if (!head.empty()) {
+    bufs[n++] = asio::buffer(head.data(), head.size());
+  }
+  if (chunked) {
+    if (size > 0) {
+      auto end = std::to_chars(size_line, size_line + sizeof size_line - 2, size, 16).ptr;
+      *end++ = '\r';
+      *end++ = '\n';
+      bufs[n++] = asio::buffer(size_line, static_cast<std::size_t>(end - size_line));
+      bufs[n++] = asio::buffer(data, size);
+      bufs[n++] = last ? asio::buffer("\r\n0\r\n\r\n", 7) : asio::buffer("\r\n", 2);
+    } else if (last) {
+      bufs[n++] = asio::buffer("0\r\n\r\n", 5);
+    }
+  } else if (size > 0) {
+    bufs[n++] = asio::buffer(data, size);
+  }
+  if (n == 0) {
+    co_return boost::system::error_code{};
+  }
+  auto [ec, written] =
+      co_await asio::async_write(s, std::span<const asio::const_buffer>(bufs.data(), n), nothrow);
+  co_return ec;
+}
+
+// Beast's async_read_some over a parser, without its detours: bytes already in `buf` are
+// parsed first with no I/O (the usual case once a header has arrived), and no completion is
+// posted. need_buffer means the body buffer is full.
+template <class Stream, bool isRequest>
+asio::awaitable<boost::system::error_code> read_parsed(Stream& s, beast::flat_buffer& buf,
+                                                       bhttp::basic_parser<isRequest>& p) {
+  boost::system::error_code ec;
+  if (buf.size() > 0) {
+    buf.consume(p.put(buf.data(), ec));
+    if (ec != bhttp::error::need_more) {
+      co_return ec;
+    }
+  }
+  for (;;) {
+    const auto size = beast::read_size(buf, 65536);
+    if (size == 0) {
+      co_return bhttp::error::buffer_overflow;
+    }
+    auto [rec, n] = co_await s.async_read_some(buf.prepare(size), nothrow);
+    buf.commit(n);
+    if (rec == asio::error::eof) {
+      if (!p.got_some()) {
+        co_return bhttp::error::end_of_stream;
+      }
+      rec = {};
+      p.put_eof(rec);  // a close-delimited body ends here, anything else is partial
+      co_return rec;
+    }
+    if (rec) {
+      co_return rec;
+    }
+    ec = {};
+    buf.consume(p.put(buf.data(), ec));
+    if (ec != bhttp::error::need_more) {
+      co_return ec;
+    }
+  }
+}
+
+}  // namespace wk::session
