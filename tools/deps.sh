@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing wkproxy needs, from Debian 12's own packages.
 # Skips apt-get entirely when everything is already there.
-# Extra groups by argument: `browser` (Chromium, for the status page test), `fuzz` (clang and
-# its libFuzzer runtime), `bench` (wrk, h2load, nginx with its stream module, HAProxy and
-# gnuplot for side-by-side runs and their plots),
+# Extra groups by argument: `browser` (Chromium, for the status page test), `lint` (clang-tidy,
+# for tools/lint.sh), `fuzz` (clang and its libFuzzer runtime), `bench` (wrk, h2load, nginx
+# with its stream module, HAProxy and gnuplot for side-by-side runs and their plots),
 # `container` (podman, buildah, runc and debootstrap for tools/image.sh: see
 # packaging/container/).
 set -euo pipefail
@@ -14,13 +14,16 @@ packages=(
   libssl-dev libyaml-cpp-dev doctest-dev
   # integration tests: real clients and a test CA made at test time
   python3 curl openssl ca-certificates
-  # packaging tests: `systemd-analyze verify` on the units (skipped without it) and `man -l`
-  # to render wkproxy(1) (else only its roff structure is checked)
+  # the Kubernetes manifest test cross-checks its YAML-subset loader against PyYAML
+  python3-yaml
+  # packaging tests: `systemd-analyze verify` on the units and `man -l` to render wkproxy(1)
+  # (by hand, tests skip or check less without them; under CI=true they fail)
   systemd man-db
 )
 for group in "$@"; do
   case "$group" in
     browser) packages+=(chromium) ;;
+    lint) packages+=(clang-tidy) ;;
     fuzz) packages+=(clang libclang-rt-14-dev) ;;
     bench) packages+=(wrk nghttp2-client nginx-light libnginx-mod-stream haproxy gnuplot-nox) ;;
     # runc, not crun: crun 1.8 refuses cgroup v1 "hybrid" hosts (see tools/image.sh).

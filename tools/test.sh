@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds everything and runs the whole test suite (unit + integration) with ctest, twice: the
 # dev build (warnings as errors) and the AddressSanitizer + UBSan build (leaks checked at each
-# proxy exit). PRESETS="dev" (or "asan-ubsan") runs only that one.
+# proxy exit). PRESETS="dev" (or "asan-ubsan") runs only that one. Then clang-tidy
+# (tools/lint.sh) on the dev build's compile commands; its findings fail the run too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/deps.sh browser  # Chromium renders the status page in tests/integration/test_status_page.py
+# Chromium renders the status page in tests/integration/test_status_page.py; clang-tidy lints.
+tools/deps.sh browser lint
 status=0
 for preset in ${PRESETS:-dev asan-ubsan}; do
   echo "=== preset $preset"
@@ -12,4 +14,6 @@ for preset in ${PRESETS:-dev asan-ubsan}; do
   cmake --build --preset "$preset"
   ctest --preset "$preset" -j2 || status=1
 done
+echo "=== lint"
+tools/lint.sh || status=1
 exit $status

@@ -154,7 +154,7 @@ std::string remove_dot_segments(std::string_view path) {
   while (!in.empty()) {
     if (in.starts_with("../")) {  // A
       in.remove_prefix(3);
-    } else if (in.starts_with("./")) {  // A
+    } else if (in.starts_with("./")) {  // A; NOLINT(bugprone-branch-clone): one branch per step
       in.remove_prefix(2);
     } else if (in.starts_with("/./")) {  // B: "/./" -> "/"
       in.remove_prefix(2);

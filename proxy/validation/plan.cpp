@@ -107,7 +107,7 @@ void load_dir(const fs::path& root, const fs::path& dir, const std::string& doma
       continue;
     }
     if (out.files.size() >= static_files::max_files) {
-      warnings.push_back("static_dir: more than 10000 files; the rest are ignored");
+      warnings.emplace_back("static_dir: more than 10000 files; the rest are ignored");
       return;
     }
     std::ifstream in(real, std::ios::binary);

@@ -13,8 +13,8 @@ import threading
 import time
 import unittest
 
-from wkharness import (ProxyTestCase, RawClient, build_request, ipv6_available, make_config,
-                       request, run_check, wait_until, wkproxy_bin)
+from wkharness import (ProxyTestCase, RawClient, available, build_request, ipv6_available,
+                       make_config, request, run_check, wait_until, wkproxy_bin)
 
 DESIGN_MINIMAL = """\
 version: 1
@@ -141,7 +141,8 @@ class RunTest(ProxyTestCase):
         self.assertNotRegex(p.stderr.lower(), r"address already in use|bind")
 
     def test_ports_file_lists_every_listener_in_config_order(self):
-        listen = ["127.0.0.1:0", "127.0.0.1:0"] + (["[::1]:0"] if ipv6_available() else [])
+        v6 = available(ipv6_available(), "IPv6 on loopback")
+        listen = ["127.0.0.1:0", "127.0.0.1:0"] + (["[::1]:0"] if v6 else [])
         origin, cf, proxy = self.start_all(listen=listen)
         self.assertEqual(len(proxy.addresses), len(listen))
         self.assertEqual(len({p for _, p in proxy.addresses}), len(listen))

@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import unittest
 
-from wkharness import wkproxy_bin
+from wkharness import have_tool, missing, wkproxy_bin
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.abspath(os.path.join(_HERE, "..", ".."))
@@ -33,7 +33,7 @@ class InstallTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         if not os.path.exists(os.path.join(build_dir(), "CMakeCache.txt")):
-            raise unittest.SkipTest(f"{build_dir()} is not a CMake build directory")
+            missing(f"{build_dir()} is not a CMake build directory")
         cls.prefix = tempfile.mkdtemp(prefix="wkproxy-install-")
         cls.result = run("cmake", "--install", build_dir(), "--prefix", cls.prefix)
 
@@ -70,7 +70,7 @@ class InstallTest(unittest.TestCase):
         self.assertIn(f"ExecStart={binary} -c /etc/wkproxy/wkproxy.yaml\n", unit)
         self.assertIn(f"ExecReload={binary} -t -c /etc/wkproxy/wkproxy.yaml\n", unit)
         self.assertNotIn("/usr/bin/wkproxy", unit)
-        if shutil.which("systemd-analyze"):
+        if have_tool("systemd-analyze"):
             unit_dir = os.path.join(self.prefix, "lib/systemd/system")
             p = run("systemd-analyze", "verify", "--man=no",
                     os.path.join(unit_dir, "wkproxy.socket"),
@@ -91,7 +91,7 @@ class HelpAndManPageTest(unittest.TestCase):
         escapes."""
         with open(self.page, encoding="utf-8") as f:
             roff = f.read()
-        if shutil.which("man"):
+        if have_tool("man"):
             env = dict(os.environ, MANWIDTH="200", LC_ALL="C.UTF-8", MAN_KEEP_FORMATTING="")
             p = run("man", "-l", "-P", "cat", self.page, env=env)
             self.assertEqual(p.returncode, 0, p.stderr)
@@ -130,7 +130,7 @@ class HelpAndManPageTest(unittest.TestCase):
         requests = set(re.findall(r"(?m)^\.(\w+)", roff))
         self.assertLessEqual(requests, {"TH", "SH", "SS", "PP", "TP", "nf", "fi", "RS", "RE",
                                         "nh", "ad"}, "unexpected roff requests")
-        if shutil.which("groff"):
+        if have_tool("groff"):
             p = run("groff", "-man", "-Tutf8", "-ww", "-z", self.page)
             self.assertEqual((p.returncode, p.stderr), (0, ""))
 

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import unittest
 
-from wkharness import wait_until, wkproxy_bin
+from wkharness import have_tool, missing, wait_until, wkproxy_bin
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.abspath(os.path.join(_HERE, "..", ".."))
@@ -78,7 +78,7 @@ def listen_addresses(config_path: str) -> list[str]:
 def man_available(bin_path: str) -> str | None:
     """MANPATH under which `man wkproxy` finds the built page, if man is installed."""
     page = os.path.join(os.path.dirname(bin_path), "man", "man1", "wkproxy.1")
-    if shutil.which("man") and os.path.exists(page):
+    if have_tool("man") and os.path.exists(page):
         return os.path.dirname(os.path.dirname(page))
     return None
 
@@ -109,11 +109,11 @@ def copy_units(dest: str, binary: str) -> None:
             f.write(text)
 
 
-@unittest.skipUnless(shutil.which("systemd-analyze"),
-                     "systemd-analyze is not installed (Debian package systemd; tools/deps.sh "
-                     "installs it): the units are not verified")
 class SystemdAnalyzeTest(unittest.TestCase):
     def setUp(self):
+        if not shutil.which("systemd-analyze"):
+            missing("systemd-analyze is not installed (Debian package systemd; tools/deps.sh "
+                    "installs it): the units are not verified")
         self.dir = tempfile.mkdtemp(prefix="wkproxy-units-")
         self.addCleanup(shutil.rmtree, self.dir, True)
 
@@ -178,11 +178,11 @@ class ServiceSettingsTest(unittest.TestCase):
 
     def test_hardening_keeps_what_wkproxy_needs(self):
         # SIGUSR2 and the check subcommand exec; splice(2) relays passthrough bytes.
+        if not shutil.which("systemd-analyze"):
+            missing("systemd-analyze is not installed")
         allowed = subprocess.run(["systemd-analyze", "syscall-filter", "@system-service"],
-                                 capture_output=True, text=True) if shutil.which(
-                                     "systemd-analyze") else None
-        if allowed is None or allowed.returncode != 0:
-            self.skipTest("systemd-analyze is not installed")
+                                 capture_output=True, text=True)
+        self.assertEqual(allowed.returncode, 0, allowed.stderr)
         names = set(allowed.stdout.split())
         expanded = set()
         for group in [n for n in names if n.startswith("@")]:
@@ -215,7 +215,7 @@ class SocketUnitTest(unittest.TestCase):
         try:
             v6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
         except OSError:
-            self.skipTest("no IPv6")
+            missing("no IPv6")
         v4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.addCleanup(v4.close)
         self.addCleanup(v6.close)
@@ -227,7 +227,7 @@ class SocketUnitTest(unittest.TestCase):
         try:
             v6.bind(("::", port))
         except OSError as e:
-            self.skipTest(f"cannot bind [::]:{port}: {e}")
+            missing(f"cannot bind [::]:{port}: {e}")
         v4.listen(16)
         v6.listen(16)
         tmp = tempfile.mkdtemp(prefix="wkproxy-activation-")

@@ -23,7 +23,7 @@ import threading
 import unittest
 import urllib.request
 
-from wkharness import TENANT, VALIDATION_PREFIX, ProxyTestCase, RawClient, wait_until
+from wkharness import TENANT, VALIDATION_PREFIX, ProxyTestCase, RawClient, missing, wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 EVIL_UA = '<script>document.title="owned"</script><img src=x onerror=alert(1)> CA/1.0'
@@ -76,8 +76,13 @@ class DomSections(html.parser.HTMLParser):
             self._row.append(data)
 
 
-@unittest.skipIf(CHROMIUM is None, "Chromium is not installed (tools/deps.sh browser installs it)")
 class StatusPageInBrowserTest(ProxyTestCase):
+    @classmethod
+    def setUpClass(cls):
+        if CHROMIUM is None:
+            missing("Chromium is not installed (tools/deps.sh browser installs it)")
+        super().setUpClass()
+
     def chromium(self, *args, url):
         profile = tempfile.mkdtemp(prefix="wkproxy-chromium-")
         self.addCleanup(shutil.rmtree, profile, True)

@@ -46,14 +46,6 @@ def _summary(report: dict) -> str:
     return "\n".join(rows + [f"errors: {report['errors']}"])
 
 
-def supports_upgrade() -> bool:
-    try:
-        p = subprocess.run([wkproxy_bin(), "--help"], capture_output=True, text=True, timeout=10)
-    except (OSError, RuntimeError, subprocess.TimeoutExpired):
-        return False
-    return "SIGUSR2" in p.stdout + p.stderr
-
-
 def pids_running(config_path: str) -> list[int]:
     """wkproxy processes whose command line names this (unique, temp-dir) config file."""
     found = []
@@ -258,7 +250,6 @@ class ZeroDowntimeTest(ProxyTestCase):
 
     # -- binary upgrade
 
-    @unittest.skipUnless(supports_upgrade(), "wkproxy --help does not mention SIGUSR2 yet")
     def test_binary_upgrade_under_load_loses_no_request(self):
         origin = self.start_origin()
         proxy = self.start_proxy(origin.url, UNUSED_CF, access_log="off", extra=admin_config())
