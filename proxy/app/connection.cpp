@@ -1,6 +1,8 @@
 #include "app/connection.hpp"
 
 #include "app/passthrough.hpp"
+#include "core/asio.hpp"
+#include "core/endpoint.hpp"
 #include "net/timed_stream.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
@@ -23,7 +25,7 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+using core::nothrow;
 
 void copy_address(const asio::ip::address& a, wire::pp_family& family,
                   std::array<std::uint8_t, 16>& out) {
@@ -38,41 +40,11 @@ void copy_address(const asio::ip::address& a, wire::pp_family& family,
   }
 }
 
-// An address as text; IPv4 without inet_ntop's printf machinery (a new connection's largest
-// cost in user space otherwise).
-std::string ip_text(const asio::ip::address& a) {
-  if (!a.is_v4()) {
-    return a.to_string();
-  }
-  std::string out;
-  out.reserve(15);
-  for (const unsigned char byte : a.to_v4().to_bytes()) {
-    if (!out.empty()) {
-      out.push_back('.');
-    }
-    if (byte >= 100) {
-      out.push_back(static_cast<char>('0' + byte / 100));
-    }
-    if (byte >= 10) {
-      out.push_back(static_cast<char>('0' + byte / 10 % 10));
-    }
-    out.push_back(static_cast<char>('0' + byte % 10));
-  }
-  return out;
-}
-
 // The connection as the socket sees it: client = the TCP peer.
 session::client_info info_from(const tcp::endpoint& remote, const tcp::endpoint& local) {
   session::client_info info;
-  info.peer_ip = ip_text(remote.address());
-  char port[8];
-  const auto port_end = std::to_chars(port, port + sizeof port, remote.port()).ptr;
-  if (remote.address().is_v6()) {
-    info.peer.append("[").append(info.peer_ip).append("]:");
-  } else {
-    info.peer.append(info.peer_ip).append(":");
-  }
-  info.peer.append(port, port_end);
+  info.peer_ip = core::address_text(remote.address());
+  info.peer = core::host_port_text(info.peer_ip, remote.port());
   info.socket_v6 = local.address().is_v6();
   wire::pp_family local_family = wire::pp_family::unknown;
   copy_address(remote.address(), info.pp.family, info.pp.src);
@@ -114,9 +86,7 @@ asio::awaitable<bool> read_proxy_header(net::timed_stream& s, session::client_in
       if (!r.local && r.addr.family != wire::pp_family::unknown) {
         info.pp = r.addr;
         info.peer_ip = r.addr.src_string();
-        info.peer =
-            (r.addr.family == wire::pp_family::tcp6 ? "[" + info.peer_ip + "]" : info.peer_ip) +
-            ":" + std::to_string(r.addr.src_port);
+        info.peer = core::host_port_text(info.peer_ip, r.addr.src_port);
       }
       early = buf.substr(r.length);
       s.expires_never();

@@ -1,5 +1,6 @@
 #include "app/passthrough.hpp"
 
+#include "core/asio.hpp"
 #include "net/timed_stream.hpp"
 #include "net/tunnel.hpp"
 #include "observe/counters.hpp"
@@ -26,7 +27,7 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+using core::nothrow;
 
 // A ClientHello body is at most 16 KiB here (parse_client_hello's default); with record
 // headers, a few more bytes. Anything longer is refused as too_large by the parser.
@@ -76,7 +77,8 @@ void write_log(worker_state* w, const passthrough_state& st, const session::clie
 
 // Reads until `buf` holds a whole ClientHello (possibly over several records and reads).
 asio::awaitable<wire::client_hello> read_hello(net::timed_stream& s, std::string& buf,
-                                              std::chrono::milliseconds deadline, bool& timed_out) {
+                                               std::chrono::milliseconds deadline,
+                                               bool& timed_out) {
   s.expires_after(deadline);
   for (;;) {
     auto hello = wire::parse_client_hello(buf);

@@ -1,6 +1,7 @@
 #include "app/worker.hpp"
 
 #include "app/connection.hpp"
+#include "core/asio.hpp"
 #include "http/local_reply.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
@@ -24,7 +25,7 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+using core::nothrow;
 
 // Over the connection limit: a fast 503 (best effort, never blocking) and close.
 void refuse(tcp::socket& s) {

@@ -10,6 +10,9 @@
 
 #include "config/duration.hpp"
 #include "config/load.hpp"
+#include "core/ascii.hpp"
+#include "core/asio.hpp"
+#include "core/endpoint.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -46,7 +49,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <cstring>
 #include <exception>
@@ -57,13 +59,13 @@
 
 namespace wk::cli {
 
-namespace net = boost::asio;
+namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 namespace ssl = boost::asio::ssl;
 namespace urls = boost::urls;
 namespace json = boost::json;
-using tcp = net::ip::tcp;
+using tcp = asio::ip::tcp;
 
 namespace {
 
@@ -74,31 +76,10 @@ constexpr std::string_view check_usage = wk::cli::help_check;
 constexpr std::size_t max_body = std::size_t{1024} * 1024;
 constexpr std::string_view user_agent = "wkproxy-check (like the ACM validator)";
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 bool is_ip_literal(const std::string& host) {
   boost::system::error_code ec;
-  (void)net::ip::make_address(host, ec);
+  (void)asio::ip::make_address(host, ec);
   return !ec;
-}
-
-std::string bracketed(const std::string& host) {
-  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
-}
-
-std::optional<std::uint16_t> parse_port(std::string_view text) {
-  unsigned value = 0;
-  const auto* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (text.empty() || ec != std::errc() || ptr != end || value > 65535) {
-    return std::nullopt;
-  }
-  return static_cast<std::uint16_t>(value);
 }
 
 // Bytes from the network, made safe for a terminal and for JSON: control characters and
@@ -145,7 +126,7 @@ std::variant<fetch_url, std::string> from_url(const urls::url_view_base& u) {
     if (h.find('%') != urls::string_view::npos) {
       return "unsupported percent-encoded host \"" + printable(h, 80) + "\"";
     }
-    out.host = lower(std::string_view(h.data(), h.size()));
+    out.host = core::to_lower(std::string_view(h.data(), h.size()));
     break;
   }
   case urls::host_type::ipv4:
@@ -159,7 +140,7 @@ std::variant<fetch_url, std::string> from_url(const urls::url_view_base& u) {
   }
   if (u.has_port() && !u.port().empty()) {
     const auto p = u.port();
-    const auto port = parse_port(std::string_view(p.data(), p.size()));
+    const auto port = core::parse_port(std::string_view(p.data(), p.size()));
     if (!port || *port == 0) {
       return "invalid port \"" + printable(p, 20) + "\"";
     }
@@ -289,7 +270,7 @@ std::variant<host_port, std::string> listener_target(const std::vector<config::l
 
 std::string fetch_url::authority() const {
   const std::uint16_t default_port = https ? 443 : 80;
-  return port == default_port ? bracketed(host) : bracketed(host) + ":" + std::to_string(port);
+  return port == default_port ? core::host_text(host) : core::host_port_text(host, port);
 }
 
 std::string fetch_url::text() const {
@@ -334,7 +315,7 @@ std::string comparable_host(std::string_view host) {
   if (host.ends_with('.')) {
     host.remove_suffix(1);
   }
-  return lower(host);
+  return core::to_lower(host);
 }
 
 bool same_host(std::string_view a, std::string_view b) {
@@ -342,8 +323,8 @@ bool same_host(std::string_view a, std::string_view b) {
   const std::string y = comparable_host(b);
   boost::system::error_code ecx;
   boost::system::error_code ecy;
-  const auto ax = net::ip::make_address(x, ecx);
-  const auto ay = net::ip::make_address(y, ecy);
+  const auto ax = asio::ip::make_address(x, ecx);
+  const auto ay = asio::ip::make_address(y, ecy);
   if (!ecx && !ecy) {
     return ax == ay;  // "::1" and "0:0::1" are one address
   }
@@ -367,24 +348,24 @@ std::variant<std::string, std::string> parse_allowed_host(std::string_view text)
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
     boost::system::error_code ec;
-    const auto a = net::ip::make_address_v6(std::string(host), ec);
+    const auto a = asio::ip::make_address_v6(std::string(host), ec);
     if (ec) {
       return result(std::in_place_index<1>, expected);
     }
     return result(std::in_place_index<0>, a.to_string());
   }
   boost::system::error_code ec;
-  const auto a = net::ip::make_address(std::string(host), ec);
+  const auto a = asio::ip::make_address(std::string(host), ec);
   if (!ec) {
     return result(std::in_place_index<0>, a.to_string());
   }
   const bool name = !host.empty() && std::all_of(host.begin(), host.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '-' || c == '_';
+    return core::is_alpha(c) || core::is_digit(c) || c == '.' || c == '-' || c == '_';
   });
   if (!name || host.front() == '.') {
     return result(std::in_place_index<1>, expected);
   }
-  return result(std::in_place_index<0>, lower(host));
+  return result(std::in_place_index<0>, core::to_lower(host));
 }
 
 std::optional<std::string> redirect_refusal(const redirect_policy& policy, std::string_view home,
@@ -475,7 +456,7 @@ std::string chain_text(const std::vector<hop>& chain) {
 
 std::string body_first_line(std::string_view body, std::size_t max) {
   const std::string low =
-      lower(body.substr(0, std::min<std::size_t>(body.size(), std::size_t{64} * 1024)));
+      core::to_lower(body.substr(0, std::min<std::size_t>(body.size(), std::size_t{64} * 1024)));
   const auto open = low.find("<title>");
   if (open != std::string::npos) {
     const auto close = low.find("</title>", open);
@@ -673,16 +654,12 @@ namespace {
 
 using endpoints = std::vector<tcp::endpoint>;
 
-std::string endpoint_text(const tcp::endpoint& ep) {
-  return bracketed(ep.address().to_string()) + ":" + std::to_string(ep.port());
-}
-
 // The addresses of host:port. IP literals need no lookup. getaddrinfo cannot be cancelled, so a
 // name lookup runs on its own thread and is abandoned (left to finish) when the deadline passes.
 std::variant<endpoints, std::string> resolve(const std::string& host, std::uint16_t port,
                                              config::duration timeout) {
   boost::system::error_code ec;
-  const auto address = net::ip::make_address(host, ec);
+  const auto address = asio::ip::make_address(host, ec);
   if (!ec) {
     return endpoints{tcp::endpoint(address, port)};
   }
@@ -744,14 +721,10 @@ struct request_plan {
   config::duration timeout{10'000};
 };
 
-bool is_timeout(const boost::system::error_code& ec) {
-  return ec == beast::error::timeout;
-}
-
 // Sends the GET and reads the response (1xx interim answers skipped) on a connected stream.
 template <class Stream>
-net::awaitable<exchange> send_and_read(Stream& stream, beast::tcp_stream& lowest,
-                                       const request_plan& plan) {
+asio::awaitable<exchange> send_and_read(Stream& stream, beast::tcp_stream& lowest,
+                                        const request_plan& plan) {
   exchange out;
   const std::string peer = plan.url.https ? plan.url.authority() : plan.where;
   bhttp::request<bhttp::empty_body> req{bhttp::verb::get, plan.url.target, 11};
@@ -760,12 +733,13 @@ net::awaitable<exchange> send_and_read(Stream& stream, beast::tcp_stream& lowest
   req.set(bhttp::field::accept, "*/*");
   req.set(bhttp::field::connection, "close");
   lowest.expires_after(plan.timeout);
-  auto [wec, written] = co_await bhttp::async_write(stream, req, net::as_tuple(net::use_awaitable));
+  auto [wec, written] = co_await bhttp::async_write(stream, req, core::nothrow);
   (void)written;
   if (wec) {
-    out.error = is_timeout(wec) ? "sending the request to " + peer + " timed out after " +
-                                      seconds_text(plan.timeout)
-                                : "sending the request to " + peer + " failed: " + wec.message();
+    out.error =
+        core::is_timeout(wec)
+            ? "sending the request to " + peer + " timed out after " + seconds_text(plan.timeout)
+            : "sending the request to " + peer + " failed: " + wec.message();
     co_return out;
   }
   beast::flat_buffer buffer;
@@ -773,17 +747,16 @@ net::awaitable<exchange> send_and_read(Stream& stream, beast::tcp_stream& lowest
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(max_body);
     lowest.expires_after(plan.timeout);
-    auto [ec, n] =
-        co_await bhttp::async_read(stream, buffer, parser, net::as_tuple(net::use_awaitable));
+    auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, core::nothrow);
     (void)n;
     if (ec && !(ec == ssl::error::stream_truncated && parser.is_done())) {
-      if (is_timeout(ec)) {
+      if (core::is_timeout(ec)) {
         out.error = "no answer from " + peer + " within " + seconds_text(plan.timeout);
       } else if (ec == bhttp::error::body_limit) {
         out.error = peer + " sent a body larger than " + std::to_string(max_body) + " bytes";
       } else if (!parser.got_some() &&
-                 (ec == bhttp::error::end_of_stream || ec == net::error::eof ||
-                  ec == net::error::connection_reset || ec == ssl::error::stream_truncated)) {
+                 (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
+                  ec == asio::error::connection_reset || ec == ssl::error::stream_truncated)) {
         out.error = peer + " closed the connection without answering";
       } else if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category()) {
         out.error = peer + " sent an invalid HTTP response: " + ec.message();
@@ -823,9 +796,9 @@ bool prepare_tls(beast::ssl_stream<beast::tcp_stream>& s, const std::string& hos
              : X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size())) == 1;
 }
 
-net::awaitable<exchange> run_request(request_plan plan) {
+asio::awaitable<exchange> run_request(request_plan plan) {
   exchange out;
-  auto exec = co_await net::this_coro::executor;
+  auto exec = co_await asio::this_coro::executor;
   beast::tcp_stream stream(exec);
   bool connected = false;
   std::size_t refused = 0;
@@ -835,20 +808,20 @@ net::awaitable<exchange> run_request(request_plan plan) {
     boost::system::error_code ignored;
     stream.socket().close(ignored);  // the next address may be of the other family
     stream.expires_after(plan.timeout);
-    auto [ec] = co_await stream.async_connect(ep, net::as_tuple(net::use_awaitable));
+    auto [ec] = co_await stream.async_connect(ep, core::nothrow);
     if (!ec) {
       connected = true;
       break;
     }
-    refused += ec == net::error::connection_refused ? 1 : 0;
-    timeouts += is_timeout(ec) ? 1 : 0;
-    last_error = endpoint_text(ep) + ": " + ec.message();
+    refused += ec == asio::error::connection_refused ? 1 : 0;
+    timeouts += core::is_timeout(ec) ? 1 : 0;
+    last_error = core::endpoint_text(ep) + ": " + ec.message();
   }
   if (!connected) {
     std::string tried;
-    if (plan.addresses.size() > 1 || plan.where != endpoint_text(plan.addresses.front())) {
+    if (plan.addresses.size() > 1 || plan.where != core::endpoint_text(plan.addresses.front())) {
       for (const auto& ep : plan.addresses) {
-        tried += (tried.empty() ? " (" : ", ") + endpoint_text(ep);
+        tried += (tried.empty() ? " (" : ", ") + core::endpoint_text(ep);
       }
       tried += ")";
     }
@@ -878,11 +851,10 @@ net::awaitable<exchange> run_request(request_plan plan) {
     co_return out;
   }
   tls.next_layer().expires_after(plan.timeout);
-  auto [hec] =
-      co_await tls.async_handshake(ssl::stream_base::client, net::as_tuple(net::use_awaitable));
+  auto [hec] = co_await tls.async_handshake(ssl::stream_base::client, core::nothrow);
   if (hec) {
     const long verify = SSL_get_verify_result(tls.native_handle());
-    if (is_timeout(hec)) {
+    if (core::is_timeout(hec)) {
       out.error = "TLS handshake with " + peer + " timed out after " + seconds_text(plan.timeout);
     } else if (verify != X509_V_OK) {
       out.error = "TLS with " + peer +
@@ -903,10 +875,10 @@ net::awaitable<exchange> run_request(request_plan plan) {
 
 // Runs one request to completion on a fresh io_context (the CLI does nothing else meanwhile).
 exchange perform(request_plan plan) {
-  net::io_context ioc;
+  asio::io_context ioc;
   exchange out;
   std::exception_ptr failure;
-  net::co_spawn(ioc, run_request(std::move(plan)), [&](std::exception_ptr e, exchange x) {
+  asio::co_spawn(ioc, run_request(std::move(plan)), [&](std::exception_ptr e, exchange x) {
     failure = std::move(e);
     out = std::move(x);
   });
@@ -933,7 +905,7 @@ exchange fetch(const run_context& ctx, const fetch_url& url, const host_port* co
   plan.timeout = ctx.opt.timeout;
   const std::string& host = connect_to ? connect_to->host : url.host;
   const std::uint16_t port = connect_to ? connect_to->port : url.port;
-  plan.where = connect_to ? connect_to->text() : bracketed(url.host) + ":" + std::to_string(port);
+  plan.where = connect_to ? connect_to->text() : core::host_port_text(url.host, port);
   if (connect_to && ctx.opt.mode == first_hop::listener) {
     plan.refused_hint = " (is wkproxy running with this config? or pass --via HOST:PORT)";
   }

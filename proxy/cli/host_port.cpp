@@ -1,40 +1,16 @@
 #include "cli/host_port.hpp"
 
+#include "core/ascii.hpp"
+#include "core/endpoint.hpp"
+
 #include <boost/asio/ip/address_v6.hpp>
 
-#include <algorithm>
-#include <charconv>
 #include <optional>
 
 namespace wk::cli {
 
-namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-std::string bracketed(const std::string& host) {
-  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
-}
-
-std::optional<std::uint16_t> parse_port(std::string_view text) {
-  unsigned value = 0;
-  const auto* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (text.empty() || ec != std::errc() || ptr != end || value > 65535) {
-    return std::nullopt;
-  }
-  return static_cast<std::uint16_t>(value);
-}
-
-}  // namespace
-
 std::string host_port::text() const {
-  return bracketed(host) + ":" + std::to_string(port);
+  return core::host_port_text(host, port);
 }
 
 std::variant<host_port, std::string> parse_host_port(std::string_view text) {
@@ -58,13 +34,13 @@ std::variant<host_port, std::string> parse_host_port(std::string_view text) {
     if (colon == std::string_view::npos || colon == 0) {
       return "expected HOST:PORT, got \"" + std::string(text) + "\"";
     }
-    out.host = lower(text.substr(0, colon));
+    out.host = core::to_lower(text.substr(0, colon));
     port_text = text.substr(colon + 1);
     if (out.host.find(':') != std::string::npos) {
       return std::string("an IPv6 address must be in brackets, e.g. [::1]:8080");
     }
   }
-  const auto port = parse_port(port_text);
+  const auto port = core::parse_port(port_text);
   if (!port || *port == 0) {
     return "invalid port \"" + std::string(port_text) + "\" (expected 1-65535)";
   }

@@ -9,6 +9,7 @@
 
 #include "cli/host_port.hpp"
 #include "config/duration.hpp"
+#include "core/asio.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -53,11 +54,11 @@ extern char** environ;
 
 namespace wk::cli {
 
-namespace net = boost::asio;
+namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 namespace json = boost::json;
-using tcp = net::ip::tcp;
+using tcp = asio::ip::tcp;
 
 namespace {
 
@@ -511,10 +512,6 @@ struct attempt {
   std::string error;        // the failure cause, for the report
 };
 
-bool is_timeout(const boost::system::error_code& ec) {
-  return ec == beast::error::timeout;
-}
-
 void close_stream(beast::tcp_stream& stream) {
   boost::system::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -534,36 +531,36 @@ bool closed_while_idle(tcp::socket& socket) {
 }
 
 // Connects to the first endpoint that accepts before `deadline`. Returns the failure cause.
-net::awaitable<std::optional<std::string>> connect(beast::tcp_stream& stream,
-                                                   const std::vector<tcp::endpoint>& endpoints,
-                                                   clock::time_point deadline) {
+asio::awaitable<std::optional<std::string>> connect(beast::tcp_stream& stream,
+                                                    const std::vector<tcp::endpoint>& endpoints,
+                                                    clock::time_point deadline) {
   std::string last;
   for (const tcp::endpoint& ep : endpoints) {
     boost::system::error_code ignored;
     stream.socket().close(ignored);  // the next address may be of the other family
     stream.expires_at(deadline);
-    auto [ec] = co_await stream.async_connect(ep, net::as_tuple(net::use_awaitable));
+    auto [ec] = co_await stream.async_connect(ep, core::nothrow);
     if (!ec) {
       stream.socket().set_option(tcp::no_delay(true), ignored);
       co_return std::nullopt;
     }
-    last = is_timeout(ec) ? "connect: no connection within --timeout" : "connect: " + ec.message();
+    last = core::is_timeout(ec) ? "connect: no connection within --timeout"
+                                : "connect: " + ec.message();
   }
   co_return last;
 }
 
 // Writes the request and reads the complete response (1xx interim answers skipped, the body
 // read into `scratch` and dropped), all before `deadline`.
-net::awaitable<attempt> exchange(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                 std::span<char> scratch, std::string_view request,
-                                 clock::time_point deadline) {
+asio::awaitable<attempt> exchange(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                  std::span<char> scratch, std::string_view request,
+                                  clock::time_point deadline) {
   attempt out;
   stream.expires_at(deadline);
-  auto [wec, written] =
-      co_await net::async_write(stream, net::buffer(request), net::as_tuple(net::use_awaitable));
+  auto [wec, written] = co_await asio::async_write(stream, asio::buffer(request), core::nothrow);
   (void)written;
   if (wec) {
-    if (is_timeout(wec)) {
+    if (core::is_timeout(wec)) {
       out.what = outcome::timeout;
       out.error = "timeout: request not written within --timeout";
       co_return out;
@@ -580,21 +577,20 @@ net::awaitable<attempt> exchange(beast::tcp_stream& stream, beast::flat_buffer& 
     parser.header_limit(64 * 1024);
     boost::system::error_code ec;
     stream.expires_at(deadline);
-    std::tie(ec, std::ignore) = co_await bhttp::async_read_header(
-        stream, buffer, parser, net::as_tuple(net::use_awaitable));
+    std::tie(ec, std::ignore) =
+        co_await bhttp::async_read_header(stream, buffer, parser, core::nothrow);
     while (!ec && !parser.is_done()) {
       parser.get().body().data = scratch.data();
       parser.get().body().size = scratch.size();
       stream.expires_at(deadline);
-      std::tie(ec, std::ignore) =
-          co_await bhttp::async_read(stream, buffer, parser, net::as_tuple(net::use_awaitable));
+      std::tie(ec, std::ignore) = co_await bhttp::async_read(stream, buffer, parser, core::nothrow);
       if (ec == bhttp::error::need_buffer) {
         ec = {};  // scratch is full: drop it and read on
       }
     }
     if (ec) {
       out.got_bytes = out.got_bytes || parser.got_some() || buffer.size() != 0;
-      if (is_timeout(ec)) {
+      if (core::is_timeout(ec)) {
         out.what = outcome::timeout;
         out.error = "timeout: no complete response within --timeout";
       } else {
@@ -624,15 +620,15 @@ net::awaitable<attempt> exchange(beast::tcp_stream& stream, beast::flat_buffer& 
 
 // One loop: back-to-back requests on a kept-alive connection (fresh == false) or on a new
 // connection each (fresh == true, with Connection: close), until the end of the load.
-net::awaitable<void> request_loop(std::shared_ptr<run_state> s, bool fresh) {
-  auto exec = co_await net::this_coro::executor;
+asio::awaitable<void> request_loop(std::shared_ptr<run_state> s, bool fresh) {
+  auto exec = co_await asio::this_coro::executor;
   const std::string_view request = fresh ? s->close_request : s->keepalive_request;
   std::optional<beast::tcp_stream> stream;
   beast::flat_buffer buffer;
   std::vector<char> scratch(std::size_t{16} * 1024);
   bool reused = false;        // the open connection already carried a complete exchange
   bool closed_clean = false;  // the last connection ended cleanly between requests
-  net::steady_timer pause(exec);
+  asio::steady_timer pause(exec);
   auto drop = [&] {
     if (stream) {
       close_stream(*stream);
@@ -692,7 +688,7 @@ net::awaitable<void> request_loop(std::shared_ptr<run_state> s, bool fresh) {
     if (a.what == outcome::connect_error) {
       // Nothing listens (a restart): retry soon, without spinning on instant refusals.
       pause.expires_after(connect_error_pause);
-      auto [ignored] = co_await pause.async_wait(net::as_tuple(net::use_awaitable));
+      auto [ignored] = co_await pause.async_wait(core::nothrow);
       (void)ignored;
     }
   }
@@ -733,10 +729,10 @@ std::variant<pid_t, std::string> start_shell(const std::string& command) {
 
 // Waits for the event's time, starts its command and polls for its exit, giving up once the
 // load is over and --timeout more has passed (the command is then reported as still running).
-net::awaitable<void> event_runner(std::shared_ptr<run_state> s, std::size_t index) {
-  net::steady_timer timer(co_await net::this_coro::executor);
+asio::awaitable<void> event_runner(std::shared_ptr<run_state> s, std::size_t index) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
   timer.expires_at(s->t0 + s->events[index].event.at);
-  auto [ignored] = co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+  auto [ignored] = co_await timer.async_wait(core::nothrow);
   (void)ignored;
   const auto started = clock::now();
   auto spawned = start_shell(s->events[index].event.command);
@@ -763,7 +759,7 @@ net::awaitable<void> event_runner(std::shared_ptr<run_state> s, std::size_t inde
       co_return;
     }
     timer.expires_after(child_poll);
-    auto [ec] = co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+    auto [ec] = co_await timer.async_wait(core::nothrow);
     (void)ec;
   }
 }
@@ -815,7 +811,7 @@ int run_loadtest(int argc, char** argv) {
 
   auto s = std::make_shared<run_state>();
   s->opt = *parsed.options;
-  net::io_context ioc(1);
+  asio::io_context ioc(1);
   {
     tcp::resolver resolver(ioc);
     boost::system::error_code ec;
@@ -840,13 +836,13 @@ int run_loadtest(int argc, char** argv) {
   s->t0 = clock::now();
   s->end = s->t0 + s->opt.duration;
   for (unsigned i = 0; i < s->opt.keepalive; ++i) {
-    net::co_spawn(ioc, request_loop(s, false), report_exception{s, "a keep-alive loop"});
+    asio::co_spawn(ioc, request_loop(s, false), report_exception{s, "a keep-alive loop"});
   }
   for (unsigned i = 0; i < s->opt.fresh; ++i) {
-    net::co_spawn(ioc, request_loop(s, true), report_exception{s, "a fresh-connection loop"});
+    asio::co_spawn(ioc, request_loop(s, true), report_exception{s, "a fresh-connection loop"});
   }
   for (std::size_t i = 0; i < s->events.size(); ++i) {
-    net::co_spawn(ioc, event_runner(s, i), report_exception{s, "an event"});
+    asio::co_spawn(ioc, event_runner(s, i), report_exception{s, "an event"});
   }
   ioc.run();
 

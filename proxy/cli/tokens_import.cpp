@@ -7,11 +7,14 @@
 
 #include "cli_help.hpp"
 
+#include "core/ascii.hpp"
+
 #include "config/env_subst.hpp"
 #include "config/upstream_url.hpp"
 #include "config/yaml_rewrite.hpp"
 #include "routing/host_match.hpp"
 
+#include <boost/algorithm/string/join.hpp>
 #include <boost/json.hpp>
 #include <boost/property_tree/ptree.hpp>
 #include <boost/property_tree/xml_parser.hpp>
@@ -43,43 +46,8 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Small text helpers
 
-char lower_char(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), lower_char);
-  return out;
-}
-
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && is_space(s.back())) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 std::string in_quotes(std::string_view s) {
   return "\"" + std::string(s) + "\"";
-}
-
-std::string join(const std::vector<std::string>& items, std::string_view separator) {
-  std::string out;
-  for (const std::string& s : items) {
-    if (!out.empty()) {
-      out += separator;
-    }
-    out += s;
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -279,7 +247,7 @@ std::optional<std::string> xml_text(const pt::ptree& parent, std::string_view na
                      ": expected text, got elements");
     return std::nullopt;
   }
-  return non_empty(trim(node->data()));
+  return non_empty(core::trim(node->data()));
 }
 
 std::optional<raw_details> read_xml(std::string_view text, std::vector<std::string>& errors) {
@@ -354,7 +322,7 @@ std::optional<raw_details> read_xml(std::string_view text, std::vector<std::stri
   if (list == nullptr) {
     return out;
   }
-  if (!has_elements(*list) && !trim(list->data()).empty()) {
+  if (!has_elements(*list) && !core::trim(list->data()).empty()) {
     errors.emplace_back(
         "ValidationTokenDetails: expected <ValidationTokenDetail> elements, got text");
     return std::nullopt;
@@ -410,7 +378,7 @@ void check_entry(const raw_entry& e, const std::string& path, std::string_view p
     out.errors.push_back(path + ": no Domain");
     return;
   }
-  const std::string domain = lower(*e.domain);
+  const std::string domain = core::to_lower(*e.domain);
   if (domain.starts_with("*.") || domain == "*") {
     out.warnings.push_back(path + ": skipped " + in_quotes(*e.domain) +
                            ": HTTP validation does not support wildcards (ACM validates them "
@@ -674,7 +642,7 @@ int write_config(const options& opt, const certificate_details& details) {
   std::cout << "wrote " << count_of(details.tokens.size(), "token") << " to " << path << " ("
             << (rewrite.replaced ? "replaced the tokens block" : "added a tokens block") << ")";
   if (!rewrite.added_domains.empty()) {
-    std::cout << "; added domains: " << join(rewrite.added_domains, ", ");
+    std::cout << "; added domains: " << boost::algorithm::join(rewrite.added_domains, ", ");
   }
   std::cout << "\n";
   return 0;
@@ -864,7 +832,7 @@ certificate_details parse_certificate_details(std::string_view text, std::string
   if (body.starts_with("\xEF\xBB\xBF")) {  // a UTF-8 byte order mark, as some editors write
     body.remove_prefix(3);
   }
-  body = trim(body);
+  body = core::trim(body);
   std::optional<raw_details> raw;
   if (body.empty()) {
     out.errors.push_back(std::string(not_details) + "the input is empty");
@@ -916,7 +884,7 @@ std::string render_tokens_yaml(const certificate_details& details) {
   std::string out = "# from get-managed-certificate-details: status " +
                     (details.status.empty() ? std::string("unknown") : details.status) + ", " +
                     count_of(details.tokens.size(), "token") + "\n";
-  out += "domains: [" + join(token_domains(details.tokens), ", ") + "]\n";
+  out += "domains: [" + boost::algorithm::join(token_domains(details.tokens), ", ") + "]\n";
   out += config::tokens_block(details.tokens, "\n");
   return out;
 }
@@ -930,8 +898,8 @@ config_rewrite rewrite_config(std::string_view config_text,
   if (const auto* items = std::get_if<std::vector<std::string>>(&list)) {
     for (const std::string& item : *items) {
       auto value = config::substitute_env(item, env);
-      patterns.push_back(
-          lower(std::holds_alternative<std::string>(value) ? std::get<std::string>(value) : item));
+      patterns.push_back(core::to_lower(
+          std::holds_alternative<std::string>(value) ? std::get<std::string>(value) : item));
     }
   }
   const routing::host_allow_list allowed(patterns);

@@ -874,7 +874,7 @@ void loader::load_sni_routes(const YAML::Node& node, const std::string& key,
       continue;
     }
     const std::string path = child(key, *name);
-    const std::string lowered = core::to_lower(*name);
+    std::string lowered = core::to_lower(*name);
     if (lowered == "*" || !is_domain_pattern(lowered)) {
       fail(entry.first.Mark(), path,
            "expected a server name or *.suffix, got " + in_quotes(*name) +
@@ -1112,7 +1112,7 @@ std::optional<std::vector<std::string>> loader::load_domains(const YAML::Node& n
       ok = false;
       continue;
     }
-    const std::string lowered = core::to_lower(*text);
+    std::string lowered = core::to_lower(*text);
     if (!is_domain_pattern(lowered)) {
       fail(entry.Mark(), path,
            "invalid domain " + in_quotes(*text) +

@@ -1,6 +1,7 @@
 #include "config/upstream_url.hpp"
 
 #include "core/ascii.hpp"
+#include "core/endpoint.hpp"
 
 #include <boost/url.hpp>
 
@@ -11,11 +12,9 @@
 namespace wk::config {
 
 namespace urls = boost::urls;
+using core::parse_port;
 
 namespace {
-
-// 0..65535 from decimal digits only (no sign, no spaces).
-std::optional<std::uint16_t> parse_port(std::string_view text);
 
 bool is_safe_file(std::string_view s) {
   if (s.empty() || s == "." || s == "..") {
@@ -62,27 +61,6 @@ bool is_host_name(std::string_view name) {
   }
   return !last_all_digits;
 }
-
-namespace {
-
-std::optional<std::uint16_t> parse_port(std::string_view text) {
-  if (text.empty() || text.size() > 5) {
-    return std::nullopt;
-  }
-  unsigned value = 0;
-  for (char c : text) {
-    if (!core::is_digit(c)) {
-      return std::nullopt;
-    }
-    value = value * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (value > 65535) {
-    return std::nullopt;
-  }
-  return static_cast<std::uint16_t>(value);
-}
-
-}  // namespace
 
 std::variant<upstream, std::string> parse_upstream_url(std::string_view url) {
   if (url.empty()) {

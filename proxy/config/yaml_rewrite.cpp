@@ -1,5 +1,9 @@
 #include "config/yaml_rewrite.hpp"
 
+#include "core/ascii.hpp"
+
+#include <boost/algorithm/string/join.hpp>
+
 #include <algorithm>
 #include <cstddef>
 #include <optional>
@@ -8,31 +12,6 @@
 namespace wk::config {
 
 namespace {
-
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && is_space(s.back())) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
-std::string join(const std::vector<std::string>& items, std::string_view separator) {
-  std::string out;
-  for (const std::string& s : items) {
-    if (!out.empty()) {
-      out += separator;
-    }
-    out += s;
-  }
-  return out;
-}
 
 struct line {
   std::size_t begin = 0;  // offset of the first character
@@ -69,7 +48,7 @@ std::size_t indent_of(std::string_view s) {
 }
 
 bool blank_or_comment(std::string_view s) {
-  const std::string_view t = trim(s);
+  const std::string_view t = core::trim(s);
   return t.empty() || t.front() == '#';
 }
 
@@ -94,12 +73,12 @@ std::optional<std::string_view> key_rest(std::string_view s, std::size_t indent,
 // The text of a value after `key:`, without a trailing comment (only for plain single-line
 // values; a '#' inside quotes is not expected in the values looked at here).
 std::string_view value_part(std::string_view rest) {
-  rest = trim(rest);
+  rest = core::trim(rest);
   if (rest.starts_with("#")) {
     return {};
   }
   const auto hash = rest.find(" #");
-  return trim(rest.substr(0, hash));
+  return core::trim(rest.substr(0, hash));
 }
 
 // One past the last line of the value of the key on line `key` (at column `indent`): more
@@ -142,7 +121,7 @@ std::optional<std::size_t> find_key(std::string_view text, const std::vector<lin
 // A plain or quoted scalar as written in a list; std::nullopt when it is something else (a
 // nested collection, an anchor, a multi-line value...).
 std::optional<std::string> simple_scalar(std::string_view s) {
-  s = trim(s);
+  s = core::trim(s);
   if (s.empty()) {
     return std::nullopt;
   }
@@ -164,7 +143,7 @@ std::optional<std::string> simple_scalar(std::string_view s) {
       }
       out += s[i];
     }
-    if (i >= s.size() || !trim(s.substr(i + 1)).empty()) {
+    if (i >= s.size() || !core::trim(s.substr(i + 1)).empty()) {
       return std::nullopt;
     }
     return out;
@@ -205,7 +184,7 @@ std::variant<domain_list, std::string> flow_list(std::string_view text, std::siz
     } else if (c == '[' || c == '{' || c == '#') {
       return std::string("it is not a simple list on one line");
     } else if (c == ',' || c == ']') {
-      const std::string_view item = trim(text.substr(item_start, i - item_start));
+      const std::string_view item = core::trim(text.substr(item_start, i - item_start));
       if (!item.empty()) {
         const auto value = simple_scalar(item);
         if (!value) {
@@ -216,7 +195,7 @@ std::variant<domain_list, std::string> flow_list(std::string_view text, std::siz
       item_start = i + 1;
       if (c == ']') {
         std::size_t last = i;  // insert right after the last non-space character before ']'
-        while (last > at + 1 && is_space(text[last - 1])) {
+        while (last > at + 1 && core::is_space(text[last - 1])) {
           --last;
         }
         out.insert_at = last;
@@ -250,7 +229,7 @@ std::variant<domain_list, std::string> block_list(std::string_view text,
     const auto hash = body.find(" #");
     const auto value = simple_scalar(body.substr(0, hash));
     if (!value) {
-      return "its item " + std::string(trim(body)) + " is not a simple value";
+      return "its item " + std::string(core::trim(body)) + " is not a simple value";
     }
     out.items.push_back(*value);
     out.insert_at = lines[i].next;
@@ -364,7 +343,7 @@ yaml_rewrite rewrite_tokens(std::string_view config_text, const std::vector<toke
     std::string block = tokens_block(tokens, eol);
     // A comment on the key line is kept ("tokens:  # from AWS").
     const std::string_view key_line = config_text.substr(kl.begin, kl.end - kl.begin);
-    const std::string_view rest = trim(*key_rest(key_line, 0, "tokens"));
+    const std::string_view rest = core::trim(*key_rest(key_line, 0, "tokens"));
     if (rest.starts_with("#")) {
       block = std::string(key_line) + block.substr(std::string_view("tokens:").size());
     }
@@ -389,13 +368,13 @@ yaml_rewrite rewrite_tokens(std::string_view config_text, const std::vector<toke
   if (!add_domains.empty()) {
     if (const auto* reason = std::get_if<std::string>(&list)) {
       out.warnings.push_back("cannot add domains to the allow-list (" + *reason + "): add " +
-                             join(add_domains, ", ") + " to domains by hand");
+                             boost::algorithm::join(add_domains, ", ") + " to domains by hand");
     } else {
       const auto& found = std::get<domain_list>(list);
       std::string insert;
       if (found.kind == domain_list::style::flow) {
         insert = (found.empty_flow ? (config_text[found.insert_at - 1] == ',' ? " " : "") : ", ") +
-                 join(add_domains, ", ");
+                 boost::algorithm::join(add_domains, ", ");
       } else {
         // A last item without a line break (end of file) needs one first.
         if (found.insert_at > 0 && config_text[found.insert_at - 1] != '\n') {

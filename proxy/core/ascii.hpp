@@ -68,6 +68,22 @@ constexpr bool is_tchar(char c) noexcept {
   }
 }
 
+// Space, horizontal tab, CR or LF: the white space a line of text or a pasted value may carry.
+constexpr bool is_space(char c) noexcept {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+// `s` without leading and trailing is_space characters.
+constexpr std::string_view trim(std::string_view s) noexcept {
+  while (!s.empty() && is_space(s.front())) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && is_space(s.back())) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
 // RFC 9110 section 5.6.2 token: one or more tchar.
 constexpr bool is_token(std::string_view s) noexcept {
   if (s.empty()) {

@@ -61,9 +61,9 @@ public:
 
   // Closes the oldest entry `pred` selects; false when none does.
   template <class Pred> bool close_first(Pred pred) {
-    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-      if (pred(*it)) {
-        delete take(*it);
+    for (auto& entry : entries_) {
+      if (pred(entry)) {
+        delete take(entry);  // unlinks `entry`: the loop ends here
         return true;
       }
     }

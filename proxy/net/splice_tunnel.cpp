@@ -24,7 +24,7 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-constexpr auto nothrow = detail::tunnel_nothrow;
+using core::nothrow;
 
 // The buffered copy's scratch space per direction, as in the HTTP upgrade tunnel.
 constexpr std::size_t copy_buffer_size = std::size_t{16} * 1024;

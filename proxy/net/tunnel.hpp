@@ -12,6 +12,8 @@
 //   cancellation are never thrown.
 // The tunnel runs on one thread (its io_context's): its directions share state without locks.
 
+#include "core/asio.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
@@ -69,7 +71,7 @@ namespace detail {
 
 using tunnel_clock = std::chrono::steady_clock;
 
-inline constexpr auto tunnel_nothrow = boost::asio::as_tuple(boost::asio::use_awaitable);
+using core::nothrow;
 
 // How one direction's carrying ended.
 enum class pump_end {
@@ -98,10 +100,9 @@ template <class Stream> decltype(auto) socket_of(Stream& s) {
 // A stream that is its own lowest layer and sits on a real TCP socket is a plain TCP stream:
 // splice() can move its bytes. (A test stream is its own lowest layer but has no socket.)
 template <class Stream>
-inline constexpr bool is_plain_stream =
-    std::is_same_v<
-        std::remove_cvref_t<decltype(boost::beast::get_lowest_layer(std::declval<Stream&>()))>,
-        Stream> &&
+inline constexpr bool is_plain_stream = std::is_same_v<
+    std::remove_cvref_t<decltype(boost::beast::get_lowest_layer(std::declval<Stream&>()))>,
+    Stream>&&
     std::is_same_v<decltype(socket_of(std::declval<Stream&>())), boost::asio::ip::tcp::socket&>;
 
 template <class Stream> void shutdown_send(Stream& s) {
@@ -125,11 +126,11 @@ boost::asio::awaitable<pump_end> copy_loop(From& from, To& to, std::span<char> b
                                            tunnel_state& st, std::uint64_t& count) {
   for (;;) {
     auto [rec, rn] =
-        co_await from.async_read_some(boost::asio::buffer(buf.data(), buf.size()), tunnel_nothrow);
+        co_await from.async_read_some(boost::asio::buffer(buf.data(), buf.size()), nothrow);
     if (rn > 0) {
       st.last_activity = tunnel_clock::now();
-      auto [wec, wn] = co_await boost::asio::async_write(to, boost::asio::buffer(buf.data(), rn),
-                                                         tunnel_nothrow);
+      auto [wec, wn] =
+          co_await boost::asio::async_write(to, boost::asio::buffer(buf.data(), rn), nothrow);
       count += wn;
       st.last_activity = tunnel_clock::now();
       if (wec) {
@@ -158,7 +159,7 @@ boost::asio::awaitable<void> pump(From& from, To& to, boost::asio::const_buffer 
   pump_end end = pump_end::failed;
   bool first_sent = true;
   if (first.size() > 0) {
-    auto [ec, n] = co_await boost::asio::async_write(to, first, tunnel_nothrow);
+    auto [ec, n] = co_await boost::asio::async_write(to, first, nothrow);
     count += n;
     first_sent = !ec;
     if (first_sent) {
@@ -187,7 +188,7 @@ boost::asio::awaitable<void> idle_watchdog(A& a, B& b, tunnel_state& st,
   co_await boost::asio::this_coro::throw_if_cancelled(false);
   while (st.pumps_running > 0) {
     timer.expires_at(st.last_activity + idle);
-    auto [ec] = co_await timer.async_wait(tunnel_nothrow);
+    auto [ec] = co_await timer.async_wait(nothrow);
     if (st.pumps_running == 0) {
       break;
     }

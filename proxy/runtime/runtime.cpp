@@ -1,11 +1,11 @@
 #include "runtime/runtime.hpp"
 
+#include "core/ascii.hpp"
 #include "core/host_pattern.hpp"
 #include "net/tls_context.hpp"
 #include "net/tls_server.hpp"
 
 #include <algorithm>
-#include <cctype>
 
 namespace wk::runtime {
 
@@ -151,8 +151,9 @@ build_runtime(config::config cfg, upstream::resolver_registry& dns,
   rt->routes.domains = routing::host_allow_list(c.validation.domains);
   rt->routes.methods.clear();
   for (auto m : c.validation.methods) {
-    std::transform(m.begin(), m.end(), m.begin(),
-                   [](unsigned char ch) { return static_cast<char>(std::toupper(ch)); });
+    for (char& ch : m) {
+      ch = core::to_upper(ch);
+    }
     rt->routes.methods.push_back(std::move(m));
   }
   auto files = validation::static_files::load(c.validation.static_dir, warnings);

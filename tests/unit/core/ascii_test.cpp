@@ -54,3 +54,19 @@ TEST_CASE("tchar and token follow RFC 9110 section 5.6.2") {
   CHECK_FALSE(core::is_token("GET "));
   CHECK_FALSE(core::is_token("a:b"));
 }
+
+TEST_CASE("white space is SP, HTAB, CR and LF; trim removes it at both ends only") {
+  for (const char c : std::string_view(" \t\r\n")) {
+    CAPTURE(c);
+    CHECK(core::is_space(c));
+  }
+  for (const char c : std::string_view("a\v\f\x85\xa0-")) {
+    CAPTURE(c);
+    CHECK_FALSE(core::is_space(c));
+  }
+  CHECK(core::trim("  a b \r\n") == "a b");
+  CHECK(core::trim("\t\n") == "");
+  CHECK(core::trim("") == "");
+  CHECK(core::trim("x") == "x");
+  static_assert(core::trim(" y ") == "y");
+}
