@@ -1,3 +1,7 @@
+// Why this file is over 600 lines: it is the process's main thread whole: start-up, listeners,
+// reload (SIGHUP), log reopening (SIGUSR1), the binary upgrade (SIGUSR2) and the graceful drain,
+// all steps of one state machine over server_state, which nothing outside this file sees.
+
 #include "app/server.hpp"
 
 #include "app/admin.hpp"

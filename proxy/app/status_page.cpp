@@ -1,3 +1,7 @@
+// Why this file is over 600 lines: it renders one page in two forms (HTML and JSON) from one
+// snapshot, with the text hygiene both need (UTF-8 cleaning, escaping) and the page's markup and
+// styles inline, so that a reviewer can check every dynamic value's escaping in one place.
+
 #include "app/status_page.hpp"
 
 #include "core/time_text.hpp"
