@@ -13,6 +13,7 @@
 #include "core/ascii.hpp"
 #include "core/asio.hpp"
 #include "core/endpoint.hpp"
+#include "net/tls_context.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -75,12 +76,6 @@ constexpr std::string_view check_usage = wk::cli::help_check;
 // A CLI tool, not a mirror: validation files are a few dozen bytes.
 constexpr std::size_t max_body = std::size_t{1024} * 1024;
 constexpr std::string_view user_agent = "wkproxy-check (like the ACM validator)";
-
-bool is_ip_literal(const std::string& host) {
-  boost::system::error_code ec;
-  (void)asio::ip::make_address(host, ec);
-  return !ec;
-}
 
 // Bytes from the network, made safe for a terminal and for JSON: control characters and
 // non-ASCII bytes become '?' (a cut UTF-8 sequence would make the output invalid).
@@ -782,20 +777,6 @@ asio::awaitable<exchange> send_and_read(Stream& stream, beast::tcp_stream& lowes
   co_return out;
 }
 
-// Sets SNI and the name (or IP) the certificate must carry; OpenSSL then checks it during the
-// handshake, so a wrong certificate fails the handshake itself.
-bool prepare_tls(beast::ssl_stream<beast::tcp_stream>& s, const std::string& host) {
-  SSL* h = s.native_handle();
-  const bool ip = is_ip_literal(host);
-  if (!ip && SSL_set_tlsext_host_name(h, host.c_str()) != 1) {
-    return false;
-  }
-  X509_VERIFY_PARAM* param = SSL_get0_param(h);
-  X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-  return (ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str())
-             : X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size())) == 1;
-}
-
 asio::awaitable<exchange> run_request(request_plan plan) {
   exchange out;
   auto exec = co_await asio::this_coro::executor;
@@ -846,20 +827,19 @@ asio::awaitable<exchange> run_request(request_plan plan) {
   }
   beast::ssl_stream<beast::tcp_stream> tls(std::move(stream), *plan.tls);
   const std::string peer = plan.url.authority();
-  if (!prepare_tls(tls, plan.url.host)) {
+  // SNI and the certificate's name, exactly as the proxy's own upstream connections check them.
+  if (net::expect_peer(tls.native_handle(), plan.url.host, plan.url.host) != net::peer_setup::ok) {
     out.error = "cannot set up TLS for the name " + plan.url.host;
     co_return out;
   }
   tls.next_layer().expires_after(plan.timeout);
   auto [hec] = co_await tls.async_handshake(ssl::stream_base::client, core::nothrow);
   if (hec) {
-    const long verify = SSL_get_verify_result(tls.native_handle());
+    const std::string verify = net::verify_failure(tls.native_handle());
     if (core::is_timeout(hec)) {
       out.error = "TLS handshake with " + peer + " timed out after " + seconds_text(plan.timeout);
-    } else if (verify != X509_V_OK) {
-      out.error = "TLS with " + peer +
-                  ": certificate verification failed: " + X509_verify_cert_error_string(verify) +
-                  " (name " + plan.url.host + ")";
+    } else if (!verify.empty()) {
+      out.error = "TLS with " + peer + ": " + verify + " (name " + plan.url.host + ")";
     } else {
       out.error = "TLS handshake with " + peer + " failed: " + hec.message();
     }

@@ -2,6 +2,7 @@
 
 #include "core/asio.hpp"
 #include "core/endpoint.hpp"
+#include "net/tls_context.hpp"
 #include "observe/log.hpp"
 
 #include <boost/asio/ip/address.hpp>
@@ -24,39 +25,25 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-// Sets SNI and the name the certificate must carry. OpenSSL checks the name during the
-// handshake (X509_VERIFY_PARAM), so a wrong certificate fails the handshake itself.
+// Sets SNI and the name the certificate must carry (net::expect_peer).
 bool prepare_tls(tls_stream& s, const config::upstream& u, std::string& detail) {
   const std::string& name = u.sni.empty() ? u.host : u.sni;
-  boost::system::error_code ec;
-  (void)asio::ip::make_address(name, ec);
-  bool is_ip = !ec;
-  SSL* h = s.native_handle();
-  if (!is_ip && !u.sni.empty()) {
-    if (SSL_set_tlsext_host_name(h, u.sni.c_str()) != 1) {
-      detail = "invalid SNI name " + u.sni;
-      return false;
-    }
+  switch (net::expect_peer(s.native_handle(), u.sni, u.verify ? name : std::string())) {
+  case net::peer_setup::ok:
+    return true;
+  case net::peer_setup::bad_sni:
+    detail = "invalid SNI name " + u.sni;
+    return false;
+  case net::peer_setup::bad_name:
+    detail = "cannot verify against name " + name;
+    return false;
   }
-  if (u.verify) {
-    X509_VERIFY_PARAM* param = SSL_get0_param(h);
-    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str())
-                   : X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size());
-    if (ok != 1) {
-      detail = "cannot verify against name " + name;
-      return false;
-    }
-  }
-  return true;
+  return false;
 }
 
 std::string tls_error_text(tls_stream& s, const boost::system::error_code& ec) {
-  long verify = SSL_get_verify_result(s.native_handle());
-  if (verify != X509_V_OK) {
-    return std::string("certificate verification failed: ") + X509_verify_cert_error_string(verify);
-  }
-  return ec.message();
+  std::string verify = net::verify_failure(s.native_handle());
+  return verify.empty() ? ec.message() : verify;
 }
 
 }  // namespace
