@@ -123,7 +123,6 @@ asio::awaitable<void> serve_client(worker_state* w, tcp::socket socket, tcp::end
   auto rt = w->runtime;  // this connection's listener settings
   const runtime::listener_runtime* listener = rt->listener_for(*slot);
   boost::system::error_code ec;
-  const auto remote = peer;
   // Only a wildcard listener needs to ask which of its addresses the client reached.
   const auto local =
       slot->bound.address().is_unspecified() ? socket.local_endpoint(ec) : slot->bound;
@@ -131,13 +130,13 @@ asio::awaitable<void> serve_client(worker_state* w, tcp::socket socket, tcp::end
     co_return;  // the listener was removed by a reload, or the client already left
   }
   socket.set_option(tcp::no_delay(true), ec);
-  auto info = info_from(remote, local);
+  auto info = info_from(peer, local);
   info.listener_index = slot->metrics_index;
   info.slot = slot.get();
   std::string early;
   const auto& cfg = *listener->cfg;
   if (!cfg.accept_proxy_from.empty()) {
-    if (!trusted(cfg.accept_proxy_from, remote.address())) {
+    if (!trusted(cfg.accept_proxy_from, peer.address())) {
       w->report.counters->count(observe::connection_event::proxy_untrusted);
       observe::warn_limited("connection from " + info.peer + " on " + slot->name +
                             " refused: not in accept_proxy_from");

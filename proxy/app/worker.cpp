@@ -112,7 +112,7 @@ worker::worker(unsigned index, std::shared_ptr<const runtime::snapshot> rt,
   state_.log.set_destination(std::move(access_file), state_.runtime->cfg->access_log.format);
 }
 
-worker::~worker() {
+worker::~worker() {  // NOLINT(bugprone-exception-escape): see worker.hpp
   stop_and_join();
 }
 

@@ -23,7 +23,9 @@ public:
          std::shared_ptr<const observe::log_file> access_file);
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
-  ~worker();
+  // Stops the thread and joins it. A worker whose thread cannot be stopped or joined must not
+  // be destroyed while that thread may still use it: std::terminate is the right outcome.
+  ~worker();  // NOLINT(bugprone-exception-escape)
 
   // Starts accepting on every listener and runs the thread. Called once, from the main thread.
   void start(const std::vector<std::unique_ptr<net::listener_socket>>& listeners);

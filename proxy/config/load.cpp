@@ -991,7 +991,7 @@ void loader::apply_listener_options(listener_options o, listener& l, const std::
 }
 
 void loader::load_upstream(const YAML::Node& node, const std::string& key, upstream& out) {
-  const std::string name = key;
+  const std::string& name = key;
   std::optional<located> url;
   std::optional<located> sni;
   std::optional<located> verify;
