@@ -419,10 +419,13 @@ void check_entry(const raw_entry& e, const std::string& path, std::string_view p
   if (!ok) {
     return;
   }
+  // Written with their schemes, whether AWS gave them or not (see config::with_default_scheme).
+  std::string redirect_from = config::with_default_scheme(*e.redirect_from, "http");
+  std::string redirect_to = config::with_default_scheme(*e.redirect_to, "https");
   for (const imported_token& t : out.tokens) {
     const auto other = config::parse_redirect_from(t.redirect_from, prefix);
     if (t.domain == domain && std::get<config::redirect_from_parts>(other).file == file) {
-      if (t.redirect_to == *e.redirect_to) {
+      if (t.redirect_to == redirect_to) {
         out.warnings.push_back(path + ": skipped a duplicate of " + in_quotes(t.redirect_from));
       } else {
         out.errors.push_back(path + ": another entry has the same RedirectFrom " +
@@ -431,7 +434,7 @@ void check_entry(const raw_entry& e, const std::string& path, std::string_view p
       return;
     }
   }
-  out.tokens.push_back(imported_token{domain, *e.redirect_from, *e.redirect_to});
+  out.tokens.push_back(imported_token{domain, std::move(redirect_from), std::move(redirect_to)});
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -56,7 +56,9 @@ struct certificate_details {
 // <GetManagedCertificateDetailsResult> or <ManagedCertificateDetails>); nesting deeper than
 // max_input_depth is an error, found before XML is parsed. Every RedirectFrom must be
 // http://<Domain><prefix><file>
-// (`prefix` as validation.prefix: starts and ends with '/'), every RedirectTo an https URL.
+// (`prefix` as validation.prefix: starts and ends with '/'), every RedirectTo an https URL;
+// either may come without its scheme, as in the AWS CLI reference's example, and is imported
+// with it. The two file names need not be equal (AWS's example has them differ).
 // Wildcard domains and entries without RedirectFrom/RedirectTo are skipped with a warning; a
 // status other than pending-validation or issued, and ValidationTokenHost "cloudfront", are
 // warnings. No importable token left is an error. Never throws for bad input.

@@ -694,6 +694,7 @@ void loader::check_tokens() {
         ok = false;
       }
       t.file = parts.file;
+      t.redirect_from = with_default_scheme(t.redirect_from, "http");  // AWS may omit it
     }
     const auto to = parse_redirect_to(t.redirect_to);
     if (const auto* reason = std::get_if<std::string>(&to)) {
@@ -704,6 +705,7 @@ void loader::check_tokens() {
       t.to_host = parts.host;
       t.to_port = parts.port;
       t.to_target = parts.target;
+      t.redirect_to = with_default_scheme(t.redirect_to, "https");  // the Location of redirects
     }
     if (!ok) {
       continue;

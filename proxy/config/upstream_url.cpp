@@ -242,11 +242,29 @@ std::variant<listener, std::string> parse_listen_address(std::string_view text) 
   return out;
 }
 
-std::variant<redirect_from_parts, std::string> parse_redirect_from(std::string_view url,
+std::string with_default_scheme(std::string_view url, std::string_view scheme) {
+  // A scheme is ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 section 3.1).
+  const auto end = url.find("://");
+  const bool has_scheme =
+      end != std::string_view::npos && end > 0 && core::is_alpha(url[0]) &&
+      std::all_of(url.begin(), url.begin() + static_cast<std::ptrdiff_t>(end), [](char c) {
+        return core::is_alpha(c) || core::is_digit(c) || c == '+' || c == '-' || c == '.';
+      });
+  if (has_scheme) {
+    return std::string(url);
+  }
+  std::string out;
+  out.reserve(scheme.size() + 3 + url.size());
+  out.append(scheme).append("://").append(url);
+  return out;
+}
+
+std::variant<redirect_from_parts, std::string> parse_redirect_from(std::string_view given,
                                                                    std::string_view prefix) {
+  const std::string url = with_default_scheme(given, "http");
   const auto parsed = urls::parse_uri(urls::string_view(url.data(), url.size()));
   if (!parsed) {
-    return "invalid URL \"" + std::string(url) + "\"";
+    return "invalid URL \"" + std::string(given) + "\"";
   }
   const urls::url_view& u = *parsed;
   if (u.scheme_id() != urls::scheme::http) {
@@ -276,10 +294,11 @@ std::variant<redirect_from_parts, std::string> parse_redirect_from(std::string_v
   return redirect_from_parts{core::to_lower(host), std::string(file)};
 }
 
-std::variant<redirect_to_parts, std::string> parse_redirect_to(std::string_view url) {
+std::variant<redirect_to_parts, std::string> parse_redirect_to(std::string_view given) {
+  const std::string url = with_default_scheme(given, "https");
   const auto parsed = urls::parse_uri(urls::string_view(url.data(), url.size()));
   if (!parsed) {
-    return "invalid URL \"" + std::string(url) + "\"";
+    return "invalid URL \"" + std::string(given) + "\"";
   }
   const urls::url_view& u = *parsed;
   if (u.scheme_id() != urls::scheme::https) {

@@ -32,15 +32,21 @@ std::variant<cidr, std::string> parse_cidr(std::string_view text);
 // '_' (no leading or trailing '-'), 253 characters at most, the last label not all digits.
 bool is_host_name(std::string_view name);
 
+// `url` with "<scheme>://" put in front when it has no scheme of its own (no "name://" at its
+// start). The CloudFront API documents RedirectFrom and RedirectTo as plain strings, and its own
+// example output gives both without a scheme ("example.com/.well-known/pki-validation/x.txt"):
+// RedirectFrom is then http (the CA fetches over plain HTTP), RedirectTo https.
+std::string with_default_scheme(std::string_view url, std::string_view scheme);
+
 // The parts of an ACM RedirectFrom URL, "http://<domain>/<prefix><file>".
 struct redirect_from_parts {
   std::string domain;  // lower-case
   std::string file;    // a single safe segment: [A-Za-z0-9._-]+
 };
 
-// Checks a RedirectFrom URL against the validation prefix: http, a DNS name without port, user
-// info, query or fragment, and a path of exactly `prefix` + one safe file name. On failure
-// returns the reason.
+// Checks a RedirectFrom URL against the validation prefix: http (assumed when the URL has no
+// scheme), a DNS name without port, user info, query or fragment, and a path of exactly
+// `prefix` + one safe file name. On failure returns the reason.
 std::variant<redirect_from_parts, std::string> parse_redirect_from(std::string_view url,
                                                                    std::string_view prefix);
 
@@ -51,8 +57,8 @@ struct redirect_to_parts {
   std::string target;  // path (+ "?query"), as written
 };
 
-// Checks a RedirectTo URL: https, a DNS name, an optional port, a non-empty path, no user info
-// or fragment. On failure returns the reason.
+// Checks a RedirectTo URL: https (assumed when the URL has no scheme), a DNS name, an optional
+// port, a non-empty path, no user info or fragment. On failure returns the reason.
 std::variant<redirect_to_parts, std::string> parse_redirect_to(std::string_view url);
 
 }  // namespace wk::config

@@ -112,6 +112,32 @@ class PrintTest(ImportTestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.check_config(self.file("wkproxy.yaml", HEAD + p.stdout))
 
+    def test_the_aws_cli_reference_example_imports(self):
+        # Exactly as published: RedirectFrom/RedirectTo without a scheme, file names that differ.
+        ref = os.path.join(_REPO, "tests", "fixtures", "aws",
+                           "get-managed-certificate-details.reference.{}")
+        for ext in ("json", "xml"):
+            with self.subTest(ext):
+                p = self.run_wkproxy("tokens", "import", ref.format(ext))
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(p.stderr, "")
+                self.assertIn('redirect_from: "http://example.com/.well-known/pki-validation/'
+                              'b315c9ae21284e7918bb9f3f422ac3c7.txt"', p.stdout)
+                self.assertIn('redirect_to: "https://validation.us-east-1.acm-validations.aws/'
+                              '123456789012/.well-known/pki-validation/'
+                              'b315c9ae21284e7918bb9f3f422ab1c7.txt"', p.stdout)
+                self.check_config(self.file(f"ref-{ext}.yaml", HEAD + p.stdout))
+
+    def test_entries_without_urls_are_skipped_with_a_warning(self):
+        mixed = os.path.join(_REPO, "tests", "fixtures", "aws",
+                             "get-managed-certificate-details.mixed.json")
+        p = self.run_wkproxy("tokens", "import", mixed)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("api.shop.example.net: no RedirectFrom and RedirectTo", p.stderr)
+        self.assertIn("static.shop.example.net: no RedirectTo", p.stderr)
+        self.assertIn("2 tokens", p.stdout)
+        self.check_config(self.file("mixed.yaml", HEAD + p.stdout))
+
     def test_wildcards_and_cloudfront_hosted_tokens_are_warnings(self):
         text = details_json(status="issued", host="cloudfront",
                             extra=[{"Domain": "*.example.com"}])

@@ -124,6 +124,21 @@ class ValidationModesTest(ProxyTestCase):
         self.assertEqual((ev[0]["action"], ev[0]["status"], ev[0]["location"]),
                          ("redirect", 301, to))
 
+    def test_redirect_with_tokens_as_aws_prints_them(self):
+        # The AWS CLI reference's example: no schemes, and file names that differ.
+        frm = f"{TENANT}{PREFIX}b315c9ae21284e7918bb9f3f422ac3c7.txt"
+        to = ("validation.us-east-1.acm-validations.aws/123456789012/.well-known/pki-validation/"
+              "b315c9ae21284e7918bb9f3f422ab1c7.txt")
+        origin, cf, proxy = self.start(
+            {"mode": "redirect"},
+            [f"  - domain: {TENANT}\n    redirect_from: {frm}\n    redirect_to: {to}"])
+        r = request(proxy.port, "GET", PREFIX + "b315c9ae21284e7918bb9f3f422ac3c7.txt")
+        # The Location is absolute: the CA follows it over HTTPS.
+        self.assertEqual((r.status, r.header("location")), (301, "https://" + to), r)
+        r = request(proxy.port, "GET", PREFIX + "b315c9ae21284e7918bb9f3f422ab1c7.txt")
+        self.assertEqual(r.header("x-backend"), "origin", r)  # RedirectTo's name is not a token
+        self.assertEqual(cf.requests, [])
+
     def test_redirect_status_and_per_domain_mode(self):
         to = "https://validation.eu-west-1.acm-validations.aws/42/.well-known/pki-validation/r.txt"
         origin, cf, proxy = self.start(

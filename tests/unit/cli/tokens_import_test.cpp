@@ -1,6 +1,7 @@
 #include "cli/tokens_import.hpp"
 
 #include "config/load.hpp"
+#include "config/upstream_url.hpp"
 
 #include <doctest/doctest.h>
 
@@ -8,10 +9,12 @@
 #include <boost/property_tree/xml_parser.hpp>
 
 #include <algorithm>
+#include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace v = wk::cli;
@@ -157,7 +160,72 @@ constexpr std::string_view head = "version: 1\n"
                                   "origin: http://127.0.0.1:8081\n"
                                   "cloudfront: http://d111111abcdef8.cloudfront.net\n";
 
+std::string fixture(std::string_view name) {
+  std::ifstream in(std::string(WK_FIXTURES_DIR) + "/aws/" + std::string(name), std::ios::binary);
+  REQUIRE_MESSAGE(in.good(), "missing fixture " << name);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
 }  // namespace
+
+TEST_CASE("the AWS CLI reference's example output imports, URLs without a scheme included") {
+  // RedirectFrom and RedirectTo without a scheme, and file names that differ (…ab1c7 / …ac3c7).
+  for (std::string_view name : {"get-managed-certificate-details.reference.json",
+                                "get-managed-certificate-details.reference.xml"}) {
+    CAPTURE(name);
+    const auto d = v::parse_certificate_details(fixture(name), prefix);
+    REQUIRE(d.errors.empty());
+    CHECK(d.warnings.empty());
+    CHECK(d.certificate_arn ==
+          "arn:aws:acm:us-east-1:123456789012:certificate/655dc1fe-6d37-451d-a013-c2db3a034abc");
+    CHECK(d.status == "pending-validation");
+    REQUIRE(d.tokens.size() == 1);
+    CHECK(d.tokens[0].domain == "example.com");
+    CHECK(d.tokens[0].redirect_from ==
+          "http://example.com/.well-known/pki-validation/b315c9ae21284e7918bb9f3f422ac3c7.txt");
+    CHECK(d.tokens[0].redirect_to ==
+          "https://validation.us-east-1.acm-validations.aws/123456789012/.well-known/"
+          "pki-validation/b315c9ae21284e7918bb9f3f422ab1c7.txt");
+    // What is written loads: the config sees the URLs with their schemes.
+    const std::string text = std::string(head) + v::render_tokens_yaml(d);
+    const auto loaded = cfg::load_string(text, "imported.yaml", no_env);
+    REQUIRE_MESSAGE(loaded.cfg, (loaded.errors.empty() ? "" : loaded.errors[0].to_string()));
+    REQUIRE(loaded.cfg->tokens.size() == 1);
+    CHECK(loaded.cfg->tokens[0].file == "b315c9ae21284e7918bb9f3f422ac3c7.txt");
+    CHECK(loaded.cfg->tokens[0].to_target ==
+          "/123456789012/.well-known/pki-validation/b315c9ae21284e7918bb9f3f422ab1c7.txt");
+  }
+}
+
+TEST_CASE(
+    "schemes given or not, in any mix; a domain without both URLs is skipped with a warning") {
+  const auto d =
+      v::parse_certificate_details(fixture("get-managed-certificate-details.mixed.json"), prefix);
+  REQUIRE(d.errors.empty());
+  REQUIRE(d.tokens.size() == 2);
+  CHECK(d.tokens[0].redirect_from ==
+        "http://shop.example.net/.well-known/pki-validation/0a1b2c3d4e5f60718293a4b5c6d7e8f0.txt");
+  CHECK(d.tokens[0].redirect_to.starts_with("https://validation.us-east-1.acm-validations.aws/"));
+  CHECK(d.tokens[1].domain == "www.shop.example.net");
+  CHECK(d.tokens[1].redirect_to ==
+        "https://validation.us-east-1.acm-validations.aws/123456789012/.well-known/"
+        "pki-validation/99887766554433221100ffeeddccbbaa.txt");
+  REQUIRE(d.warnings.size() == 2);
+  CHECK(d.warnings[0].find("api.shop.example.net: no RedirectFrom and RedirectTo") !=
+        std::string::npos);
+  CHECK(d.warnings[1].find("static.shop.example.net: no RedirectTo") != std::string::npos);
+}
+
+TEST_CASE("a scheme other than the expected one is still refused") {
+  CHECK(std::holds_alternative<std::string>(
+      cfg::parse_redirect_from("https://example.com/.well-known/pki-validation/a.txt", prefix)));
+  CHECK(std::holds_alternative<std::string>(cfg::parse_redirect_to(
+      "http://validation.us-east-1.acm-validations.aws/1/.well-known/pki-validation/a.txt")));
+  CHECK(std::holds_alternative<std::string>(
+      cfg::parse_redirect_from("ftp://example.com/.well-known/pki-validation/a.txt", prefix)));
+}
 
 TEST_CASE("the CLI's JSON output gives both tokens with their domains") {
   check_two_tokens(v::parse_certificate_details(details_json, prefix));

@@ -790,3 +790,23 @@ TEST_CASE("error messages leave out the parts that are unknown") {
     CHECK(r.e.to_string() == r.text);
   }
 }
+
+TEST_CASE("tokens pasted as AWS prints them (no scheme) load with their schemes") {
+  const auto r = load_with(
+      "tokens:\n"
+      "  - domain: example.com\n"
+      "    redirect_from: "
+      "example.com/.well-known/pki-validation/b315c9ae21284e7918bb9f3f422ac3c7.txt\n"
+      "    redirect_to: validation.us-east-1.acm-validations.aws/123456789012/.well-known/"
+      "pki-validation/b315c9ae21284e7918bb9f3f422ab1c7.txt\n");
+  REQUIRE_MESSAGE(r.cfg, messages(r));
+  REQUIRE(r.cfg->tokens.size() == 1);
+  const cfg::token& t = r.cfg->tokens[0];
+  CHECK(t.file == "b315c9ae21284e7918bb9f3f422ac3c7.txt");
+  CHECK(t.redirect_from ==
+        "http://example.com/.well-known/pki-validation/b315c9ae21284e7918bb9f3f422ac3c7.txt");
+  // redirect_to is the Location of the redirect mode: it must be absolute.
+  CHECK(t.redirect_to == "https://validation.us-east-1.acm-validations.aws/123456789012/"
+                         ".well-known/pki-validation/b315c9ae21284e7918bb9f3f422ab1c7.txt");
+  CHECK(t.to_host == "validation.us-east-1.acm-validations.aws");
+}

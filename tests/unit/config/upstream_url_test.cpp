@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <variant>
 
 namespace cfg = wk::config;
 
@@ -163,4 +164,36 @@ TEST_CASE("an upstream key tells interchangeable connections apart") {
     v6.port = 8080;
     CHECK(v6.key() == "http://[::1]:8080");
   }
+}
+
+TEST_CASE("with_default_scheme: a scheme is added only where there is none") {
+  using wk::config::with_default_scheme;
+  CHECK(with_default_scheme("example.com/.well-known/pki-validation/a.txt", "http") ==
+        "http://example.com/.well-known/pki-validation/a.txt");
+  CHECK(with_default_scheme("http://example.com/a", "https") == "http://example.com/a");
+  CHECK(with_default_scheme("HTTPS://example.com/a", "http") == "HTTPS://example.com/a");
+  CHECK(with_default_scheme("svn+ssh://h/a", "http") == "svn+ssh://h/a");
+  // A host with a port is not a scheme; neither is anything before "://" that is not one.
+  CHECK(with_default_scheme("example.com:8080/a", "http") == "http://example.com:8080/a");
+  CHECK(with_default_scheme("1ab://h/a", "http") == "http://1ab://h/a");
+  CHECK(with_default_scheme("://h/a", "http") == "http://://h/a");
+  CHECK(with_default_scheme("", "https") == "https://");
+}
+
+TEST_CASE("RedirectFrom and RedirectTo without a scheme parse as http and https") {
+  const auto from = wk::config::parse_redirect_from(
+      "Example.com/.well-known/pki-validation/b315c9ae21284e7918bb9f3f422ac3c7.txt",
+      "/.well-known/pki-validation/");
+  REQUIRE(std::holds_alternative<wk::config::redirect_from_parts>(from));
+  CHECK(std::get<wk::config::redirect_from_parts>(from).domain == "example.com");
+  const auto to = wk::config::parse_redirect_to(
+      "validation.us-east-1.acm-validations.aws/123456789012/.well-known/pki-validation/x.txt");
+  REQUIRE(std::holds_alternative<wk::config::redirect_to_parts>(to));
+  CHECK(std::get<wk::config::redirect_to_parts>(to).host ==
+        "validation.us-east-1.acm-validations.aws");
+  CHECK(std::get<wk::config::redirect_to_parts>(to).port == 443);
+  // An error names what was given, not what was assumed.
+  const auto bad = wk::config::parse_redirect_to("exa mple/x");
+  REQUIRE(std::holds_alternative<std::string>(bad));
+  CHECK(std::get<std::string>(bad) == "invalid URL \"exa mple/x\"");
 }
