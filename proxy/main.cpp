@@ -60,6 +60,9 @@ int main(int argc, char** argv) {
   if (argc >= 3 && std::string_view(argv[1]) == "tokens" && std::string_view(argv[2]) == "import") {
     return wk::cli::run_tokens_import(argc - 3, argv + 3);
   }
+  if (argc >= 3 && std::string_view(argv[1]) == "tokens" && std::string_view(argv[2]) == "remove") {
+    return wk::cli::run_tokens_remove(argc - 3, argv + 3);
+  }
   if (argc >= 2 && std::string_view(argv[1]) == "check") {
     return wk::cli::run_check(argc - 2, argv + 2);
   }

@@ -149,6 +149,7 @@ json::object config_json(const config::config& cfg) {
   json::array tokens;
   for (const auto& t : cfg.tokens) {
     tokens.emplace_back(json::object{{"domain", t.domain},
+                                     {"tenant", t.tenant},
                                      {"redirect_from", t.redirect_from},
                                      {"redirect_to", t.redirect_to},
                                      {"has_content", t.has_content}});

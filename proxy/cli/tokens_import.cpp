@@ -434,7 +434,8 @@ void check_entry(const raw_entry& e, const std::string& path, std::string_view p
       return;
     }
   }
-  out.tokens.push_back(imported_token{domain, std::move(redirect_from), std::move(redirect_to)});
+  out.tokens.push_back(
+      imported_token{domain, std::move(redirect_from), std::move(redirect_to), {}});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -455,7 +456,16 @@ struct options {
   std::string input;
   std::optional<std::string> write;  // --write CONFIG
   std::string prefix{default_token_prefix};
+  std::string tenant;  // --tenant ID
 };
+
+// A tenant id as given on the command line: printable ASCII without spaces or quotes (ids,
+// names and ARNs of distribution tenants are).
+bool valid_tenant(std::string_view id) {
+  return !id.empty() && id.size() <= 2048 && std::all_of(id.begin(), id.end(), [](char c) {
+    return c > ' ' && c < 0x7f && c != '"' && c != '\\';
+  });
+}
 
 // std::nullopt: exit with `code`.
 std::optional<options> parse_args(int argc, char** argv, int& code) {
@@ -494,6 +504,16 @@ std::optional<options> parse_args(int argc, char** argv, int& code) {
       opt.write = std::move(path);
     } else if (a == "--prefix" || a.starts_with("--prefix=")) {
       if (!value("--prefix", opt.prefix)) {
+        return std::nullopt;
+      }
+    } else if (a == "--tenant" || a.starts_with("--tenant=")) {
+      if (!value("--tenant", opt.tenant)) {
+        return std::nullopt;
+      }
+      if (!valid_tenant(opt.tenant)) {
+        std::cerr << "wkproxy: --tenant needs a tenant id, name or ARN (no spaces or quotes)\n"
+                  << usage_line;
+        code = 2;
         return std::nullopt;
       }
     } else if (a.size() > 1 && a.front() == '-') {
@@ -619,7 +639,11 @@ int write_config(const options& opt, const certificate_details& details) {
   }
   const std::string& old_text = std::get<0>(read);
   const config::env_lookup env = config::process_env();
-  const config_rewrite rewrite = rewrite_config(old_text, details.tokens, env);
+  const config_rewrite rewrite = rewrite_config(old_text, details.tokens, env, details.tenant);
+  if (!rewrite.error.empty()) {
+    std::cerr << "wkproxy: " << path << ": not written: " << rewrite.error << "\n";
+    return 1;
+  }
   for (const std::string& w : rewrite.warnings) {
     std::cerr << "warning: " << path << ": " << w << "\n";
   }
@@ -642,8 +666,18 @@ int write_config(const options& opt, const certificate_details& details) {
     std::cerr << "wkproxy: " << path << ": not written: " << *problem << "\n";
     return 1;
   }
-  std::cout << "wrote " << count_of(details.tokens.size(), "token") << " to " << path << " ("
-            << (rewrite.replaced ? "replaced the tokens block" : "added a tokens block") << ")";
+  std::cout << "wrote " << count_of(details.tokens.size(), "token");
+  if (!details.tenant.empty()) {
+    std::cout << " of tenant " << details.tenant;
+  }
+  std::cout << " to " << path << " (";
+  if (!rewrite.replaced) {
+    std::cout << "added a tokens block";
+  } else {
+    std::cout << "replaced " << count_of(rewrite.removed_tokens, "earlier token") << ", kept "
+              << count_of(rewrite.kept_tokens, "token") << " of other tenants";
+  }
+  std::cout << ")";
   if (!rewrite.added_domains.empty()) {
     std::cout << "; added domains: " << boost::algorithm::join(rewrite.added_domains, ", ");
   }
@@ -892,9 +926,16 @@ std::string render_tokens_yaml(const certificate_details& details) {
   return out;
 }
 
+void assign_tenant(certificate_details& details, std::string_view tenant_id) {
+  details.tenant = tenant_id.empty() ? details.certificate_arn : std::string(tenant_id);
+  for (imported_token& t : details.tokens) {
+    t.tenant = details.tenant;
+  }
+}
+
 config_rewrite rewrite_config(std::string_view config_text,
                               const std::vector<imported_token>& tokens,
-                              const config::env_lookup& env) {
+                              const config::env_lookup& env, std::string_view tenant) {
   // The allow-list as written, with ${VAR} substituted: which token domains it lacks.
   std::vector<std::string> patterns;
   const auto list = config::domain_list_items(config_text);
@@ -912,7 +953,7 @@ config_rewrite rewrite_config(std::string_view config_text,
       missing.push_back(domain);
     }
   }
-  return config::rewrite_tokens(config_text, tokens, missing);
+  return config::rewrite_tokens(config_text, tokens, missing, tenant);
 }
 
 int run_tokens_import(int argc, char** argv) {
@@ -927,7 +968,13 @@ int run_tokens_import(int argc, char** argv) {
     std::cerr << "wkproxy: " << name << ": " << *reason << "\n";
     return 1;
   }
-  const certificate_details details = parse_certificate_details(std::get<0>(read), opt->prefix);
+  certificate_details details = parse_certificate_details(std::get<0>(read), opt->prefix);
+  assign_tenant(details, opt->tenant);
+  if (details.tenant.empty() && details.errors.empty()) {
+    details.warnings.emplace_back(
+        "no CertificateArn and no --tenant: the tokens carry no tenant, and --write replaces "
+        "only earlier tokens on the same domains");
+  }
   for (const std::string& w : details.warnings) {
     std::cerr << "warning: " << name << ": " << w << "\n";
   }
@@ -941,6 +988,81 @@ int run_tokens_import(int argc, char** argv) {
     return write_config(*opt, details);
   }
   std::cout << render_tokens_yaml(details);
+  return 0;
+}
+
+int run_tokens_remove(int argc, char** argv) {
+  constexpr std::string_view remove_usage = wk::cli::help_tokens_remove;
+  const std::string_view line = remove_usage.substr(0, remove_usage.find('\n') + 1);
+  std::string tenant;
+  std::string path;
+  for (int i = 0; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << remove_usage;
+      return 0;
+    }
+    std::string* out = a == "--tenant" || a.starts_with("--tenant=") ? &tenant
+                       : a == "--write" || a.starts_with("--write=") ? &path
+                                                                     : nullptr;
+    if (out == nullptr) {
+      std::cerr << "wkproxy: unexpected argument " << a << "\n" << line;
+      return 2;
+    }
+    if (const auto eq = a.find('='); eq != std::string_view::npos) {
+      *out = std::string(a.substr(eq + 1));
+    } else if (i + 1 < argc) {
+      *out = argv[++i];
+    } else {
+      std::cerr << "wkproxy: " << a << " needs a value\n" << line;
+      return 2;
+    }
+  }
+  if (!valid_tenant(tenant) || path.empty() || path == "-") {
+    std::cerr << "wkproxy: tokens remove needs --tenant ID and --write CONFIG\n" << line;
+    return 2;
+  }
+  auto read = read_input(path);
+  if (const auto* reason = std::get_if<1>(&read)) {
+    std::cerr << "wkproxy: " << path << ": " << *reason << "\n";
+    return 1;
+  }
+  const std::string& old_text = std::get<0>(read);
+  const config_rewrite rewrite = config::rewrite_tokens(old_text, {}, {}, tenant);
+  if (!rewrite.error.empty()) {
+    std::cerr << "wkproxy: " << path << ": not written: " << rewrite.error << "\n";
+    return 1;
+  }
+  if (rewrite.removed_tokens == 0) {
+    std::cerr << "warning: " << path << ": no tokens of tenant " << tenant;
+    if (!rewrite.kept_tenants.empty()) {
+      std::cerr << " (tenants there: " << boost::algorithm::join(rewrite.kept_tenants, ", ") << ")";
+    }
+    std::cerr << "; nothing changed\n";
+    return 0;
+  }
+  const config::env_lookup env = config::process_env();
+  const config::load_result loaded = config::load_string(rewrite.text, path, env);
+  if (!loaded.errors.empty()) {
+    std::cerr << "wkproxy: " << path
+              << ": not written: without those tokens it would not be a valid config "
+                 "(lines below are those of the updated text):\n";
+    for (const config::error& e : loaded.errors) {
+      std::cerr << e.to_string() << "\n";
+    }
+    return 1;
+  }
+  if (auto problem = write_atomically(path, rewrite.text)) {
+    std::cerr << "wkproxy: " << path << ": not written: " << *problem << "\n";
+    return 1;
+  }
+  std::cout << "removed " << count_of(rewrite.removed_tokens, "token") << " of tenant " << tenant
+            << " from " << path << "; kept " << count_of(rewrite.kept_tokens, "token")
+            << " of other tenants\n";
+  // The domains stay allow-listed: say so, since in forward mode an allow-listed domain without
+  // tokens still sends any safe file name under the prefix to CloudFront.
+  std::cout << "still in the allow-list (remove by hand when the tenant is gone): "
+            << boost::algorithm::join(rewrite.removed_domains, ", ") << "\n";
   return 0;
 }
 

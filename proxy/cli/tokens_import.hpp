@@ -42,6 +42,7 @@ std::optional<std::size_t> xml_too_deep(std::string_view text, std::size_t limit
 // What was read from get-managed-certificate-details output.
 struct certificate_details {
   std::string certificate_arn;         // CertificateArn; empty when absent
+  std::string tenant;                  // whose tokens these are (see assign_tenant)
   std::string status;                  // CertificateStatus; empty when absent
   std::string token_host;              // ValidationTokenHost; empty when absent
   std::vector<imported_token> tokens;  // the importable tokens, in input order
@@ -64,6 +65,12 @@ struct certificate_details {
 // warnings. No importable token left is an error. Never throws for bad input.
 certificate_details parse_certificate_details(std::string_view text, std::string_view prefix);
 
+// Records whose tokens these are, in `details.tenant` and in every token: `tenant_id` (the
+// distribution tenant's id, name or ARN the details were fetched for) when given, else the
+// CertificateArn (one certificate per tenant); empty when neither is known. `tokens import
+// --write` then replaces that tenant's tokens and no other's.
+void assign_tenant(certificate_details& details, std::string_view tenant_id);
+
 // The tokens' domains, de-duplicated, in input order.
 std::vector<std::string> token_domains(const std::vector<imported_token>& tokens);
 
@@ -76,9 +83,10 @@ std::string render_tokens_yaml(const certificate_details& details);
 // added to the allow-list and the warnings.
 using config_rewrite = config::yaml_rewrite;
 
-// Puts `tokens` into a config text with config::rewrite_tokens, leaving every other byte alone:
-// - the top-level `tokens:` block (from its line to the next line that starts a top-level key;
-//   comment and blank lines right before that key stay) is replaced, or a block is appended;
+// Puts one tenant's `tokens` into a config text with config::rewrite_tokens, leaving every
+// other byte alone:
+// - in the top-level `tokens:` block, `tenant`'s items (and items without a tenant on the same
+//   domains) are replaced, other tenants' are kept as written; without a block one is appended;
 // - token domains not allowed yet by the top-level `domains:` list (or validation.domains) are
 //   added in the list's own style (flow `[a, b]` on one line, or block `- a` items). Patterns
 //   such as "*.example.com" count (after ${VAR} substitution with `env`). A list in any other
@@ -87,11 +95,17 @@ using config_rewrite = config::yaml_rewrite;
 // validated here: load it with config::load_string before using it.
 config_rewrite rewrite_config(std::string_view config_text,
                               const std::vector<imported_token>& tokens,
-                              const config::env_lookup& env);
+                              const config::env_lookup& env, std::string_view tenant = {});
 
 // Runs the subcommand with the arguments after "tokens import". Prints the YAML to stdout (or,
 // with --write, updates CONFIG after checking that the result loads), warnings and errors to
 // stderr. Returns the exit code: 0 done, 1 bad input or config (nothing written), 2 usage.
 int run_tokens_import(int argc, char** argv);
+
+// `wkproxy tokens remove --tenant ID --write CONFIG`: takes one tenant's tokens out of CONFIG's
+// tokens block, every other byte kept; the result is checked with the loader before it is
+// written. Returns the exit code: 0 done (or nothing of that tenant there, with a warning),
+// 1 the config cannot be read, edited or would not load, 2 usage.
+int run_tokens_remove(int argc, char** argv);
 
 }  // namespace wk::cli

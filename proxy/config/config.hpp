@@ -118,6 +118,7 @@ struct domain_mode {
 // One ACM HTTP validation token: RedirectFrom must return RedirectTo's content.
 struct token {
   std::string domain;         // lower-case host of redirect_from
+  std::string tenant;         // whose token (tokens import records it); empty when not given
   std::string file;           // file name under the prefix, e.g. "abc123.txt"
   std::string redirect_from;  // http://<domain>/.well-known/pki-validation/<file>
   std::string redirect_to;    // https://validation.<region>.acm-validations.aws/...

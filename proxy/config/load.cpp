@@ -636,6 +636,12 @@ void loader::load_tokens(const YAML::Node& node, const std::string& key) {
                                      src.to_mark = n.Mark();
                                    }
                                  }},
+                                {"tenant",
+                                 [&](const YAML::Node& n, const std::string& k) {
+                                   if (auto v = scalar(n, k)) {
+                                     t.tenant = *v;
+                                   }
+                                 }},
                                 {"content", [&](const YAML::Node& n, const std::string& k) {
                                    if (auto v = scalar(n, k)) {
                                      t.content = *v;

@@ -47,7 +47,7 @@ struct redirect_from_parts {
 // Checks a RedirectFrom URL against the validation prefix: http (assumed when the URL has no
 // scheme), a DNS name without port, user info, query or fragment, and a path of exactly
 // `prefix` + one safe file name. On failure returns the reason.
-std::variant<redirect_from_parts, std::string> parse_redirect_from(std::string_view url,
+std::variant<redirect_from_parts, std::string> parse_redirect_from(std::string_view given,
                                                                    std::string_view prefix);
 
 // The parts of an ACM RedirectTo URL, "https://validation.<region>.acm-validations.aws/...".
@@ -59,6 +59,6 @@ struct redirect_to_parts {
 
 // Checks a RedirectTo URL: https (assumed when the URL has no scheme), a DNS name, an optional
 // port, a non-empty path, no user info or fragment. On failure returns the reason.
-std::variant<redirect_to_parts, std::string> parse_redirect_to(std::string_view url);
+std::variant<redirect_to_parts, std::string> parse_redirect_to(std::string_view given);
 
 }  // namespace wk::config

@@ -3,10 +3,12 @@
 #include "core/ascii.hpp"
 
 #include <boost/algorithm/string/join.hpp>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cstddef>
 #include <optional>
+#include <set>
 #include <utility>
 
 namespace wk::config {
@@ -288,6 +290,160 @@ struct edit {
   std::string replacement;
 };
 
+// One item of the tokens block: its lines [first, end): the comment and blank lines right
+// before it (they usually describe it), its own lines, and, for the last item, the comment lines
+// after it up to the block's end. `tenant` and `domain` are what it names ("" when absent or not
+// a plain value).
+struct block_item {
+  std::size_t first = 0;
+  std::size_t end = 0;
+  std::string tenant;
+  std::string domain;
+};
+
+std::string scalar_of(const YAML::Node& map, const char* key) {
+  const YAML::Node n = map[key];
+  return n && n.IsScalar() ? n.Scalar() : std::string();
+}
+
+// The items of the block-style list on lines [from, to); the reason when it is not such a list.
+std::variant<std::vector<block_item>, std::string> block_items(std::string_view text,
+                                                               const std::vector<line>& lines,
+                                                               std::size_t from, std::size_t to) {
+  std::vector<block_item> items;
+  std::optional<std::size_t> column;
+  std::size_t last_content = from;  // one past the last non-comment line seen
+  for (std::size_t i = from; i < to; ++i) {
+    const std::string_view s = text.substr(lines[i].begin, lines[i].end - lines[i].begin);
+    if (blank_or_comment(s)) {
+      continue;
+    }
+    const std::size_t n = indent_of(s);
+    const std::string_view body = s.substr(n);
+    const bool starts_item = body == "-" || body.starts_with("- ");
+    if (!column) {
+      if (!starts_item) {
+        return std::string("it is not a list of \"- domain: ...\" items");
+      }
+      column = n;
+    }
+    if (n == *column && starts_item) {
+      const std::size_t first = items.empty() ? from : last_content;
+      if (!items.empty()) {
+        items.back().end = first;
+      }
+      items.push_back(block_item{first, to, {}, {}});
+    } else if (n <= *column) {
+      return std::string("it is not a list of \"- domain: ...\" items");
+    }
+    last_content = i + 1;
+  }
+  for (block_item& item : items) {
+    const std::size_t begin = lines[item.first].begin;
+    const std::string_view item_text = text.substr(begin, lines[item.end - 1].next - begin);
+    try {
+      const YAML::Node node = YAML::Load(std::string(item_text));
+      if (!node.IsSequence() || node.size() != 1 || !node[0].IsMap()) {
+        return "its item on line " + std::to_string(item.first + 1) + " is not a mapping";
+      }
+      item.tenant = scalar_of(node[0], "tenant");
+      item.domain = core::to_lower(scalar_of(node[0], "domain"));
+    } catch (const YAML::Exception& e) {
+      return "its item on line " + std::to_string(item.first + 1) + " cannot be read: " + e.msg;
+    }
+  }
+  return items;
+}
+
+// The new tokens block for rewrite_tokens(): kept items verbatim, the tenant's new items where
+// its first old one was. The reason when the block cannot be edited safely.
+std::variant<std::string, std::string>
+rebuild_block(std::string_view text, const std::vector<line>& lines, std::size_t key,
+              std::size_t end, const std::vector<token_entry>& tokens, std::string_view tenant,
+              std::string_view eol, yaml_rewrite& out) {
+  using result = std::variant<std::string, std::string>;
+  const line& kl = lines[key];
+  const std::string_view key_line = text.substr(kl.begin, kl.end - kl.begin);
+  const std::string_view rest = core::trim(*key_rest(key_line, 0, "tokens"));
+  const std::string_view value = value_part(rest);
+  const auto hash = rest.find('#');
+  const std::string comment =
+      hash == std::string_view::npos ? std::string() : "  " + std::string(rest.substr(hash));
+  std::vector<block_item> items;
+  if (value.empty()) {
+    auto found = block_items(text, lines, key + 1, end);
+    if (auto* reason = std::get_if<std::string>(&found)) {
+      return result(std::in_place_index<1>,
+                    "the tokens block cannot be edited safely (" + *reason + "): fix it by hand");
+    }
+    items = std::get<std::vector<block_item>>(std::move(found));
+  } else if (value != "[]") {
+    return result(std::in_place_index<1>,
+                  "the tokens block cannot be edited safely (it is not a block list of "
+                  "\"- domain: ...\" items): write it in that style first");
+  }
+
+  std::set<std::string, std::less<>> new_domains;
+  for (const token_entry& t : tokens) {
+    new_domains.insert(t.domain);
+  }
+  std::string new_items;
+  for (const token_entry& t : tokens) {
+    new_items += token_item(t, eol);
+  }
+  const auto verbatim = [&](std::size_t first, std::size_t last) {
+    std::string s(text.substr(lines[first].begin, lines[last - 1].next - lines[first].begin));
+    if (!s.ends_with('\n')) {
+      s += eol;  // the file's last line had no line break
+    }
+    return s;
+  };
+  std::string body;
+  if (items.empty() && key + 1 < end) {
+    body += verbatim(key + 1, end);  // comment lines only ("tokens: []" and a note)
+  }
+  bool inserted = false;
+  std::set<std::string, std::less<>> warned;
+  for (const block_item& item : items) {
+    const bool on_new_domain = new_domains.contains(item.domain);
+    const bool mine = tenant.empty()
+                          ? on_new_domain
+                          : item.tenant == tenant || (item.tenant.empty() && on_new_domain);
+    if (mine) {
+      ++out.removed_tokens;
+      if (std::find(out.removed_domains.begin(), out.removed_domains.end(), item.domain) ==
+          out.removed_domains.end()) {
+        out.removed_domains.push_back(item.domain);
+      }
+      if (!inserted) {
+        body += new_items;
+        inserted = true;
+      }
+      continue;
+    }
+    ++out.kept_tokens;
+    if (std::find(out.kept_tenants.begin(), out.kept_tenants.end(), item.tenant) ==
+        out.kept_tenants.end()) {
+      out.kept_tenants.push_back(item.tenant);
+    }
+    if (on_new_domain && warned.insert(item.tenant + " " + item.domain).second) {
+      out.warnings.push_back("tokens of tenant \"" + item.tenant + "\" for " + item.domain +
+                             " are kept: in CloudFront a domain belongs to one tenant; if they "
+                             "are stale, remove them with wkproxy tokens remove --tenant " +
+                             item.tenant);
+    }
+    body += verbatim(item.first, item.end);
+  }
+  if (!inserted) {
+    body += new_items;
+  }
+  if (out.kept_tokens + tokens.size() == 0) {
+    return result(std::in_place_index<0>, "tokens: []" + comment + std::string(eol) + body);
+  }
+  std::string head = value.empty() ? std::string(key_line) : "tokens:" + comment;
+  return result(std::in_place_index<0>, head + std::string(eol) + body);
+}
+
 }  // namespace
 
 // A double-quoted YAML scalar. "$" is doubled because the loader substitutes ${VAR} in values.
@@ -305,16 +461,25 @@ std::string yaml_quoted(std::string_view s) {
   return out;
 }
 
+std::string token_item(const token_entry& t, std::string_view eol) {
+  std::string out = "  - domain: " + t.domain;
+  out += eol;
+  if (!t.tenant.empty()) {
+    out += "    tenant: " + yaml_quoted(t.tenant);
+    out += eol;
+  }
+  out += "    redirect_from: " + yaml_quoted(t.redirect_from);
+  out += eol;
+  out += "    redirect_to: " + yaml_quoted(t.redirect_to);
+  out += eol;
+  return out;
+}
+
 std::string tokens_block(const std::vector<token_entry>& tokens, std::string_view eol) {
-  std::string out = "tokens:";
+  std::string out = tokens.empty() ? "tokens: []" : "tokens:";
   out += eol;
   for (const token_entry& t : tokens) {
-    out += "  - domain: " + t.domain;
-    out += eol;
-    out += "    redirect_from: " + yaml_quoted(t.redirect_from);
-    out += eol;
-    out += "    redirect_to: " + yaml_quoted(t.redirect_to);
-    out += eol;
+    out += token_item(t, eol);
   }
   return out;
 }
@@ -329,26 +494,26 @@ domain_list_items(std::string_view config_text) {
 }
 
 yaml_rewrite rewrite_tokens(std::string_view config_text, const std::vector<token_entry>& tokens,
-                            const std::vector<std::string>& add_domains) {
+                            const std::vector<std::string>& add_domains, std::string_view tenant) {
   yaml_rewrite out;
   const std::vector<line> lines = split_lines(config_text);
   const std::string eol =
       (!lines.empty() && lines[0].next - lines[0].end == 2) ? std::string("\r\n") : "\n";
   std::vector<edit> edits;
 
-  // The tokens block: replaced where it is, or appended.
+  // The tokens block: the tenant's items replaced where they are, or a block appended.
   if (const auto key = find_key(config_text, lines, 0, lines.size(), 0, "tokens")) {
     const std::size_t end = value_end(config_text, lines, *key, 0);
-    const line& kl = lines[*key];
-    std::string block = tokens_block(tokens, eol);
-    // A comment on the key line is kept ("tokens:  # from AWS").
-    const std::string_view key_line = config_text.substr(kl.begin, kl.end - kl.begin);
-    const std::string_view rest = core::trim(*key_rest(key_line, 0, "tokens"));
-    if (rest.starts_with("#")) {
-      block = std::string(key_line) + block.substr(std::string_view("tokens:").size());
+    auto block = rebuild_block(config_text, lines, *key, end, tokens, tenant, eol, out);
+    if (auto* reason = std::get_if<1>(&block)) {
+      out.error = std::move(*reason);
+      return out;
     }
-    edits.push_back(edit{kl.begin, lines[end - 1].next - kl.begin, std::move(block)});
+    const line& kl = lines[*key];
+    edits.push_back(edit{kl.begin, lines[end - 1].next - kl.begin, std::get<0>(std::move(block))});
     out.replaced = true;
+  } else if (tokens.empty()) {
+    // Nothing to add and nothing to take out.
   } else {
     std::string block;
     if (!config_text.empty() && !config_text.ends_with("\n")) {

@@ -51,7 +51,8 @@ EXPECTED_YAML = (
     "# from get-managed-certificate-details: status pending-validation, 2 tokens\n"
     "domains: [example.com, www.example.com]\n"
     "tokens:\n" + "".join(
-        f'  - domain: {d}\n    redirect_from: "{frm}"\n    redirect_to: "{to}"\n'
+        f'  - domain: {d}\n    tenant: "{ARN}"\n    redirect_from: "{frm}"\n'
+        f'    redirect_to: "{to}"\n'
         for d, frm, to in TOKENS))
 
 HEAD = """\
@@ -81,6 +82,11 @@ class ImportTestCase(unittest.TestCase):
         p = self.run_wkproxy("-t", "-c", path)
         self.assertEqual(p.returncode, 0, f"{p.stderr}\n--- config:\n{self.read(path).decode()}")
         self.assertIn("configuration is valid", p.stdout)
+
+    def loaded_tokens(self, path):
+        """The config's tokens as a YAML parser reads them (PyYAML, tools/deps.sh installs it)."""
+        import yaml  # noqa: PLC0415
+        return yaml.safe_load(self.read(path))["tokens"]
 
     def read(self, path):
         with open(path, "rb") as f:
@@ -216,7 +222,8 @@ class WriteTest(ImportTestCase):
         before = self.read(config)
         p = self.run_wkproxy("tokens", "import", "-", "--write", config, stdin=details_json())
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(p.stdout, f"wrote 2 tokens to {config} (added a tokens block)\n")
+        self.assertEqual(p.stdout,
+                         f"wrote 2 tokens of tenant {ARN} to {config} (added a tokens block)\n")
         after = self.read(config)
         self.assertTrue(after.startswith(before), after)  # every byte before stays
         text = after.decode()
@@ -253,7 +260,8 @@ class WriteTest(ImportTestCase):
                            HEAD + "domains: [example.com]  # tenant\n" + old + rest)
         p = self.run_wkproxy("tokens", "import", "-", "--write", config, stdin=details_json())
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(p.stdout, f"wrote 2 tokens to {config} (replaced the tokens block); "
+        self.assertEqual(p.stdout, f"wrote 2 tokens of tenant {ARN} to {config} (replaced 1 "
+                                   "earlier token, kept 0 tokens of other tenants); "
                                    "added domains: www.example.com\n")
         text = self.read(config).decode()
         self.assertTrue(text.startswith(
@@ -262,6 +270,73 @@ class WriteTest(ImportTestCase):
         self.assertTrue(text.endswith(rest), text)
         self.assertNotIn("old.txt", text)
         self.check_config(config)
+
+    def test_two_tenants_imported_one_after_another_keep_both(self):
+        config = self.copy_example("minimal.yaml")
+        p = self.run_wkproxy("tokens", "import", "-", "--tenant", "dt_one", "--write", config,
+                             stdin=details_json())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        two = os.path.join(_REPO, "tests", "fixtures", "aws",
+                           "get-managed-certificate-details.mixed.json")
+        p = self.run_wkproxy("tokens", "import", two, "--tenant", "dt_two", "--write", config)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("wrote 2 tokens of tenant dt_two", p.stdout)
+        self.assertIn("(replaced 0 earlier tokens, kept 2 tokens of other tenants)", p.stdout)
+        self.check_config(config)
+        tokens = self.loaded_tokens(config)
+        self.assertEqual([(t["tenant"], t["domain"]) for t in tokens],
+                         [("dt_one", "example.com"), ("dt_one", "www.example.com"),
+                          ("dt_two", "shop.example.net"), ("dt_two", "www.shop.example.net")])
+
+        # Tenant one again, with a new token for one domain: only its tokens change.
+        renewed = details_json().replace("1a2b3c.txt", "9z8y7x.txt")
+        p = self.run_wkproxy("tokens", "import", "-", "--tenant", "dt_one", "--write", config,
+                             stdin=renewed)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("replaced 2 earlier tokens, kept 2 tokens of other tenants", p.stdout)
+        tokens = self.loaded_tokens(config)
+        self.assertEqual([(t["tenant"], t["redirect_from"].rsplit("/", 1)[1]) for t in tokens],
+                         [("dt_one", "9z8y7x.txt"), ("dt_one", "4d5e6f.txt"),
+                          ("dt_two", "0a1b2c3d4e5f60718293a4b5c6d7e8f0.txt"),
+                          ("dt_two", "99887766554433221100ffeeddccbbab.txt")])
+
+        # Removing tenant one leaves tenant two whole.
+        p = self.run_wkproxy("tokens", "remove", "--tenant", "dt_one", "--write", config)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout,
+                         f"removed 2 tokens of tenant dt_one from {config}; kept 2 tokens of "
+                         "other tenants\nstill in the allow-list (remove by hand when the tenant "
+                         "is gone): example.com, www.example.com\n")
+        self.check_config(config)
+        self.assertEqual([t["tenant"] for t in self.loaded_tokens(config)], ["dt_two", "dt_two"])
+
+        # An unknown tenant changes nothing and names the ones there.
+        before = self.read(config)
+        p = self.run_wkproxy("tokens", "remove", "--tenant", "dt_nobody", "--write", config)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("no tokens of tenant dt_nobody (tenants there: dt_two)", p.stderr)
+        self.assertEqual(self.read(config), before)
+        self.assert_no_stray_files("wkproxy.yaml")
+
+    def test_tokens_remove_usage_errors_exit_2(self):
+        config = self.copy_example("minimal.yaml")
+        for args in (["--tenant", "dt_x"], ["--write", config], ["--tenant", "a b", "--write",
+                                                                  config], ["--bogus"]):
+            with self.subTest(args):
+                p = self.run_wkproxy("tokens", "remove", *args)
+                self.assertEqual(p.returncode, 2, p)
+                self.assertIn("usage: wkproxy tokens remove", p.stderr)
+
+    def test_a_tokens_block_it_cannot_edit_is_left_alone(self):
+        config = self.file("wkproxy.yaml", HEAD + "domains: [example.com, www.example.com]\n"
+                           "tokens: [{domain: example.com, redirect_from: "
+                           "\"http://example.com/.well-known/pki-validation/x.txt\", "
+                           "redirect_to: \"https://validation.us-east-1.acm-validations.aws/1/x\"}]\n")
+        before = self.read(config)
+        p = self.run_wkproxy("tokens", "import", "-", "--write", config, stdin=details_json())
+        self.assertEqual(p.returncode, 1, p)
+        self.assertIn("the tokens block cannot be edited safely", p.stderr)
+        self.assertEqual(self.read(config), before)
 
     def test_write_through_a_symlink_keeps_the_link(self):
         real = self.copy_example("minimal.yaml")

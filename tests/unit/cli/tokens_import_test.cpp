@@ -141,8 +141,8 @@ std::string load_errors(const std::string& text) {
 }
 
 const std::vector<v::imported_token> two_tokens{
-    {"example.com", std::string(apex_from), std::string(apex_to)},
-    {"www.example.com", std::string(www_from), std::string(www_to)}};
+    {"example.com", std::string(apex_from), std::string(apex_to), {}},
+    {"www.example.com", std::string(www_from), std::string(www_to), {}}};
 
 const std::string token_lines =
     "tokens:\n"
@@ -615,9 +615,11 @@ TEST_CASE("the YAML output is ready to paste into a config") {
   SUBCASE("one token, repeated domains listed once, \"$\" escaped from ${VAR} substitution") {
     v::certificate_details one;
     one.status = "issued";
-    one.tokens = {{"example.com", std::string(apex_from), "https://acm.example/a$b?x=\"1\""},
-                  {"example.com", "http://example.com/.well-known/pki-validation/z.txt",
-                   std::string(apex_to)}};
+    one.tokens = {{"example.com", std::string(apex_from), "https://acm.example/a$b?x=\"1\"", {}},
+                  {"example.com",
+                   "http://example.com/.well-known/pki-validation/z.txt",
+                   std::string(apex_to),
+                   {}}};
     CHECK(v::render_tokens_yaml(one).starts_with(
         "# from get-managed-certificate-details: status issued, 2 tokens\n"
         "domains: [example.com]\n"
