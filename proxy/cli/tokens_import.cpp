@@ -630,6 +630,22 @@ std::optional<std::string> write_atomically(const std::string& path, std::string
   return std::nullopt;
 }
 
+// True when `text` (the updated `path`) loads as a config; else prints why, as the loader found
+// it, and that nothing was written ("... `change` it would not be a valid config").
+bool loads_as_config(const std::string& path, const std::string& text,
+                     const config::env_lookup& env, std::string_view change) {
+  const config::load_result loaded = config::load_string(text, path, env);
+  if (loaded.errors.empty()) {
+    return true;
+  }
+  std::cerr << "wkproxy: " << path << ": not written: " << change
+            << " it would not be a valid config (lines below are those of the updated text):\n";
+  for (const config::error& e : loaded.errors) {
+    std::cerr << e.to_string() << "\n";
+  }
+  return false;
+}
+
 int write_config(const options& opt, const certificate_details& details) {
   const std::string& path = *opt.write;
   auto read = read_input(path);
@@ -647,14 +663,7 @@ int write_config(const options& opt, const certificate_details& details) {
   for (const std::string& w : rewrite.warnings) {
     std::cerr << "warning: " << path << ": " << w << "\n";
   }
-  const config::load_result loaded = config::load_string(rewrite.text, path, env);
-  if (!loaded.errors.empty()) {
-    std::cerr << "wkproxy: " << path
-              << ": not written: with the imported tokens it would not be a valid config "
-                 "(lines below are those of the updated text):\n";
-    for (const config::error& e : loaded.errors) {
-      std::cerr << e.to_string() << "\n";
-    }
+  if (!loads_as_config(path, rewrite.text, env, "with the imported tokens")) {
     return 1;
   }
   if (rewrite.text == old_text) {
@@ -1042,14 +1051,7 @@ int run_tokens_remove(int argc, char** argv) {
     return 0;
   }
   const config::env_lookup env = config::process_env();
-  const config::load_result loaded = config::load_string(rewrite.text, path, env);
-  if (!loaded.errors.empty()) {
-    std::cerr << "wkproxy: " << path
-              << ": not written: without those tokens it would not be a valid config "
-                 "(lines below are those of the updated text):\n";
-    for (const config::error& e : loaded.errors) {
-      std::cerr << e.to_string() << "\n";
-    }
+  if (!loads_as_config(path, rewrite.text, env, "without those tokens")) {
     return 1;
   }
   if (auto problem = write_atomically(path, rewrite.text)) {
