@@ -456,7 +456,8 @@ struct options {
   std::string input;
   std::optional<std::string> write;  // --write CONFIG
   std::string prefix{default_token_prefix};
-  std::string tenant;  // --tenant ID
+  std::string tenant;                     // --tenant ID
+  std::optional<std::string> tokens_dir;  // --tokens-dir DIR
 };
 
 // A tenant id as given on the command line: printable ASCII without spaces or quotes (ids,
@@ -506,6 +507,17 @@ std::optional<options> parse_args(int argc, char** argv, int& code) {
       if (!value("--prefix", opt.prefix)) {
         return std::nullopt;
       }
+    } else if (a == "--tokens-dir" || a.starts_with("--tokens-dir=")) {
+      std::string dir;
+      if (!value("--tokens-dir", dir)) {
+        return std::nullopt;
+      }
+      if (dir.empty()) {
+        std::cerr << "wkproxy: --tokens-dir needs a directory\n" << usage_line;
+        code = 2;
+        return std::nullopt;
+      }
+      opt.tokens_dir = std::move(dir);
     } else if (a == "--tenant" || a.starts_with("--tenant=")) {
       if (!value("--tenant", opt.tenant)) {
         return std::nullopt;
@@ -532,6 +544,11 @@ std::optional<options> parse_args(int argc, char** argv, int& code) {
   }
   if (!have_input) {
     std::cerr << "wkproxy: tokens import needs a FILE (or - for stdin)\n" << usage_line;
+    code = 2;
+    return std::nullopt;
+  }
+  if (opt.write && opt.tokens_dir) {
+    std::cerr << "wkproxy: --write and --tokens-dir exclude each other\n" << usage_line;
     code = 2;
     return std::nullopt;
   }
@@ -644,6 +661,86 @@ bool loads_as_config(const std::string& path, const std::string& text,
     std::cerr << e.to_string() << "\n";
   }
   return false;
+}
+
+// The file of `tenant` in a tokens_dir: its id with every character outside [A-Za-z0-9._-]
+// (an ARN's ':' and '/') made '_', and no leading '.', + ".yaml".
+std::string tenant_file_name(std::string_view tenant) {
+  std::string name;
+  for (char c : tenant) {
+    name += core::is_alpha(c) || core::is_digit(c) || c == '.' || c == '_' || c == '-' ? c : '_';
+  }
+  if (name.starts_with('.')) {
+    name[0] = '_';
+  }
+  return name + ".yaml";
+}
+
+// --tokens-dir: the tenant's whole file, {tenant, domains, tokens}, written atomically after the
+// config's own loader accepted it. Another tenant's file under the same name is not replaced.
+int write_tenant_file(const options& opt, const certificate_details& details) {
+  if (details.tenant.empty()) {
+    std::cerr << "wkproxy: --tokens-dir needs --tenant (the details have no CertificateArn)\n";
+    return 1;
+  }
+  const fs::path dir(*opt.tokens_dir);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    std::cerr << "wkproxy: " << dir.string() << ": not a directory\n";
+    return 1;
+  }
+  const std::string path = (dir / tenant_file_name(details.tenant)).string();
+  std::string text = "# tenant " + details.tenant + ": " +
+                     render_tokens_yaml(details).substr(std::string_view("# ").size());
+  text.insert(text.find('\n') + 1, "tenant: " + config::yaml_quoted(details.tenant) + "\n");
+  const config::env_lookup env = config::process_env();
+  const config::load_result loaded = config::load_tenant_string(text, path, opt.prefix, env);
+  if (!loaded.errors.empty()) {
+    std::cerr << "wkproxy: " << path << ": not written: it would not load:\n";
+    for (const config::error& e : loaded.errors) {
+      std::cerr << e.to_string() << "\n";
+    }
+    return 1;
+  }
+  const bool exists = fs::exists(path, ec);
+  std::string old_text;
+  if (exists) {
+    auto read = read_input(path);
+    if (const auto* reason = std::get_if<1>(&read)) {
+      std::cerr << "wkproxy: " << path << ": " << *reason << "\n";
+      return 1;
+    }
+    old_text = std::get<0>(std::move(read));
+    const auto before = config::load_tenant_string(old_text, path, opt.prefix, env);
+    if (before.cfg && !before.cfg->tokens.empty() &&
+        before.cfg->tokens.front().tenant != details.tenant) {
+      std::cerr << "wkproxy: " << path << ": not written: it holds tenant "
+                << before.cfg->tokens.front().tenant << ", not " << details.tenant << "\n";
+      return 1;
+    }
+    if (old_text == text) {
+      std::cout << path << ": already up to date (" << count_of(details.tokens.size(), "token")
+                << ")\n";
+      return 0;
+    }
+  } else {
+    // write_atomically replaces an existing file, keeping its mode: start one (mode 0644).
+    std::ofstream create(path, std::ios::binary);
+    if (!create) {
+      std::cerr << "wkproxy: " << path << ": cannot create: " << std::strerror(errno) << "\n";
+      return 1;
+    }
+  }
+  if (auto problem = write_atomically(path, text)) {
+    std::cerr << "wkproxy: " << path << ": not written: " << *problem << "\n";
+    if (!exists) {
+      fs::remove(path, ec);
+    }
+    return 1;
+  }
+  std::cout << "wrote " << count_of(details.tokens.size(), "token") << " of tenant "
+            << details.tenant << " to " << path << " (reload wkproxy to serve them)\n";
+  return 0;
 }
 
 int write_config(const options& opt, const certificate_details& details) {
@@ -996,6 +1093,9 @@ int run_tokens_import(int argc, char** argv) {
   if (opt->write) {
     return write_config(*opt, details);
   }
+  if (opt->tokens_dir) {
+    return write_tenant_file(*opt, details);
+  }
   std::cout << render_tokens_yaml(details);
   return 0;
 }
@@ -1005,15 +1105,17 @@ int run_tokens_remove(int argc, char** argv) {
   const std::string_view line = remove_usage.substr(0, remove_usage.find('\n') + 1);
   std::string tenant;
   std::string path;
+  std::string dir;
   for (int i = 0; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (a == "-h" || a == "--help") {
       std::cout << remove_usage;
       return 0;
     }
-    std::string* out = a == "--tenant" || a.starts_with("--tenant=") ? &tenant
-                       : a == "--write" || a.starts_with("--write=") ? &path
-                                                                     : nullptr;
+    std::string* out = a == "--tenant" || a.starts_with("--tenant=")           ? &tenant
+                       : a == "--write" || a.starts_with("--write=")           ? &path
+                       : a == "--tokens-dir" || a.starts_with("--tokens-dir=") ? &dir
+                                                                               : nullptr;
     if (out == nullptr) {
       std::cerr << "wkproxy: unexpected argument " << a << "\n" << line;
       return 2;
@@ -1027,9 +1129,26 @@ int run_tokens_remove(int argc, char** argv) {
       return 2;
     }
   }
-  if (!valid_tenant(tenant) || path.empty() || path == "-") {
-    std::cerr << "wkproxy: tokens remove needs --tenant ID and --write CONFIG\n" << line;
+  if (!valid_tenant(tenant) || (path.empty() == dir.empty()) || path == "-") {
+    std::cerr << "wkproxy: tokens remove needs --tenant ID and one of --write CONFIG or "
+                 "--tokens-dir DIR\n"
+              << line;
     return 2;
+  }
+  if (!dir.empty()) {
+    const std::string file = (fs::path(dir) / tenant_file_name(tenant)).string();
+    std::error_code ec;
+    if (!fs::exists(file, ec)) {
+      std::cerr << "warning: " << file << ": no file of tenant " << tenant << "; nothing changed\n";
+      return 0;
+    }
+    if (!fs::remove(file, ec) || ec) {
+      std::cerr << "wkproxy: " << file << ": cannot remove: " << ec.message() << "\n";
+      return 1;
+    }
+    std::cout << "removed " << file << " (tenant " << tenant
+              << "); reload wkproxy to stop serving its tokens\n";
+    return 0;
   }
   auto read = read_input(path);
   if (const auto* reason = std::get_if<1>(&read)) {

@@ -223,7 +223,8 @@ struct config {
   // Qualified type names: a member may not reuse the unqualified name of a type it used
   // (GCC "changes meaning", [basic.scope.class]).
   validation_route validation;
-  std::vector<token> tokens;  // imported from AWS (wkproxy tokens import)
+  std::vector<token> tokens;  // imported from AWS (wkproxy tokens import), tokens_dir's included
+  std::string tokens_dir;     // one file per tenant, read with the config (resolved path)
   ::wk::config::timeouts timeouts;
   ::wk::config::limits limits;
   ::wk::config::headers headers;

@@ -21,11 +21,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <set>
 #include <sstream>
+#include <tuple>
 #include <utility>
 
 #include <fcntl.h>
@@ -190,7 +193,14 @@ public:
   loader(std::string_view file, const env_lookup& env) : file_(file), env_(env) {}
 
   void load_document(const YAML::Node& root);
+  // A tokens_dir file on its own (tokens import checks what it is about to write).
+  void load_tenant_document(const YAML::Node& root, const std::string& stem) {
+    load_tenant_file(root, stem);
+    check_tokens();
+  }
   void fail(const YAML::Mark& mark, std::string key, std::string reason);
+  // The same for a problem in another file than the one being read (a token's cross-checks).
+  void fail_in(std::string_view file, const YAML::Mark& mark, std::string key, std::string reason);
 
   config cfg_;
   std::vector<error> errors_;
@@ -239,6 +249,9 @@ private:
   void load_validation(const YAML::Node& node, const std::string& key);
   void load_modes(const YAML::Node& node, const std::string& key);
   void load_tokens(const YAML::Node& node, const std::string& key);
+  // tokens_dir: every *.yaml / *.yml file in it, in name order, one tenant each.
+  void load_tokens_dir();
+  void load_tenant_file(const YAML::Node& root, const std::string& stem);
   void check_tokens();
   std::optional<validation_mode> mode_of(const YAML::Node& node, const std::string& key);
   std::string resolve_path(const std::string& path) const;
@@ -276,16 +289,24 @@ private:
     YAML::Mark from_mark;
     YAML::Mark to_mark;
     YAML::Mark domain_mark;
+    std::string_view file;  // the config, or a file of tokens_dir
   };
-  std::vector<token_source> token_marks_;          // tokens[i], for cross-checks after the walk
-  std::vector<std::string> listen_paths_;          // listen[i] as a key, for cross-checks
+  std::optional<located> tokens_dir_;      // where tokens_dir was
+  std::deque<std::string> file_names_;     // the tokens_dir files read (file_ points into it)
+  std::vector<token_source> token_marks_;  // tokens[i], for cross-checks after the walk
+  std::vector<std::string> listen_paths_;  // listen[i] as a key, for cross-checks
   std::vector<std::size_t> passthrough_defaults_;  // passthrough listeners without upstream
   std::optional<located> admin_listen_;            // where admin.listen was
 };
 
 void loader::fail(const YAML::Mark& mark, std::string key, std::string reason) {
+  fail_in(file_, mark, std::move(key), std::move(reason));
+}
+
+void loader::fail_in(std::string_view file, const YAML::Mark& mark, std::string key,
+                     std::string reason) {
   error e;
-  e.file = std::string(file_);
+  e.file = std::string(file);
   if (!mark.is_null()) {
     e.line = mark.line + 1;
     e.column = mark.column + 1;
@@ -393,6 +414,12 @@ void loader::load_document(const YAML::Node& root) {
        }},
       {"validation", [this](const YAML::Node& n, const std::string& k) { load_validation(n, k); }},
       {"tokens", [this](const YAML::Node& n, const std::string& k) { load_tokens(n, k); }},
+      {"tokens_dir",
+       [this](const YAML::Node& n, const std::string& k) {
+         if (auto v = scalar(n, k)) {
+           tokens_dir_ = located{*v, n.Mark(), k};
+         }
+       }},
       {"timeouts",
        [this](const YAML::Node& n, const std::string& k) {
          auto& t = cfg_.timeouts;
@@ -488,6 +515,7 @@ void loader::load_document(const YAML::Node& root) {
     fail(later.mark, later.key,
          "the allow-list is given twice (domains and validation.domains); keep one");
   }
+  load_tokens_dir();
   check_tokens();
   check_admin();
   for (std::size_t index : passthrough_defaults_) {
@@ -613,7 +641,7 @@ void loader::load_tokens(const YAML::Node& node, const std::string& key) {
     const YAML::Node entry = node[i];
     const std::string path = item(key, i);
     token t;
-    token_source src{entry.Mark(), path, {}, {}, {}};
+    token_source src{entry.Mark(), path, {}, {}, {}, file_};
     const auto seen = walk_map(entry, path,
                                {{"domain",
                                  [&](const YAML::Node& n, const std::string& k) {
@@ -665,6 +693,85 @@ void loader::load_tokens(const YAML::Node& node, const std::string& key) {
   }
 }
 
+void loader::load_tokens_dir() {
+  if (!tokens_dir_) {
+    return;
+  }
+  const std::string dir = resolve_path(tokens_dir_->value);
+  cfg_.tokens_dir = dir;
+  std::error_code ec;
+  std::vector<fs::path> files;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path& f = it->path();
+    const std::string ext = f.extension().string();
+    std::error_code type_ec;
+    if ((ext == ".yaml" || ext == ".yml") && !f.filename().string().starts_with(".") &&
+        it->is_regular_file(type_ec)) {
+      files.push_back(f);
+    }
+  }
+  if (ec) {
+    fail(tokens_dir_->mark, tokens_dir_->key,
+         "cannot read the directory " + in_quotes(dir) + ": " + ec.message());
+    return;
+  }
+  std::sort(files.begin(), files.end());
+  const std::string_view config_file = file_;
+  for (const fs::path& f : files) {
+    file_names_.push_back(f.string());
+    file_ = file_names_.back();
+    std::ifstream in(f, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (!in) {
+      fail(YAML::Mark::null_mark(), "", std::string("cannot read file: ") + std::strerror(errno));
+      continue;
+    }
+    try {
+      load_tenant_file(YAML::Load(text.str()), f.stem().string());
+    } catch (const YAML::Exception& e) {
+      fail(e.mark, "", "YAML syntax error: " + e.msg);
+    }
+  }
+  file_ = config_file;
+}
+
+// One file of tokens_dir: {tenant, domains, tokens}. Its domains join the allow-list; its
+// tokens without a tenant of their own get the file's (default: the file name without .yaml).
+void loader::load_tenant_file(const YAML::Node& root, const std::string& stem) {
+  if (!root.IsMap()) {
+    fail(root.Mark(), "",
+         std::string("expected a mapping with tenant, domains and tokens, got ") + type_name(root));
+    return;
+  }
+  std::string tenant = stem;
+  const std::size_t first = cfg_.tokens.size();
+  walk_map(root, "",
+           {{"tenant",
+             [&](const YAML::Node& n, const std::string& k) {
+               if (auto v = scalar(n, k)) {
+                 tenant = *v;
+               }
+             }},
+            {"domains",
+             [&](const YAML::Node& n, const std::string& k) {
+               if (auto domains = load_domains(n, k)) {
+                 auto& allowed = cfg_.validation.domains;
+                 for (std::string& d : *domains) {
+                   if (std::find(allowed.begin(), allowed.end(), d) == allowed.end()) {
+                     allowed.push_back(std::move(d));
+                   }
+                 }
+               }
+             }},
+            {"tokens", [&](const YAML::Node& n, const std::string& k) { load_tokens(n, k); }}});
+  for (std::size_t i = first; i < cfg_.tokens.size(); ++i) {
+    if (cfg_.tokens[i].tenant.empty()) {
+      cfg_.tokens[i].tenant = tenant;
+    }
+  }
+}
+
 // Token URLs depend on validation.prefix and the allow-list, which may come later in the file.
 void loader::check_tokens() {
   const auto& allowed = cfg_.validation.domains;
@@ -675,28 +782,29 @@ void loader::check_tokens() {
     const std::string domain = core::to_lower(t.domain);
     bool ok = true;
     if (domain.starts_with("*.") || domain == "*") {
-      fail(src.domain_mark, child(src.key, "domain"),
-           "wildcard domains cannot be validated over HTTP; use DNS validation for " +
-               in_quotes(t.domain));
+      fail_in(src.file, src.domain_mark, child(src.key, "domain"),
+              "wildcard domains cannot be validated over HTTP; use DNS validation for " +
+                  in_quotes(t.domain));
       ok = false;
     } else if (!is_domain_name(domain)) {
-      fail(src.domain_mark, child(src.key, "domain"), "invalid domain " + in_quotes(t.domain));
+      fail_in(src.file, src.domain_mark, child(src.key, "domain"),
+              "invalid domain " + in_quotes(t.domain));
       ok = false;
     } else if (!domain_allowed(allowed, domain)) {
-      fail(src.domain_mark, child(src.key, "domain"),
-           in_quotes(domain) + " is not in the domains allow-list");
+      fail_in(src.file, src.domain_mark, child(src.key, "domain"),
+              in_quotes(domain) + " is not in the domains allow-list");
       ok = false;
     }
     const auto from = parse_redirect_from(t.redirect_from, cfg_.validation.prefix);
     if (const auto* reason = std::get_if<std::string>(&from)) {
-      fail(src.from_mark, child(src.key, "redirect_from"), *reason);
+      fail_in(src.file, src.from_mark, child(src.key, "redirect_from"), *reason);
       ok = false;
     } else {
       const auto& parts = std::get<redirect_from_parts>(from);
       if (ok && parts.domain != domain) {
-        fail(src.from_mark, child(src.key, "redirect_from"),
-             "the host must be the token's domain " + in_quotes(domain) + ", got " +
-                 in_quotes(parts.domain));
+        fail_in(src.file, src.from_mark, child(src.key, "redirect_from"),
+                "the host must be the token's domain " + in_quotes(domain) + ", got " +
+                    in_quotes(parts.domain));
         ok = false;
       }
       t.file = parts.file;
@@ -704,7 +812,7 @@ void loader::check_tokens() {
     }
     const auto to = parse_redirect_to(t.redirect_to);
     if (const auto* reason = std::get_if<std::string>(&to)) {
-      fail(src.to_mark, child(src.key, "redirect_to"), *reason);
+      fail_in(src.file, src.to_mark, child(src.key, "redirect_to"), *reason);
       ok = false;
     } else {
       const auto& parts = std::get<redirect_to_parts>(to);
@@ -719,7 +827,7 @@ void loader::check_tokens() {
     t.domain = domain;
     for (const token& other : kept) {
       if (other.domain == t.domain && other.file == t.file) {
-        fail(src.mark, src.key, "duplicate token " + in_quotes(t.redirect_from));
+        fail_in(src.file, src.mark, src.key, "duplicate token " + in_quotes(t.redirect_from));
         ok = false;
         break;
       }
@@ -1538,9 +1646,31 @@ load_result load_string(std::string_view text, std::string_view file, const env_
   load_result result;
   // Problems are found section by section; sort them into file order (stable: same position
   // keeps discovery order, e.g. missing keys in the order of the schema).
-  std::stable_sort(l.errors_.begin(), l.errors_.end(), [](const error& a, const error& b) {
-    return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+  // Errors in tokens_dir files follow the config's, file by file.
+  std::stable_sort(l.errors_.begin(), l.errors_.end(), [&](const error& a, const error& b) {
+    const bool a_other = a.file != l.cfg_.file;
+    const bool b_other = b.file != l.cfg_.file;
+    return std::tie(a_other, a.file, a.line, a.column) <
+           std::tie(b_other, b.file, b.line, b.column);
   });
+  result.errors = std::move(l.errors_);
+  if (result.errors.empty()) {
+    result.cfg = std::move(l.cfg_);
+  }
+  return result;
+}
+
+load_result load_tenant_string(std::string_view text, std::string_view file,
+                               std::string_view prefix, const env_lookup& env) {
+  loader l(file, env);
+  l.cfg_.file = std::string(file);
+  l.cfg_.validation.prefix = std::string(prefix);
+  try {
+    l.load_tenant_document(YAML::Load(std::string(text)), fs::path(file).stem().string());
+  } catch (const YAML::Exception& e) {
+    l.fail(e.mark, "", "YAML syntax error: " + e.msg);
+  }
+  load_result result;
   result.errors = std::move(l.errors_);
   if (result.errors.empty()) {
     result.cfg = std::move(l.cfg_);

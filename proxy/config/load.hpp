@@ -39,6 +39,12 @@ struct load_result {
 // Never throws for bad input: every problem is an entry in errors.
 load_result load_string(std::string_view text, std::string_view file, const env_lookup& env);
 
+// Parses one file of tokens_dir ({tenant, domains, tokens}) on its own, with the same rules as
+// when the config reads it (`prefix`: validation.prefix). The result's tokens and
+// validation.domains are the file's; nothing else in it is meaningful.
+load_result load_tenant_string(std::string_view text, std::string_view file,
+                               std::string_view prefix, const env_lookup& env);
+
 // Reads and parses a file (errors name the file; an unreadable file is one error).
 load_result load_file(const std::string& path, const env_lookup& env);
 

@@ -5,11 +5,12 @@ with recording backends and a TLS stand-in for the ACM validation host."""
 import json
 import os
 import signal
+import subprocess
 import tempfile
 import time
 import unittest
 
-from wkharness import TENANT, ProxyTestCase, request, wait_until
+from wkharness import TENANT, ProxyTestCase, request, wait_until, wkproxy_bin
 
 PREFIX = "/.well-known/pki-validation/"
 WWW = "www.tenant.example"
@@ -40,10 +41,10 @@ class ValidationModesTest(ProxyTestCase):
         wait_until(lambda: len(read()) >= n, 5, what=f"{n} validation events")
         return read()
 
-    def start(self, validation, tokens, acm=None, **cfg):
+    def start(self, validation, tokens, acm=None, extra_lines=(), **cfg):
         origin = self.start_backend("origin")
         cf = self.start_backend("cloudfront", tls=True)
-        lines = ["validation:"] + [f"  {k}: {v}" for k, v in validation.items()]
+        lines = list(extra_lines) + ["validation:"] + [f"  {k}: {v}" for k, v in validation.items()]
         lines.append(f"  event_log: {self.events_path}")
         if acm is not None:
             lines.append(f"  fetch_ca_file: {self.ca.ca_pem}")
@@ -138,6 +139,39 @@ class ValidationModesTest(ProxyTestCase):
         r = request(proxy.port, "GET", PREFIX + "b315c9ae21284e7918bb9f3f422ab1c7.txt")
         self.assertEqual(r.header("x-backend"), "origin", r)  # RedirectTo's name is not a token
         self.assertEqual(cf.requests, [])
+
+    def test_tokens_dir_tenants_come_and_go_with_reloads(self):
+        # tokens import --tokens-dir writes one file per tenant; SIGHUP serves it, removal stops.
+        d = os.path.join(self.tmp, "tenants")
+        os.makedirs(d)
+        ref = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "aws",
+                           "get-managed-certificate-details.reference.json")
+        origin, cf, proxy = self.start({"mode": "redirect"}, [], extra_lines=[f"tokens_dir: {d}"])
+        frm = PREFIX + "b315c9ae21284e7918bb9f3f422ac3c7.txt"
+        r = request(proxy.port, "GET", frm, host="example.com")
+        self.assertEqual(r.header("x-backend"), "origin", r)  # not allow-listed yet
+
+        p = subprocess.run([wkproxy_bin(), "tokens", "import", ref, "--tenant", "dt_ref",
+                            "--tokens-dir", d], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(os.listdir(d), ["dt_ref.yaml"])
+        os.kill(proxy.pid, signal.SIGHUP)
+        wait_until(lambda: request(proxy.port, "GET", frm, host="example.com").status == 301, 5,
+                   what="the tenant file's token served after SIGHUP")
+        r = request(proxy.port, "GET", frm, host="example.com")
+        self.assertEqual(r.header("location"),
+                         "https://validation.us-east-1.acm-validations.aws/123456789012/"
+                         ".well-known/pki-validation/b315c9ae21284e7918bb9f3f422ab1c7.txt")
+        # The config's own tenant keeps working alongside.
+        r = request(proxy.port, "GET", "/app")
+        self.assertEqual(r.header("x-backend"), "origin", r)
+
+        p = subprocess.run([wkproxy_bin(), "tokens", "remove", "--tenant", "dt_ref",
+                            "--tokens-dir", d], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        os.kill(proxy.pid, signal.SIGHUP)
+        wait_until(lambda: request(proxy.port, "GET", frm, host="example.com").header(
+            "x-backend") == "origin", 5, what="the removed tenant's domain back to the origin")
 
     def test_redirect_status_and_per_domain_mode(self):
         to = "https://validation.eu-west-1.acm-validations.aws/42/.well-known/pki-validation/r.txt"

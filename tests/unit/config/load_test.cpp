@@ -3,9 +3,14 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
+
+#include <stdlib.h>
 
 namespace cfg = wk::config;
 namespace chrono = std::chrono;
@@ -160,7 +165,8 @@ TEST_CASE("bad config files report every error with file, line, column, key and 
        {"7:3: timeouts.conect: unknown key (expected one of: connect, header_read, idle, "
         "upstream_response, upstream_idle, body_idle, tunnel_idle)",
         "8:1: colour: unknown key (expected one of: version, listen, origin, cloudfront, domains, "
-        "validation, tokens, timeouts, limits, headers, dns, shutdown, access_log, log_level, "
+        "validation, tokens, tokens_dir, timeouts, limits, headers, dns, shutdown, access_log, "
+        "log_level, "
         "workers, admin)"}},
       {"wrong_type.yaml",
        {"2:9: listen: expected a list, got a single value",
@@ -809,4 +815,90 @@ TEST_CASE("tokens pasted as AWS prints them (no scheme) load with their schemes"
   CHECK(t.redirect_to == "https://validation.us-east-1.acm-validations.aws/123456789012/"
                          ".well-known/pki-validation/b315c9ae21284e7918bb9f3f422ab1c7.txt");
   CHECK(t.to_host == "validation.us-east-1.acm-validations.aws");
+}
+
+namespace {
+
+// A directory under the system temp dir, removed with the object.
+struct temp_dir {
+  std::filesystem::path path;
+  temp_dir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "wk-load-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string write(const std::string& name, const std::string& text) const {
+    const auto p = path / name;
+    std::filesystem::create_directories(p.parent_path());
+    std::ofstream(p) << text;
+    return p.string();
+  }
+};
+
+std::string tenant_file(const std::string& domain, const std::string& file) {
+  return "domains: [" + domain + "]\n" + "tokens:\n" + "  - domain: " + domain + "\n" +
+         "    redirect_from: http://" + domain + "/.well-known/pki-validation/" + file + "\n" +
+         "    redirect_to: https://validation.us-east-1.acm-validations.aws/1/" + file + "\n";
+}
+
+}  // namespace
+
+TEST_CASE("tokens_dir: one file per tenant, its domains allowed, its tokens tagged") {
+  temp_dir d;
+  d.write("tenants/dt_b.yaml", tenant_file("b.example", "same.txt"));
+  d.write("tenants/a.yaml", "tenant: dt_a\n" + tenant_file("a.example", "same.txt"));
+  d.write("tenants/notes.txt", "not a tenant file");
+  d.write("tenants/.dt_c.yaml.wkproxy-tmp.yaml", "broken: [");  // a temporary file: ignored
+  const std::string config =
+      d.write("wkproxy.yaml", minimal + "tokens_dir: tenants   # relative to this file\n");
+  const auto r = cfg::load_file(config, fake_env());
+  REQUIRE_MESSAGE(r.cfg, messages(r));
+  CHECK(r.cfg->tokens_dir == (d.path / "tenants").string());
+  REQUIRE(r.cfg->tokens.size() == 2);
+  // Files in name order; the same file name on two domains is two tokens.
+  CHECK(r.cfg->tokens[0].tenant == "dt_a");
+  CHECK(r.cfg->tokens[0].domain == "a.example");
+  CHECK(r.cfg->tokens[1].tenant == "dt_b");  // no tenant key: the file name
+  CHECK(r.cfg->tokens[1].file == "same.txt");
+  const auto& allowed = r.cfg->validation.domains;
+  CHECK(std::find(allowed.begin(), allowed.end(), "a.example") != allowed.end());
+  CHECK(std::find(allowed.begin(), allowed.end(), "b.example") != allowed.end());
+  CHECK(std::find(allowed.begin(), allowed.end(), "example.com") != allowed.end());
+}
+
+TEST_CASE("tokens_dir: errors name the tenant file, line and key; a missing directory is one") {
+  temp_dir d;
+  d.write("tenants/bad.yaml",
+          "tenant: dt_bad\n"
+          "domains: [bad.example]\n"
+          "tokens:\n"
+          "  - domain: bad.example\n"
+          "    redirect_from: http://bad.example/elsewhere/x.txt\n"
+          "    redirect_to: https://validation.us-east-1.acm-validations.aws/1/x\n"
+          "colour: blue\n");
+  d.write("tenants/syntax.yaml", "tokens: [\n");
+  const std::string config = d.write("wkproxy.yaml", minimal + "tokens_dir: tenants\n");
+  const auto r = cfg::load_file(config, fake_env());
+  CHECK_FALSE(r.cfg);
+  const std::string bad = (d.path / "tenants" / "bad.yaml").string();
+  const std::string syntax = (d.path / "tenants" / "syntax.yaml").string();
+  const auto m = messages(r);
+  REQUIRE(m.size() == 3);
+  CHECK(m[0] == bad + ":5:20: tokens[0].redirect_from: the path must start with "
+                      "/.well-known/pki-validation/");
+  CHECK(m[1].starts_with(bad + ":7:1: colour: unknown key (expected one of: tenant, domains, "
+                               "tokens)"));
+  CHECK(m[2].starts_with(syntax + ":"));
+  CHECK(m[2].find("YAML syntax error") != std::string::npos);
+
+  const std::string missing = d.write("other.yaml", minimal + "tokens_dir: nowhere\n");
+  const auto r2 = cfg::load_file(missing, fake_env());
+  REQUIRE(messages(r2).size() == 1);
+  CHECK(messages(r2)[0].starts_with(missing + ":6:13: tokens_dir: cannot read the directory"));
 }
