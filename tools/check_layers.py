@@ -29,6 +29,7 @@ LAYERS = [
     "http",        # HTTP rules without I/O
     "net",         # listeners, streams, TLS, tunnels
     "upstream",    # resolver, connector, pool
+    "aws",         # AWS API requests: SigV4
     "runtime",     # the runtime snapshot
     "session",     # one client connection
     "app",         # worker, server, admin, status page

@@ -16,6 +16,8 @@ packages=(
   python3 curl openssl ca-certificates
   # the Kubernetes manifest test cross-checks its YAML-subset loader against PyYAML
   python3-yaml
+  # the reference AWS Signature V4 signer the tests compare wkproxy's signatures with
+  python3-botocore
   # packaging tests: `systemd-analyze verify` on the units and `man -l` to render wkproxy(1)
   # (by hand, tests skip or check less without them; under CI=true they fail)
   systemd man-db

@@ -56,8 +56,8 @@ class CheckLayers(unittest.TestCase):
         self.write("runtime/runtime.cpp", '#include "session/context.hpp"\n')
         result = self.run_check()
         self.assertEqual(result.returncode, 1)
-        self.assertIn("runtime.cpp:1: upward include: runtime (layer 9) includes "
-                      "session/context.hpp (session, layer 10)", result.stderr)
+        self.assertIn("runtime.cpp:1: upward include: runtime (layer 10) includes "
+                      "session/context.hpp (session, layer 11)", result.stderr)
 
     def test_a_folder_outside_the_table_fails(self):
         self.write("misc/helpers.hpp", "#pragma once\n")
