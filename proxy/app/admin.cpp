@@ -1,4 +1,5 @@
 #include "app/admin.hpp"
+#include "app/tenants.hpp"
 
 #include "app/status_page.hpp"
 #include "core/asio.hpp"
@@ -258,7 +259,11 @@ std::string metrics_text(const admin_context& ctx) {
   }
   in.last_reload_time = std::chrono::duration<double>(ctx.last_reload.time_since_epoch()).count();
   in.last_reload_ok = ctx.last_reload_ok;
-  return observe::prometheus_text(in);
+  std::string out = observe::prometheus_text(in);
+  if (ctx.current()->cfg->aws.enabled && ctx.tenants) {
+    out += tenant_metrics(ctx.tenants(), ctx.api_stats ? ctx.api_stats() : nullptr);
+  }
+  return out;
 }
 
 status_snapshot::upstream_state upstream_state(const upstream::target& t, std::string name,
@@ -323,6 +328,13 @@ status_snapshot status(const admin_context& ctx) {
     std::stable_sort(d.events.begin(), d.events.end(),
                      [](const auto& a, const auto& b) { return a.time < b.time; });
     s.domains.push_back(std::move(d));
+  }
+  if (cfg.aws.enabled && ctx.tenants) {
+    s.tenants = ctx.tenants();
+    s.credentials_source = ctx.credentials_source ? ctx.credentials_source() : "";
+    if (s.credentials_source.empty()) {
+      s.credentials_source = "not resolved yet";
+    }
   }
   return s;
 }

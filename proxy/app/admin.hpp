@@ -12,6 +12,7 @@
 // browser, but always with its own name as Host): an IP literal or localhost; anything else is
 // answered 403. With a token, the token decides whatever the Host (a page cannot know it).
 
+#include "app/status_page.hpp"
 #include "observe/metrics.hpp"
 #include "runtime/runtime.hpp"
 
@@ -48,6 +49,11 @@ struct admin_context {
   std::chrono::system_clock::time_point last_reload;    // start, or the last SIGHUP
   std::chrono::system_clock::time_point config_loaded;  // when the running config was loaded
   bool last_reload_ok = true;
+  // aws: the tenants' journeys, the credential step in use and the API call counts; empty
+  // functions (or empty answers) without aws:.
+  std::function<std::vector<status_snapshot::tenant_state>()> tenants;
+  std::function<std::string()> credentials_source;
+  std::function<const class api_stats*()> api_stats;
 };
 
 // Accepts and serves admin connections until the acceptor is closed.

@@ -5,9 +5,11 @@
 #include "app/server.hpp"
 
 #include "app/admin.hpp"
+#include "app/tenants.hpp"
 #include "app/upgrade.hpp"
 #include "app/worker.hpp"
 #include "config/load.hpp"
+#include "config/tenant_merge.hpp"
 #include "core/asio.hpp"
 #include "core/endpoint.hpp"
 #include "core/failure.hpp"
@@ -143,7 +145,24 @@ struct server_state {
   std::unique_ptr<net::listener_socket> admin;  // the admin listener, when configured
   admin_context admin_ctx;
   std::vector<std::string> listener_labels;  // metrics label per index (bound addresses)
+  // aws: the config as its files say (before the API's tenants are merged in), the candidate a
+  // load just read, the poller and what it learned per tenant.
+  std::shared_ptr<const config::config> file_cfg;
+  std::shared_ptr<const config::config> loaded_file_cfg;
+  std::unique_ptr<tenant_poller> poller;
+  std::map<std::string, tenant_record> tenants;
+  std::chrono::system_clock::time_point watching_since;
 };
+
+// The API's tenants that `cfg` still lists, as the merge wants them.
+std::vector<config::api_tenant> listed_tenants(const server_state& s, const config::config& cfg) {
+  auto all = api_tenants(s.tenants);
+  std::erase_if(all, [&](const config::api_tenant& t) {
+    return std::find(cfg.aws.tenants.begin(), cfg.aws.tenants.end(), t.tenant) ==
+           cfg.aws.tenants.end();
+  });
+  return all;
+}
 
 // Gives `slot` its metrics label: its bound address, the same index whenever that address
 // comes back; past the last label, listeners share an "other" one.
@@ -181,6 +200,14 @@ void setup_admin_context(server_state& s) {
     return out;
   };
   c.listener_labels = [&s] { return s.listener_labels; };
+  c.tenants = [&s] {
+    return tenant_views(s.current->cfg->aws.tenants, s.tenants, *s.current,
+                        std::chrono::system_clock::now(), s.watching_since);
+  };
+  c.credentials_source = [&s] {
+    return s.poller ? s.poller->credentials_source() : std::string();
+  };
+  c.api_stats = [&s]() -> const api_stats* { return s.poller ? &s.poller->stats() : nullptr; };
   c.listeners = [&s] {
     std::vector<admin_context::listener_state> out;
     for (const auto& l : s.listeners) {
@@ -204,8 +231,12 @@ std::shared_ptr<const runtime::snapshot> load_runtime_quietly(server_state& s,
     }
     return nullptr;
   }
+  s.loaded_file_cfg = std::make_shared<const config::config>(*loaded.cfg);
+  for (const auto& w : config::merge_api_tenants(*loaded.cfg, listed_tenants(s, *loaded.cfg))) {
+    observe::warn("aws: " + w);
+  }
   std::vector<std::string> warnings;
-  auto built = runtime::build_runtime(std::move(*loaded.cfg), s.dns, warnings);
+  auto built = runtime::build_runtime(std::move(*loaded.cfg), s.dns, warnings, s.current.get());
   for (const auto& w : warnings) {
     observe::warn(s.opt.config_path + ": " + w);
   }
@@ -322,6 +353,142 @@ void describe_reload(const config::config& before, const config::config& after) 
                  std::to_string(after.tokens.size()) + " token(s)");
 }
 
+// aws: a new snapshot from the file's config with the API's tenants merged in, published to
+// the workers like a reload's, but with nothing read from disk but what the snapshot itself
+// reads (CA files, static_dir) and no listener or log touched.
+void apply_tenants(server_state& s) {
+  config::config cfg = *s.file_cfg;
+  for (const auto& w : config::merge_api_tenants(cfg, listed_tenants(s, cfg))) {
+    observe::warn("aws: " + w);
+  }
+  std::vector<std::string> warnings;
+  auto built = runtime::build_runtime(std::move(cfg), s.dns, warnings, s.current.get());
+  if (auto* errors = std::get_if<std::vector<std::string>>(&built)) {
+    for (const auto& e : *errors) {
+      observe::error("aws: the tenants' new tokens cannot be applied: " + e +
+                     "; the running ones stay");
+    }
+    return;
+  }
+  auto rt = std::get<0>(std::move(built));
+  const auto& v = rt->cfg->validation;
+  if (auto problem = validation::events().configure(v.events, v.events_per_domain,
+                                                    validation::bucket_names(*rt->cfg));
+      !problem.empty()) {
+    observe::error("aws: " + problem);
+  }
+  for (auto& w : s.workers) {
+    w->publish(rt, s.access_file);
+  }
+  s.current = std::move(rt);
+}
+
+// Logs each tenant domain's stage once, when it changes.
+void log_transitions(server_state& s) {
+  const auto views = tenant_views(s.current->cfg->aws.tenants, s.tenants, *s.current,
+                                  std::chrono::system_clock::now(), s.watching_since);
+  for (const auto& t : views) {
+    const auto rec = s.tenants.find(t.tenant);
+    if (rec == s.tenants.end()) {
+      continue;
+    }
+    for (const auto& d : t.domains) {
+      auto& seen = rec->second.stages[d.domain];
+      if (seen != d.stage) {
+        seen = d.stage;
+        observe::info("tenant " + t.tenant + ", " + d.domain + ": " + d.sentence);
+      }
+    }
+  }
+}
+
+bool same_tokens(const std::vector<config::token_entry>& a,
+                 const std::vector<config::token_entry>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
+    return x.domain == y.domain && x.redirect_from == y.redirect_from &&
+           x.redirect_to == y.redirect_to && x.tenant == y.tenant;
+  });
+}
+
+std::vector<std::string> domain_names(const tenant_record& r) {
+  std::vector<std::string> out;
+  for (const auto& d : r.last.distribution.domains) {
+    out.push_back(d.domain);
+  }
+  return out;
+}
+
+// A poll's report, on the main thread.
+void on_report(server_state& s, tenant_report report) {
+  const auto& listed = s.current->cfg->aws.tenants;
+  if (s.stopping || std::find(listed.begin(), listed.end(), report.tenant) == listed.end()) {
+    return;  // from before a reload that removed the tenant
+  }
+  auto& rec = s.tenants[report.tenant];
+  const auto tokens_before = rec.last.certificate.tokens;
+  const auto domains_before = domain_names(rec);
+  if (report.error != rec.last_error) {
+    if (!report.error.empty()) {
+      observe::warn("tenant " + report.tenant + ": " + report.error +
+                    (rec.last.certificate.tokens.empty() ? std::string()
+                                                         : "; its last good tokens stay"));
+    } else if (!rec.last_error.empty()) {
+      observe::info("tenant " + report.tenant + ": the CloudFront API answers again");
+    }
+  }
+  for (const auto& w : report.certificate.warnings) {
+    if (std::find(rec.last.certificate.warnings.begin(), rec.last.certificate.warnings.end(),
+                  w) == rec.last.certificate.warnings.end()) {
+      observe::warn("tenant " + report.tenant + ": " + w);
+    }
+  }
+  fold_report(rec, std::move(report));
+  if (!same_tokens(tokens_before, rec.last.certificate.tokens) ||
+      domains_before != domain_names(rec)) {
+    apply_tenants(s);
+    observe::info("tenant " + rec.last.tenant + ": serving " +
+                  aws::count_of(rec.last.certificate.tokens.size(), "token") + " for " +
+                  aws::count_of(domain_names(rec).size(), "domain") +
+                  " (from the CloudFront API, no reload)");
+  }
+  log_transitions(s);
+}
+
+// Starts (or restarts, after a reload changed aws:) the poller; stops it without aws:. The
+// reason when it cannot start.
+std::string start_poller(server_state& s) {
+  s.poller.reset();
+  const auto& cfg = *s.current->cfg;
+  if (!cfg.aws.enabled) {
+    s.tenants.clear();
+    return {};
+  }
+  auto started = tenant_poller::start(
+      cfg.aws, cfg.validation.prefix, config::process_env(), [&s](tenant_report r) {
+        asio::post(s.ioc, [&s, r = std::move(r)]() mutable { on_report(s, std::move(r)); });
+      });
+  if (auto* reason = std::get_if<std::string>(&started)) {
+    observe::error(*reason + "; tenants are not polled");
+    return *reason;
+  }
+  s.poller = std::get<0>(std::move(started));
+  observe::info("aws: following " + aws::count_of(cfg.aws.tenants.size(), "tenant") +
+                ", polled every " + std::to_string(cfg.aws.poll_interval.count() / 1000) + " s");
+  return {};
+}
+
+// Every few seconds: stages that change with time alone (the CA's fetch, the quiet period).
+asio::awaitable<void> watch_tenants(server_state* s) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (!s->stopping) {
+    timer.expires_after(std::chrono::seconds(5));
+    co_await timer.async_wait(core::nothrow);
+    if (s->poller) {
+      log_transitions(*s);
+    }
+  }
+}
+
 void reload(server_state& s) {
   auto rt = load_runtime(s, true);
   s.admin_ctx.last_reload = std::chrono::system_clock::now();
@@ -385,7 +552,19 @@ void reload(server_state& s) {
       rt->cfg->admin.enabled != s.current->cfg->admin.enabled) {
     observe::warn("reload: the admin listener changes only at restart (the token applies now)");
   }
+  const config::aws_api before = s.current->cfg->aws;
   s.current = std::move(rt);
+  s.file_cfg = s.loaded_file_cfg;
+  std::erase_if(s.tenants, [&](const auto& t) {
+    const auto& listed = s.current->cfg->aws.tenants;
+    return std::find(listed.begin(), listed.end(), t.first) == listed.end();
+  });
+  const auto& after = s.current->cfg->aws;
+  if (after.enabled != before.enabled || after.tenants != before.tenants ||
+      after.poll_interval != before.poll_interval || after.profile != before.profile ||
+      after.request_timeout != before.request_timeout) {
+    start_poller(s);
+  }
   s.admin_ctx.config_loaded = s.admin_ctx.last_reload;
   s.dns.prune();
   write_ports_file(s);
@@ -615,6 +794,8 @@ int run_server(const server_options& opt) {
   if (!s.current) {
     return 1;
   }
+  s.file_cfg = s.loaded_file_cfg;
+  s.watching_since = std::chrono::system_clock::now();
   const auto& cfg = *s.current->cfg;
   observe::set_level(level_of(cfg.log_level));
   {
@@ -701,12 +882,20 @@ int run_server(const server_options& opt) {
                    std::to_string(cfg.validation.domains.size()) + " domain pattern(s), " +
                    std::to_string(cfg.tokens.size()) + " token(s)");
   }
+  if (cfg.aws.enabled) {
+    if (auto problem = start_poller(s); !problem.empty()) {
+      std::cerr << s.opt.config_path << ": " << problem << '\n';
+      return 1;
+    }
+    asio::co_spawn(s.ioc, watch_tenants(&s), observe::log_exception{"tenant watch"});
+  }
   inherited.close_unused();
   if (!write_ports_file(s)) {
     return 1;
   }
   inherited.signal_ready();  // a process upgrading to us can drain now
   s.ioc.run();
+  s.poller.reset();
   for (auto& w : s.workers) {
     w->stop_and_join();
   }

@@ -511,6 +511,83 @@ void append_upstreams(std::string& out, const status_snapshot& s) {
   out += "</tbody></table></div></section>\n";
 }
 
+// The tenants the CloudFront API client follows: per tenant its certificate, and per domain the
+// plain-language stage with the DNS record to create (issue 16). Hooks: <section id="tenants">,
+// <tr class="tenant-domain" data-tenant="T" data-domain="D" data-stage="STAGE">.
+void append_tenants(std::string& out, const status_snapshot& s) {
+  if (s.tenants.empty() && s.credentials_source.empty()) {
+    return;
+  }
+  out += "<section id=\"tenants\" aria-labelledby=\"tenants-title\">"
+         "<h2 id=\"tenants-title\">Tenants (CloudFront API)</h2><p class=\"meta\">Credentials: ";
+  if (s.credentials_source.empty()) {
+    append_none(out, "none yet");
+  } else {
+    append_text(out, s.credentials_source);
+  }
+  out += "</p>";
+  for (const auto& t : s.tenants) {
+    out += "<div class=\"scroll\"><table class=\"tenant\" data-tenant=\"";
+    append_text(out, t.tenant);
+    out += "\"><caption>";
+    append_text(out, t.tenant);
+    if (!t.name.empty() && t.name != t.tenant) {
+      out += " (";
+      append_text(out, t.name);
+      out += ")";
+    }
+    out += " · certificate ";
+    if (t.certificate_status.empty()) {
+      append_none(out, "unknown");
+    } else {
+      append_text(out, t.certificate_status);
+    }
+    if (!t.routing_endpoint.empty()) {
+      out += " · routing endpoint <code>";
+      append_text(out, t.routing_endpoint);
+      out += "</code>";
+    }
+    out += " · last answer ";
+    if (known(t.last_success)) {
+      append_time_element(out, t.last_success);
+    } else {
+      append_none(out, "never");
+    }
+    if (!t.last_error.empty()) {
+      out += " · <span class=\"error-text\">";
+      append_text(out, t.last_error);
+      out += "</span>";
+    }
+    out += "</caption><thead><tr><th scope=\"col\">Domain</th><th scope=\"col\">State</th>"
+           "<th scope=\"col\">DNS record</th><th scope=\"col\">DNS status</th>"
+           "<th scope=\"col\">Tokens</th></tr></thead><tbody>";
+    if (t.domains.empty()) {
+      out += "<tr><td colspan=\"5\"><span class=\"absent\">no domain known yet</span></td></tr>";
+    }
+    for (const auto& d : t.domains) {
+      out += "<tr class=\"tenant-domain\" data-tenant=\"";
+      append_text(out, t.tenant);
+      out += "\" data-domain=\"";
+      append_text(out, d.domain);
+      out += "\" data-stage=\"";
+      append_text(out, d.stage);
+      out += "\">";
+      append_cell(out, d.domain, "mono");
+      append_cell(out, d.sentence, "");
+      append_cell(out, d.dns_record, "mono");
+      append_cell(out, d.dns_status + (d.dns_reason.empty() ? "" : ": " + d.dns_reason), "");
+      std::string files;
+      for (const auto& f : d.token_files) {
+        files += (files.empty() ? "" : " ") + f;
+      }
+      append_cell(out, files, "mono");
+      out += "</tr>";
+    }
+    out += "</tbody></table></div>";
+  }
+  out += "</section>\n";
+}
+
 void append_overview(std::string& out, const status_snapshot& s) {
   out += "<div class=\"scroll\"><table id=\"overview\"><caption>Tenant domains at a "
          "glance</caption><thead><tr><th scope=\"col\">Domain</th><th scope=\"col\">Mode</th>"
@@ -773,6 +850,7 @@ std::string render_status_html(const status_snapshot& s) {
   out += " · refreshes every 5 s</p></header>\n<main>";
   append_process(out, s);
   append_upstreams(out, s);
+  append_tenants(out, s);
   out += "<section id=\"domains\" aria-labelledby=\"domains-title\">"
          "<h2 id=\"domains-title\">Tenant domains</h2>";
   if (s.domains.empty()) {
@@ -835,8 +913,41 @@ std::string render_status_json(const status_snapshot& s) {
     domains.emplace_back(std::move(o));
   }
 
+  json::array tenants;
+  for (const auto& t : s.tenants) {
+    json::object o;
+    o["tenant"] = clean(t.tenant);
+    o["name"] = clean(t.name);
+    o["certificate_status"] = clean(t.certificate_status);
+    o["validation_token_host"] = clean(t.token_host);
+    o["routing_endpoint"] = clean(t.routing_endpoint);
+    o["last_success"] = time_value(t.last_success);
+    o["last_error"] = clean(t.last_error);
+    json::array ds;
+    for (const auto& d : t.domains) {
+      json::object x;
+      x["domain"] = clean(d.domain);
+      x["stage"] = clean(d.stage);
+      x["state"] = clean(d.sentence);
+      x["dns_record"] = clean(d.dns_record);
+      x["dns_status"] = clean(d.dns_status);
+      x["dns_reason"] = clean(d.dns_reason);
+      x["tokens"] = string_array(d.token_files);
+      x["last_fetch"] = time_value(d.last_fetch);
+      x["last_fetch_status"] = d.last_fetch_status;
+      x["last_request"] = time_value(d.last_request);
+      ds.emplace_back(std::move(x));
+    }
+    o["domains"] = std::move(ds);
+    tenants.emplace_back(std::move(o));
+  }
+
   json::object root;
   root["generated"] = time_value(s.now);
+  if (!s.credentials_source.empty() || !s.tenants.empty()) {
+    root["credentials"] = clean(s.credentials_source);
+    root["tenants"] = std::move(tenants);
+  }
   root["process"] = std::move(process);
   root["upstreams"] = std::move(upstreams);
   root["domains"] = std::move(domains);

@@ -41,6 +41,31 @@ struct status_snapshot {
     std::vector<wk::validation::event> events;  // newest last (as event_store::snapshot gives)
   };
   std::vector<domain_state> domains;
+  // With aws: one entry per followed distribution tenant, in aws.tenants order.
+  struct tenant_domain {
+    std::string domain;
+    std::string stage;     // validation::name_of(stage): "waiting_for_ca", ..., "safe_to_remove"
+    std::string sentence;  // the plain-language state
+    std::string dns_record;  // the record to create, once the routing endpoint is known
+    std::string dns_status;  // VerifyDnsConfiguration's, "" before issuance
+    std::string dns_reason;
+    std::vector<std::string> token_files;
+    std::chrono::system_clock::time_point last_fetch;  // epoch: the CA has not fetched
+    unsigned last_fetch_status = 0;
+    std::chrono::system_clock::time_point last_request;  // epoch: none seen
+  };
+  struct tenant_state {
+    std::string tenant;  // as listed in aws.tenants
+    std::string name;    // the distribution tenant's name, when known
+    std::string certificate_status;
+    std::string token_host;        // ValidationTokenHost
+    std::string routing_endpoint;  // the connection group's CNAME target
+    std::chrono::system_clock::time_point last_success;  // epoch: never
+    std::string last_error;                              // "" when the last poll succeeded
+    std::vector<tenant_domain> domains;
+  };
+  std::vector<tenant_state> tenants;
+  std::string credentials_source;  // which credential step is in use, "" without aws:
 };
 
 // How much of a snapshot the page and the JSON show, so that their size does not follow the

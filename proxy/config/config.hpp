@@ -214,6 +214,19 @@ struct access_log {
 // The least severe message the diagnostic log (stderr) keeps.
 enum class log_level { debug, info, warn, error };
 
+// The CloudFront API client (aws:): the distribution tenants to follow. Credentials and endpoints
+// come from the environment, as for the AWS SDKs (docs/tenants.md).
+struct aws_api {
+  bool enabled = false;              // an aws: section was given
+  std::vector<std::string> tenants;  // distribution tenant ids, names or ARNs
+  duration poll_interval{60'000};    // each tenant is read this often
+  duration request_timeout{10'000};  // one API call, connection included
+  // "Safe to remove wkproxy for this domain": DNS valid and no request for the host this long.
+  duration quiet_period{3'600'000};
+  std::string profile;  // the shared-files profile (default: AWS_PROFILE, else "default")
+  static constexpr std::size_t max_tenants = 1000;
+};
+
 struct config {
   int version = 1;
   std::string file;  // where it was loaded from (for messages and /config)
@@ -232,6 +245,7 @@ struct config {
   ::wk::config::shutdown shutdown;
   ::wk::config::access_log access_log;
   ::wk::config::admin admin;
+  ::wk::config::aws_api aws;
   ::wk::config::log_level log_level = ::wk::config::log_level::info;
   unsigned workers = 0;  // 0 = one per core
 };

@@ -264,6 +264,7 @@ private:
   void load_policy(const YAML::Node& node, const std::string& key, forwarded_policy& out);
   void load_workers(const YAML::Node& node, const std::string& key);
   void load_admin(const YAML::Node& node, const std::string& key);
+  void load_aws(const YAML::Node& node, const std::string& key);
   void check_admin();
   void load_access_log(const YAML::Node& node, const std::string& key);
   void load_log_output(const YAML::Node& node, const std::string& key, access_log& out);
@@ -491,6 +492,7 @@ void loader::load_document(const YAML::Node& root) {
        }},
       {"workers", [this](const YAML::Node& n, const std::string& k) { load_workers(n, k); }},
       {"admin", [this](const YAML::Node& n, const std::string& k) { load_admin(n, k); }},
+      {"aws", [this](const YAML::Node& n, const std::string& k) { load_aws(n, k); }},
   };
   const auto seen = walk_map(root, "", fields);
 
@@ -504,7 +506,8 @@ void loader::load_document(const YAML::Node& root) {
       fail(where, std::string(required), "missing required key");
     }
   }
-  if (!top_domains_ && !validation_domains_) {
+  if (!top_domains_ && !validation_domains_ && !cfg_.aws.enabled) {
+    // With aws: the tenants' domains come from the CloudFront API.
     fail(where, "domains", "missing required key");
   }
   if (top_domains_ && validation_domains_) {
@@ -527,6 +530,65 @@ void loader::load_document(const YAML::Node& root) {
     u.host = host;
     u.port = 443;
     u.send_proxy_protocol = pp;
+  }
+}
+
+void loader::load_aws(const YAML::Node& node, const std::string& key) {
+  auto& a = cfg_.aws;
+  a.enabled = true;
+  const auto set = [this](duration& out) {
+    return [this, &out](const YAML::Node& v, const std::string& p) { load_duration(v, p, out); };
+  };
+  const auto seen = walk_map(
+      node, key,
+      {{"tenants",
+        [this, &a](const YAML::Node& v, const std::string& p) {
+          if (!expect_list(v, p)) {
+            return;
+          }
+          if (v.size() > aws_api::max_tenants) {
+            fail(v.Mark(), p,
+                 "more than " + std::to_string(aws_api::max_tenants) + " tenants; use several "
+                 "wkproxy instances or tokens_dir");
+            return;
+          }
+          for (std::size_t i = 0; i < v.size(); ++i) {
+            key_mark_ = v.Mark();
+            const std::string path = item(p, i);
+            auto text = scalar(v[i], path);
+            if (!text) {
+              continue;
+            }
+            // Ids, names and ARNs of distribution tenants: printable ASCII without spaces.
+            const bool printable = !text->empty() && std::all_of(text->begin(), text->end(), [](char c) {
+              return c > ' ' && c < 0x7f && c != '"' && c != '\\';
+            });
+            if (!printable || text->size() > 2048) {
+              fail(v[i].Mark(), path,
+                   "invalid tenant " + in_quotes(*text) +
+                       " (expected a distribution tenant id, name or ARN)");
+            } else if (std::find(a.tenants.begin(), a.tenants.end(), *text) != a.tenants.end()) {
+              fail(v[i].Mark(), path, "duplicate tenant " + in_quotes(*text));
+            } else {
+              a.tenants.push_back(*text);
+            }
+          }
+        }},
+       {"poll_interval", set(a.poll_interval)},
+       {"request_timeout", set(a.request_timeout)},
+       {"quiet_period", set(a.quiet_period)},
+       {"profile",
+        [this, &a](const YAML::Node& v, const std::string& p) {
+          if (auto text = scalar(v, p)) {
+            a.profile = *text;
+          }
+        }}});
+  if (!seen.contains("tenants")) {
+    fail(node.Mark(), key + ".tenants", "missing required key");
+  }
+  if (a.poll_interval.count() < 1000) {
+    fail(node.Mark(), key + ".poll_interval",
+         "must be at least 1s (CloudFront throttles callers that poll faster)");
   }
 }
 

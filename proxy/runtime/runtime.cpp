@@ -86,7 +86,7 @@ const upstream::target* snapshot::fetch_target(const config::token& t) const {
 
 std::variant<std::shared_ptr<const snapshot>, std::vector<std::string>>
 build_runtime(config::config cfg, upstream::resolver_registry& dns,
-              std::vector<std::string>& warnings) {
+              std::vector<std::string>& warnings, const snapshot* previous) {
   auto rt = std::make_shared<snapshot>();
   std::vector<std::string> errors;
   make_target(cfg.origin, dns, rt->origin, errors);
@@ -159,6 +159,19 @@ build_runtime(config::config cfg, upstream::resolver_registry& dns,
   auto files = validation::static_files::load(c.validation.static_dir, warnings);
   rt->cfg = std::move(shared_cfg);
   rt->tokens = validation::token_table(*rt->cfg, std::move(files));
+  if (rt->cfg->aws.enabled) {
+    std::vector<std::string> hosts;
+    for (const std::string& d : rt->cfg->validation.domains) {
+      if (!d.starts_with("*")) {
+        hosts.push_back(d);
+      }
+    }
+    for (const config::token& t : rt->cfg->tokens) {
+      hosts.push_back(t.domain);
+    }
+    rt->activity = std::make_shared<const validation::host_activity>(
+        std::move(hosts), previous != nullptr ? previous->activity.get() : nullptr);
+  }
   return std::shared_ptr<const snapshot>(std::move(rt));
 }
 

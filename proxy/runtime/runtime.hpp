@@ -9,6 +9,7 @@
 #include "routing/route.hpp"
 #include "upstream/resolver.hpp"
 #include "upstream/target.hpp"
+#include "validation/host_activity.hpp"
 #include "validation/plan.hpp"
 
 #include <memory>
@@ -50,6 +51,9 @@ struct snapshot {
   // fetch mode: one HTTPS target per RedirectTo host:port (ACM's validation hosts)
   std::vector<upstream::target> fetch_targets;
   std::vector<listener_runtime> listeners;  // in config order
+  // With aws: (the CloudFront API client), when each allow-listed name last had a request, for
+  // the tenants' "safe to remove" state; nullptr without aws:.
+  std::shared_ptr<const validation::host_activity> activity;
 
   // The settings of the listener `slot` belongs to; nullptr when this snapshot has none (a
   // reload removed it and its last connections are still arriving).
@@ -62,8 +66,9 @@ struct snapshot {
 
 // Builds a snapshot on the main thread (reads CA files and validation.static_dir). On failure,
 // the reasons. `warnings` gets what was skipped (e.g. static files outside the directory).
+// `previous` (the running snapshot, if any) passes on what outlives a snapshot (host activity).
 std::variant<std::shared_ptr<const snapshot>, std::vector<std::string>>
 build_runtime(config::config cfg, upstream::resolver_registry& dns,
-              std::vector<std::string>& warnings);
+              std::vector<std::string>& warnings, const snapshot* previous = nullptr);
 
 }  // namespace wk::runtime

@@ -96,6 +96,9 @@ void write_access_log(context& w, const request_state& st, const fault& f,
     w.report.counters->count_failure(static_cast<std::size_t>(f.error));
   }
   w.log.write(r);
+  if (w.runtime->activity) {
+    w.runtime->activity->touch(st.decision.host, st.wall);
+  }
   w.metrics.record_request(conn.listener_index, static_cast<observe::route_label>(st.decision.kind),
                            st.status, steady::now() - st.start, st.bytes_in, st.bytes_out);
   if (st.validation_hit) {

@@ -85,6 +85,7 @@ TEST_CASE("every config key is documented in README.md and config/wkproxy.yaml")
       {base + listen + "shutdown: {zzz: 1}\n", "shutdown."},
       {base + listen + "access_log: {zzz: 1}\n", "access_log."},
       {base + listen + "admin: {zzz: 1}\n", "admin."},
+      {base + listen + "aws: {tenants: [a], zzz: 1}\n", "aws."},
       {base + listen + "tokens: [{zzz: 1}]\n", "tokens", true},
       {base + "listen: [{address: \"127.0.0.1:1\", mode: tls, certificates: [{zzz: 1}]}]\n",
        "listen[].certificates", true},

@@ -167,7 +167,7 @@ TEST_CASE("bad config files report every error with file, line, column, key and 
         "8:1: colour: unknown key (expected one of: version, listen, origin, cloudfront, domains, "
         "validation, tokens, tokens_dir, timeouts, limits, headers, dns, shutdown, access_log, "
         "log_level, "
-        "workers, admin)"}},
+        "workers, admin, aws)"}},
       {"wrong_type.yaml",
        {"2:9: listen: expected a list, got a single value",
         "3:9: origin: expected a URL or a mapping with url, got a list",
