@@ -3,6 +3,8 @@
 
 #include "cli/tokens_import.hpp"
 
+#include "aws/fetch.hpp"
+
 #include "cli_help.hpp"
 
 #include "core/ascii.hpp"
@@ -140,8 +142,10 @@ std::optional<options> parse_args(int argc, char** argv, int& code) {
       have_input = true;
     }
   }
-  if (!have_input) {
-    std::cerr << "wkproxy: tokens import needs a FILE (or - for stdin)\n" << usage_line;
+  if (!have_input && opt.tenant.empty()) {
+    std::cerr << "wkproxy: tokens import needs a FILE (or - for stdin), or --tenant ID to read "
+                 "the tenant from the CloudFront API\n"
+              << usage_line;
     code = 2;
     return std::nullopt;
   }
@@ -429,13 +433,30 @@ int run_tokens_import(int argc, char** argv) {
   if (!opt) {
     return code;
   }
-  const std::string name = opt->input == "-" ? "<stdin>" : opt->input;
-  auto read = read_input(opt->input);
-  if (const auto* reason = std::get_if<1>(&read)) {
-    std::cerr << "wkproxy: " << name << ": " << *reason << "\n";
-    return 1;
+  std::string name;
+  std::string text;
+  if (opt->input.empty()) {
+    // No file: the CloudFront API, with the environment's credentials, as the proxy polls it.
+    name = "GetManagedCertificateDetails " + opt->tenant;
+    const auto got = aws::fetch_certificate_details(config::process_env(), opt->tenant,
+                                                    std::chrono::seconds(20));
+    if (!got.ok) {
+      std::cerr << "wkproxy: " << got.text << "\n";
+      return 1;
+    }
+    std::cerr << "read tenant " << opt->tenant << " from the CloudFront API (credentials: "
+              << got.source << ")\n";
+    text = got.text;
+  } else {
+    name = opt->input == "-" ? "<stdin>" : opt->input;
+    auto read = read_input(opt->input);
+    if (const auto* reason = std::get_if<1>(&read)) {
+      std::cerr << "wkproxy: " << name << ": " << *reason << "\n";
+      return 1;
+    }
+    text = std::get<0>(std::move(read));
   }
-  certificate_details details = parse_certificate_details(std::get<0>(read), opt->prefix);
+  certificate_details details = parse_certificate_details(text, opt->prefix);
   assign_tenant(details, opt->tenant);
   if (details.tenant.empty() && details.errors.empty()) {
     details.warnings.emplace_back(
