@@ -302,7 +302,7 @@ asio::awaitable<std::optional<credential_chain::outcome>> credential_chain::walk
 asio::awaitable<std::optional<credential_chain::outcome>> credential_chain::from_profile() {
   const shared_files where = shared_file_locations(env_);
   const std::string profile = settings_.profile.empty() ? where.profile : settings_.profile;
-  const bool named = !settings_.profile.empty() || env_("AWS_PROFILE").has_value();
+  const bool named = !settings_.profile.empty() || !env_or(env_, "AWS_PROFILE").empty();
   std::optional<ini_file> creds_file;
   std::optional<ini_file> config_file;
   std::string problem;

@@ -70,7 +70,10 @@ journey journey_of(const journey_input& in) {
   journey out;
   out.dns_record = dns_record(in.domain, in.routing_endpoint);
   const std::string& cert = in.certificate_status;
-  const bool fetched_ok = in.last_fetch && in.last_fetch_status >= 200 && in.last_fetch_status < 300;
+  // A 2xx, or redirect mode's 301/302/307/308 to ACM, which the CA follows.
+  const unsigned st = in.last_fetch_status;
+  const bool fetched_ok = in.last_fetch && ((st >= 200 && st < 300) || st == 301 || st == 302 ||
+                                            st == 307 || st == 308);
   if (cert.empty()) {
     out.stage = stage::unknown;
     out.sentence = "no answer from the CloudFront API yet";

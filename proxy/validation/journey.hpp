@@ -5,7 +5,8 @@
 //
 // The stages, in order:
 //   waiting_for_ca  the certificate is pending-validation and no CA has fetched a token yet;
-//   token_served    the CA fetched the token and got a 2xx answer; ACM is issuing;
+//   token_served    the CA fetched the token and got a 2xx answer (or redirect mode's 3xx to
+//                   ACM); ACM is issuing;
 //   switch_dns      the certificate is issued: create the DNS record now (dns_record says which);
 //   dns_valid       CloudFront sees the record; clients still arrive here as old DNS answers
 //                   expire;

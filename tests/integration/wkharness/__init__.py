@@ -15,6 +15,9 @@ Pieces, by module:
   process    Proxy: the real wkproxy binary on loopback port 0, with its access log and RSS;
              run_check, run_wkproxy_check
   testcase   ProxyTestCase: a unittest base class wiring the above together with cleanups
+  aws        StubAWS: the AWS stand-in (tests/tools/stub_aws.py: CloudFront, STS, IMDSv2 and
+             container credentials over HTTPS, signatures checked with botocore) as a process,
+             its control API, and env() to point wkproxy at it
 
 Tests import everything from the package itself (`from wkharness import Proxy`).
 
@@ -26,6 +29,7 @@ Everything binds 127.0.0.1 (or ::1) on port 0, and everything started is stopped
 cleanups even when a test fails. Readiness is polled with a deadline, never slept for.
 """
 
+from .aws import StubAWS
 from .backends import (ACM_ACCOUNT, LightOrigin, RawRecordingBackend, RecordedRequest,
                        RecordingBackend, ValidationBackend)
 from .clients import (CurlResult, RawClient, RawExchange, Response, admin_get, build_request,
@@ -44,7 +48,7 @@ __all__ = [
     "ACM_ACCOUNT", "CF_SNI", "DEFAULT_TIMEOUTS", "DOMAINS", "LOOPBACK", "PROXY_V2_SIGNATURE",
     "TENANT", "VALIDATION_PREFIX", "CurlResult", "Headers", "LightOrigin", "PeerClosed",
     "ProtocolError", "Proxy", "ProxyTestCase", "RawClient", "RawExchange", "RawRecordingBackend",
-    "RecordedRequest", "RecordingBackend", "Response", "SocketReader", "TestCA",
+    "RecordedRequest", "RecordingBackend", "Response", "SocketReader", "StubAWS", "TestCA",
     "ValidationBackend", "_parse_head", "admin_config", "admin_get", "available", "build_request",
     "chunked_body", "curl", "exchange_raw", "free_port", "have_tool", "in_ci", "ipv6_available",
     "make_config", "metric_value", "missing", "pattern_bytes", "pattern_chunks",
