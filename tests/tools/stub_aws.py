@@ -836,9 +836,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, tls, state):
+    def __init__(self, tls, state, port=0):
         self.tls, self.state = tls, state
-        super().__init__(("127.0.0.1", 0), Handler)
+        super().__init__(("127.0.0.1", port), Handler)
 
     def get_request(self):
         sock, addr = self.socket.accept()
@@ -856,6 +856,7 @@ def main():
     ap.add_argument("--ports-file", required=True)
     ap.add_argument("--state", help="JSON state to start with (as POST /_stub/state, plus "
                                     "\"tenants\": [...])")
+    ap.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")
     args = ap.parse_args()
     state = State()
     if args.state:
@@ -863,7 +864,7 @@ def main():
             state.merge(json.load(f))
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(args.cert, args.key)
-    server = Server(tls, state)
+    server = Server(tls, state, args.port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
