@@ -411,16 +411,18 @@ tenant_views(const std::vector<std::string>& order,
       in.routing_endpoint = t.routing_endpoint;
       // The CA's latest fetch of one of this domain's tokens through this proxy.
       if (const auto e = events.find(domain); e != events.end()) {
-        for (auto ev = e->second.rbegin(); ev != e->second.rend(); ++ev) {
+        const auto& list = e->second;
+        for (std::size_t i = list.size(); i-- > 0;) {  // newest first
+          const auto& ev = list[i];
           const bool token = std::any_of(rt.cfg->tokens.begin(), rt.cfg->tokens.end(),
                                          [&](const config::token& k) {
-                                           return k.domain == domain && k.file == ev->file;
+                                           return k.domain == domain && k.file == ev.file;
                                          });
-          if (token && ev->action != "origin") {
-            in.last_fetch = ev->time;
-            in.last_fetch_status = ev->status;
-            d.last_fetch = ev->time;
-            d.last_fetch_status = ev->status;
+          if (token && ev.action != "origin") {
+            in.last_fetch = ev.time;
+            in.last_fetch_status = ev.status;
+            d.last_fetch = ev.time;
+            d.last_fetch_status = ev.status;
             break;
           }
         }

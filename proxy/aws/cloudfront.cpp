@@ -49,7 +49,7 @@ namespace {
 
 constexpr std::string_view api_version = "/2020-05-31/";
 
-request make(const endpoint& cf, std::string method, std::string path) {
+request make(const endpoint& cf, std::string method, const std::string& path) {
   request r;
   r.method = std::move(method);
   r.path = cf.path + std::string(api_version) + path;

@@ -31,7 +31,8 @@ std::optional<std::string> read_file(const std::string& path) {
   return s.str();
 }
 
-std::string env_or(const config::env_lookup& env, const char* name, std::string fallback = {}) {
+std::string env_or(const config::env_lookup& env, const char* name,
+                   const std::string& fallback = {}) {
   auto v = env(name);
   return v && !v->empty() ? *v : fallback;
 }
@@ -77,7 +78,7 @@ std::variant<aws_settings, std::string> settings_from_env(const config::env_look
                                                           std::string_view profile) {
   aws_settings s;
   const std::string common = env_or(env, "AWS_ENDPOINT_URL");
-  const auto pick = [&](const char* name, std::string fallback, endpoint& out,
+  const auto pick = [&](const char* name, const std::string& fallback, endpoint& out,
                         std::string& error) {
     const std::string url = env_or(env, name, common.empty() ? fallback : common);
     auto parsed = parse_endpoint(url);

@@ -54,7 +54,7 @@ struct temporary_credentials {
 };
 std::variant<temporary_credentials, std::string> parse_sts_credentials(std::string_view xml);
 // The JSON of instance metadata and of container credentials endpoints.
-std::variant<temporary_credentials, std::string> parse_json_credentials(std::string_view json);
+std::variant<temporary_credentials, std::string> parse_json_credentials(std::string_view text);
 
 // When to fetch temporary credentials again: 5 minutes before `expires`, or half-way through
 // their life (from `obtained`) when that comes later.
