@@ -385,11 +385,16 @@ credential_chain::resolve_role(const role_profile& role, const ini_file* creds,
     }
     source = **c;
   } else {
-    auto inner = role.credential_source == "EcsContainer"
-                     ? (co_await from_container())
-                           .value_or(outcome("credential_source EcsContainer: "
-                                             "AWS_CONTAINER_CREDENTIALS_*_URI is not set"))
-                     : co_await from_instance_metadata();
+    // Two statements, not `a ? co_await x : co_await y` (see http_client.cpp).
+    outcome inner = std::string("credential_source EcsContainer: "
+                                "AWS_CONTAINER_CREDENTIALS_*_URI is not set");
+    if (role.credential_source == "EcsContainer") {
+      if (auto r = co_await from_container()) {
+        inner = std::move(*r);
+      }
+    } else {
+      inner = co_await from_instance_metadata();
+    }
     if (std::holds_alternative<std::string>(inner)) {
       co_return inner;
     }

@@ -74,6 +74,19 @@ std::string http_response::header(std::string_view name) const {
   return {};
 }
 
+struct http_client::connection {
+  std::string key;
+  std::unique_ptr<beast::tcp_stream> plain;                      // http
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> secure;  // https
+  std::chrono::steady_clock::time_point idle_since;
+
+  beast::tcp_stream& lowest() { return plain ? *plain : beast::get_lowest_layer(*secure); }
+};
+
+http_client::http_client(std::shared_ptr<asio::ssl::context> tls) : tls_(std::move(tls)) {}
+
+http_client::~http_client() = default;
+
 std::variant<std::shared_ptr<http_client>, std::string>
 http_client::make(const std::string& ca_bundle) {
   auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
@@ -97,8 +110,8 @@ http_client::make(const std::string& ca_bundle) {
 
 namespace {
 
-// Writes `req` and reads the answer on `stream` (plain or TLS), with `stream`'s deadline set by
-// the caller.
+// Writes `req` and reads the answer on `stream` (plain or TLS), under the deadline the caller
+// set on its lowest layer.
 template <class Stream>
 asio::awaitable<std::variant<http_response, std::string>>
 exchange(Stream& stream, http::request<http::string_body>& req, const std::string& where) {
@@ -112,7 +125,6 @@ exchange(Stream& stream, http::request<http::string_body>& req, const std::strin
   http::response_parser<http::string_body> parser;
   parser.body_limit(http_client::max_body);
   parser.header_limit(64 * 1024);
-  // A HEAD-less client: every answer has a body or none as its status says.
   auto [rec, rn] = co_await http::async_read(stream, buffer, parser, core::nothrow);
   (void)rn;
   if (rec) {
@@ -122,6 +134,8 @@ exchange(Stream& stream, http::request<http::string_body>& req, const std::strin
   auto msg = parser.release();
   http_response out;
   out.status = msg.result_int();
+  // Bytes after the answer would belong to no request: such a connection is not reused.
+  out.keep_alive = msg.keep_alive() && buffer.size() == 0;
   for (const auto& field : msg) {
     out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
   }
@@ -129,12 +143,56 @@ exchange(Stream& stream, http::request<http::string_body>& req, const std::strin
   co_return out;
 }
 
+std::string key_of(const endpoint& to) {
+  return (to.tls ? "https://" : "http://") + to.host_header();
+}
+
 }  // namespace
+
+asio::awaitable<std::variant<std::unique_ptr<http_client::connection>, std::string>>
+http_client::connect(const endpoint& to, std::chrono::milliseconds timeout) {
+  const auto ex = co_await asio::this_coro::executor;
+  const std::string where = to.host_header();
+  auto tcp = std::make_unique<beast::tcp_stream>(ex);
+  tcp->expires_after(timeout);
+  asio::ip::tcp::resolver resolver(ex);
+  auto [dec, results] =
+      co_await resolver.async_resolve(to.host, std::to_string(to.port), core::nothrow);
+  if (dec) {
+    co_return "resolve " + to.host + ": " + dec.message();
+  }
+  auto [cec, ep] = co_await tcp->async_connect(results, core::nothrow);
+  (void)ep;
+  if (cec) {
+    co_return "connect to " + where + ": " +
+        (core::is_timeout(cec) ? "timed out after " + std::to_string(timeout.count()) + " ms"
+                               : cec.message());
+  }
+  auto c = std::make_unique<connection>();
+  c->key = key_of(to);
+  ++made_;
+  if (!to.tls) {
+    c->plain = std::move(tcp);
+    co_return c;
+  }
+  c->secure = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*tcp), *tls_);
+  if (net::expect_peer(c->secure->native_handle(), to.host, to.host) != net::peer_setup::ok) {
+    co_return "TLS to " + where + ": cannot set the expected server name " + to.host;
+  }
+  auto [hec] = co_await c->secure->async_handshake(asio::ssl::stream_base::client, core::nothrow);
+  if (hec) {
+    const std::string why = net::verify_failure(c->secure->native_handle());
+    co_return "TLS handshake with " + where + ": " +
+        (!why.empty() ? why
+                      : core::is_timeout(hec) ? std::string("timed out") : hec.message());
+  }
+  co_return c;
+}
 
 asio::awaitable<std::variant<http_response, std::string>>
 http_client::send(const endpoint& to, http_request r, std::chrono::milliseconds timeout) {
-  const auto ex = co_await asio::this_coro::executor;
   const std::string where = to.host_header();
+  const std::string key = key_of(to);
   http::request<http::string_body> req;
   req.method_string(r.method);
   req.target(r.target);
@@ -147,46 +205,49 @@ http_client::send(const endpoint& to, http_request r, std::chrono::milliseconds 
   if (!has_host) {
     req.set(http::field::host, to.host_header());
   }
-  req.set(http::field::connection, "close");
   if (!r.body.empty() || r.method == "POST" || r.method == "PUT") {
     req.body() = std::move(r.body);
     req.prepare_payload();
   }
-
-  beast::tcp_stream tcp(ex);
-  tcp.expires_after(timeout);
-  asio::ip::tcp::resolver resolver(ex);
-  auto [dec, results] =
-      co_await resolver.async_resolve(to.host, std::to_string(to.port), core::nothrow);
-  if (dec) {
-    co_return "resolve " + to.host + ": " + dec.message();
+  for (int attempt = 0;; ++attempt) {
+    std::unique_ptr<connection> c;
+    auto& kept = idle_[key];
+    const auto now = std::chrono::steady_clock::now();
+    while (!kept.empty() && !c) {
+      c = std::move(kept.back());
+      kept.pop_back();
+      if (now - c->idle_since > max_idle) {
+        c.reset();  // probably closed by the server by now
+      }
+    }
+    const bool reused = c != nullptr;
+    if (!c) {
+      auto made = co_await connect(to, timeout);
+      if (auto* reason = std::get_if<std::string>(&made)) {
+        co_return *reason;
+      }
+      c = std::get<std::unique_ptr<connection>>(std::move(made));
+    }
+    c->lowest().expires_after(timeout);
+    // Not `a ? co_await x : co_await y`: GCC 12 destroys the result of such an expression
+    // twice inside a coroutine.
+    std::variant<http_response, std::string> result;
+    if (c->plain) {
+      result = co_await exchange(*c->plain, req, where);
+    } else {
+      result = co_await exchange(*c->secure, req, where);
+    }
+    if (std::holds_alternative<std::string>(result) && reused && attempt == 0) {
+      continue;  // the server closed the kept connection meanwhile: once more, on a new one
+    }
+    if (auto* resp = std::get_if<http_response>(&result);
+        resp != nullptr && resp->keep_alive && idle_[key].size() < max_idle_per_endpoint) {
+      c->lowest().expires_never();
+      c->idle_since = std::chrono::steady_clock::now();
+      idle_[key].push_back(std::move(c));
+    }
+    co_return result;
   }
-  auto [cec, ep] = co_await tcp.async_connect(results, core::nothrow);
-  (void)ep;
-  if (cec) {
-    co_return "connect to " + where + ": " +
-        (core::is_timeout(cec) ? "timed out after " + std::to_string(timeout.count()) + " ms"
-                               : cec.message());
-  }
-  if (!to.tls) {
-    co_return co_await exchange(tcp, req, where);
-  }
-  beast::ssl_stream<beast::tcp_stream> tls(std::move(tcp), *tls_);
-  if (net::expect_peer(tls.native_handle(), to.host, to.host) != net::peer_setup::ok) {
-    co_return "TLS to " + where + ": cannot set the expected server name " + to.host;
-  }
-  auto [hec] = co_await tls.async_handshake(asio::ssl::stream_base::client, core::nothrow);
-  if (hec) {
-    const std::string why = net::verify_failure(tls.native_handle());
-    co_return "TLS handshake with " + where + ": " +
-        (!why.empty() ? why
-                      : core::is_timeout(hec) ? std::string("timed out") : hec.message());
-  }
-  auto result = co_await exchange(tls, req, where);
-  // Connection: close was asked for; the shutdown is best effort and not waited for long.
-  beast::get_lowest_layer(tls).expires_after(std::chrono::seconds(1));
-  (void)co_await tls.async_shutdown(core::nothrow);
-  co_return result;
 }
 
 }  // namespace wk::aws
