@@ -86,6 +86,8 @@ tenant_poller::~tenant_poller() {
   if (thread_.joinable()) {
     thread_.join();
   }
+  // The kept connections belong to ioc_, which is destroyed before client_ (declared later).
+  client_->close_idle();
 }
 
 std::string tenant_poller::credentials_source() const {

@@ -87,6 +87,10 @@ http_client::http_client(std::shared_ptr<asio::ssl::context> tls) : tls_(std::mo
 
 http_client::~http_client() = default;
 
+void http_client::close_idle() {
+  idle_.clear();
+}
+
 std::variant<std::shared_ptr<http_client>, std::string>
 http_client::make(const std::string& ca_bundle) {
   auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);

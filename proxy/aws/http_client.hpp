@@ -77,6 +77,10 @@ public:
   boost::asio::awaitable<std::variant<http_response, std::string>>
   send(const endpoint& to, http_request req, std::chrono::milliseconds timeout);
 
+  // Closes the kept connections. Call it before the io_context they were made on goes away
+  // (they hold its timers and sockets).
+  void close_idle();
+
   // Connections made and kept so far (for tests).
   [[nodiscard]] std::size_t connections_made() const { return made_; }
 
