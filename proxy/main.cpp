@@ -2,6 +2,7 @@
 
 #include "app/server.hpp"
 #include "cli/check.hpp"
+#include "cli/demo.hpp"
 #include "cli/loadtest.hpp"
 #include "cli/tokens_import.hpp"
 #include "cli_help.hpp"
@@ -65,6 +66,9 @@ int main(int argc, char** argv) {
   }
   if (argc >= 2 && std::string_view(argv[1]) == "check") {
     return wk::cli::run_check(argc - 2, argv + 2);
+  }
+  if (argc >= 2 && std::string_view(argv[1]) == "demo") {
+    return wk::cli::run_demo(argc - 2, argv + 2, WKPROXY_VERSION, WKPROXY_REVISION);
   }
   if (argc >= 2 && std::string_view(argv[1]) == "loadtest") {
     return wk::cli::run_loadtest(argc - 2, argv + 2);

@@ -18,7 +18,7 @@ import re
 import sys
 
 # Bottom to top; the position is the layer. Keep in step with CMakeLists.txt (one library each)
-# and the README's code map.
+# and the layer table of docs/internals.md.
 LAYERS = [
     "core",        # ASCII, host patterns, endpoint and time text, failures, Asio token
     "config",      # the configuration and its loader

@@ -7,9 +7,9 @@
 # Not part of ctest: it needs root, the apt mirror (debootstrap and apt-get in RUN steps) and
 # minutes of build time. Usage (as root): tools/image.sh        KEEP_IMAGE=1 keeps the image.
 #
-# This machine has no registry and a cgroup v1 "hybrid" host (see the README, "Container
-# image"): the Debian base images are made locally with debootstrap, runc replaces crun, and
-# the rlimits podman sets are lowered to what the host allows.
+# This machine has no registry and a cgroup v1 "hybrid" host (see docs/operations.md,
+# "Container image and Kubernetes"): the Debian base images are made locally with debootstrap,
+# runc replaces crun, and the rlimits podman sets are lowered to what the host allows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

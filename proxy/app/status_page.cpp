@@ -388,6 +388,7 @@ td.level{border-color:#c8ccd2}
 .error-text{color:#8a1c13}
 .absent{color:#555;font-style:italic}
 p.omitted{margin:.3rem 0;color:#444;font-style:italic}
+span.help{font-weight:400;font-size:.9em}
 )css";
 
 void append_time_element(std::string& out, sys_clock::time_point t) {
@@ -722,7 +723,9 @@ void append_domain(std::string& out, const status_snapshot::domain_state& d, std
   out += level;
   out += "\">";
   append_text(out, state_hint(d, now));
-  out += "</p>";
+  out += " <span class=\"help\">(what to do: ";
+  append_text(out, hint_help(d));
+  out += ")</span></p>";
   const std::size_t omitted = d.events.size() - shown;
   if (omitted > 0) {
     out += "<p class=\"omitted\">";
@@ -823,6 +826,45 @@ std::string state_hint(const status_snapshot::domain_state& d, sys_clock::time_p
   return other_hint(e, now);
 }
 
+std::string hint_help(const status_snapshot::domain_state& d) {
+  constexpr std::string_view guide = "docs/onboarding.md#";
+  if (d.events.empty()) {
+    return std::string(guide) + "ts-hint-no-request";
+  }
+  const auto& e = d.events.back();
+  std::string_view anchor = "ts-hint-other-status";
+  switch (classify(e)) {
+  case hint_case::origin:
+    anchor = "ts-hint-origin";
+    break;
+  case hint_case::unreachable:
+    anchor = "ts-hint-unreachable";
+    break;
+  case hint_case::redirected:
+    anchor = "ts-hint-redirected";
+    break;
+  case hint_case::answered:
+    anchor = "ts-hint-answered";
+    break;
+  case hint_case::cf_421:
+    anchor = "ts-hint-421";
+    break;
+  case hint_case::cf_403:
+    anchor = "ts-hint-403";
+    break;
+  case hint_case::not_found:
+    anchor = e.action == "fetch"       ? "ts-hint-404-fetch"
+             : e.action == "static"    ? "ts-hint-404-static"
+             : e.action == "not_found" ? "ts-hint-404-not-found"
+                                       : "ts-hint-404-forward";
+    break;
+  case hint_case::other:
+    anchor = e.status == 0 ? "ts-hint-no-answer" : "ts-hint-other-status";
+    break;
+  }
+  return std::string(guide) + std::string(anchor);
+}
+
 hint_level state_level(const status_snapshot::domain_state& d) {
   if (d.events.empty()) {
     return hint_level::none;
@@ -902,6 +944,7 @@ std::string render_status_json(const status_snapshot& s) {
     o["tokens"] = string_array(d.token_files);
     o["hint"] = clean(state_hint(d, s.now));
     o["hint_level"] = level_name(state_level(d));
+    o["help"] = hint_help(d);
     json::array events;
     events.reserve(shown[i]);
     for (auto it = d.events.rbegin();

@@ -94,7 +94,7 @@ std::string render_status_html(const status_snapshot& s);
 //   {"generated", "process": {"version", "started", "uptime_s", "config_file",
 //    "config_loaded", "listeners", "ready", "draining"},
 //    "upstreams": [{"name", "url", "addresses", "last_error", "errors"}],
-//    "domains": [{"domain", "mode", "tokens", "hint", "hint_level",
+//    "domains": [{"domain", "mode", "tokens", "hint", "hint_level", "help",
 //                 "events": [{"time", "client", "user_agent", "domain", "file", "mode",
 //                             "action", "status", "upstream", "location", "latency_ms",
 //                             "error"}], "events_omitted"}]}
@@ -110,5 +110,9 @@ std::string state_hint(const status_snapshot::domain_state& d,
 
 // The level that goes with state_hint() for the same domain.
 hint_level state_level(const status_snapshot::domain_state& d);
+
+// Where the guide explains the hint and what to do: "docs/onboarding.md#ts-hint-403" (the
+// anchors of its Troubleshooting section, checked by tests/integration/test_docs_anchors.py).
+std::string hint_help(const status_snapshot::domain_state& d);
 
 }  // namespace wk::app

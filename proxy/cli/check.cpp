@@ -595,6 +595,9 @@ std::string format_table(const std::vector<token_result>& results) {
     }
     out += line + "\n";
   }
+  if (passed != results.size()) {
+    out += "What each reason means and what to do: docs/onboarding.md, \"3. Troubleshooting\"\n";
+  }
   out +=
       std::to_string(passed) + " passed, " + std::to_string(results.size() - passed) + " failed\n";
   return out;

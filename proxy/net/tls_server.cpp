@@ -1,5 +1,7 @@
 #include "net/tls_server.hpp"
 
+#include "net/openssl_ptr.hpp"
+
 #include "core/ascii.hpp"
 #include "core/host_pattern.hpp"
 
@@ -45,26 +47,6 @@ constexpr std::string_view session_id_context = "wkproxy";
 // /dev/zero) from being read without end.
 constexpr std::size_t max_file_bytes = std::size_t{1} << 20;
 
-struct bio_free {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct x509_free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct pkey_free {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct general_names_free {
-  void operator()(GENERAL_NAMES* n) const { GENERAL_NAMES_free(n); }
-};
-struct ocsp_response_free {
-  void operator()(OCSP_RESPONSE* r) const { OCSP_RESPONSE_free(r); }
-};
-using bio_ptr = std::unique_ptr<BIO, bio_free>;
-using x509_ptr = std::unique_ptr<X509, x509_free>;
-using pkey_ptr = std::unique_ptr<EVP_PKEY, pkey_free>;
-using general_names_ptr = std::unique_ptr<GENERAL_NAMES, general_names_free>;
-using ocsp_response_ptr = std::unique_ptr<OCSP_RESPONSE, ocsp_response_free>;
 
 // The earliest queued OpenSSL error (usually the cause; later ones wrap it) as text, and the
 // queue cleared so that it does not leak into the next check.

@@ -1,6 +1,6 @@
-"""`cmake --install` of the build that made $WKPROXY_BIN puts every file where the README says,
-the installed binary runs, and `wkproxy --help` and the man page wkproxy(1) (both generated from
-docs/wkproxy.1.md) agree: every option --help prints is in the rendered page."""
+"""`cmake --install` of the build that made $WKPROXY_BIN puts every file where docs/operations.md
+says, the installed binary runs, and `wkproxy --help` and the man page wkproxy(1) (both generated
+from docs/wkproxy.1.md) agree: every option --help prints is in the rendered page."""
 
 import glob
 import os
@@ -102,16 +102,16 @@ class HelpAndManPageTest(unittest.TestCase):
     def test_help_exits_0_and_covers_every_subcommand_signal_and_file(self):
         self.assertEqual(self.help_rc, 0)
         self.assertTrue(self.help.startswith("usage: wkproxy -c FILE"))
-        for needle in ("wkproxy -t -c FILE", "wkproxy tokens import", "wkproxy check",
-                       "wkproxy loadtest", "--ports-file", "--version", "SIGHUP", "SIGTERM",
-                       "SIGUSR1", "SIGUSR2", "LISTEN_FDS", "Files:",
+        for needle in ("wkproxy demo", "wkproxy -t -c FILE", "wkproxy tokens import",
+                       "wkproxy check", "wkproxy loadtest", "--ports-file", "--version", "SIGHUP",
+                       "SIGTERM", "SIGUSR1", "SIGUSR2", "LISTEN_FDS", "Files:",
                        "/etc/wkproxy/wkproxy.yaml", "Exit status"):
             with self.subTest(needle=needle):
                 self.assertIn(needle, self.help)
 
     def test_each_subcommand_help_is_part_of_the_main_help(self):
         flat = " ".join(self.help.split())
-        for sub in (["tokens", "import"], ["check"], ["loadtest"]):
+        for sub in (["demo"], ["tokens", "import"], ["check"], ["loadtest"]):
             with self.subTest(sub=sub):
                 p = run(wkproxy_bin(), *sub, "--help")
                 self.assertEqual(p.returncode, 0, p.stderr)

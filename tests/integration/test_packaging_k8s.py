@@ -4,10 +4,10 @@ packaging/kubernetes/sidecar.yaml is read with a small loader for the YAML subse
 is written in (block mappings and sequences, `|` literals, flow lists of scalars): the suite
 uses the Python standard library only, and Debian 12 packages no Kubernetes schema validator
 (no kubeconform or kubeval in apt). When PyYAML happens to be importable, the loader's result
-is compared with yaml.safe_load_all's, which keeps the loader honest. Then the fields the README
-promises are checked, and the embedded wkproxy config is loaded by the real binary (`wkproxy
--t`) and run, to see that the probes work without the admin token while everything else on the
-admin listener needs it.
+is compared with yaml.safe_load_all's, which keeps the loader honest. Then the fields
+docs/operations.md promises are checked, and the embedded wkproxy config is loaded by the real
+binary (`wkproxy -t`) and run, to see that the probes work without the admin token while
+everything else on the admin listener needs it.
 
 The container's default config (packaging/container/wkproxy.yaml, COPY'd into the image as
 /etc/wkproxy/wkproxy.yaml) must pass `wkproxy -t` too, and its HEALTHCHECK script is run

@@ -1,7 +1,7 @@
 """systemd units (packaging/systemd): `systemd-analyze verify` finds nothing to say about them,
-the service has the settings the README promises, and the socket unit listens exactly where the
-example config it documents does (socket activation matches inherited sockets to listeners by
-address, so any difference would silently bind instead)."""
+the service has the settings docs/operations.md promises, and the socket unit listens exactly
+where the example config it documents does (socket activation matches inherited sockets to
+listeners by address, so any difference would silently bind instead)."""
 
 import fcntl
 import os

@@ -302,7 +302,9 @@ TEST_CASE("each domain has its section with mode, tokens, hint and events newest
 
   const auto first = section_of(html, "example.com");
   CHECK(first.find("data-hint=\"ok\"") != std::string::npos);
-  CHECK(first.find("<p class=\"hint ok\">answered 200 at 14:03 UTC — the CA got the token</p>") !=
+  CHECK(first.find("<p class=\"hint ok\">answered 200 at 14:03 UTC — the CA got the token "
+                   "<span class=\"help\">(what to do: docs/onboarding.md#ts-hint-answered)</span>"
+                   "</p>") !=
         std::string::npos);
   CHECK(first.find("<code>aaa.txt</code>") != std::string::npos);
   CHECK(first.find("<code>bbb.txt</code>") != std::string::npos);
@@ -322,7 +324,8 @@ TEST_CASE("each domain has its section with mode, tokens, hint and events newest
   CHECK(www.find("→ https://validation.us-east-1.acm-validations.aws/123/") != std::string::npos);
 
   const auto shop = section_of(html, "shop.example");
-  CHECK(shop.find("<p class=\"hint none\">no validation request seen yet</p>") !=
+  CHECK(shop.find("<p class=\"hint none\">no validation request seen yet <span class=\"help\">"
+                  "(what to do: docs/onboarding.md#ts-hint-no-request)</span></p>") !=
         std::string::npos);
   CHECK(shop.find("<table class=\"events\">") == std::string::npos);
 
@@ -422,6 +425,8 @@ TEST_CASE("the JSON is valid and mirrors the page") {
   }
   CHECK(doms[0].at("hint_level").as_string() == "ok");
   CHECK(doms[2].at("hint_level").as_string() == "none");
+  CHECK(doms[0].at("help").as_string() == "docs/onboarding.md#ts-hint-answered");
+  CHECK(doms[2].at("help").as_string() == "docs/onboarding.md#ts-hint-no-request");
 
   const auto& events = doms[0].at("events").as_array();
   const auto& newest = events[0];  // newest first, like the page

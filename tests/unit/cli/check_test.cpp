@@ -526,6 +526,8 @@ TEST_CASE("results as an aligned table with a summary") {
                  "PASS    example.com      a.txt   301 -> 200\n"
                  "FAIL    www.example.com  bb.txt  421         421 Misdirected Request: ...; "
                  "DNS: 192.0.2.1, 2001:db8::1\n"
+                 "What each reason means and what to do: docs/onboarding.md, "
+                 "\"3. Troubleshooting\"\n"
                  "1 passed, 1 failed\n");
   CHECK(v::format_table({}) == "RESULT  DOMAIN  FILE  CHAIN  DETAIL\n0 passed, 0 failed\n");
 }

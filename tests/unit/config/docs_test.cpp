@@ -1,6 +1,6 @@
 // The configuration reference cannot drift from the loader: every key the loader accepts (it
-// lists them itself in its "unknown key" error) must be in README.md's reference table and in
-// config/wkproxy.yaml, the file that documents every key.
+// lists them itself in its "unknown key" error) must be in the reference table of
+// docs/configuration.md and in config/wkproxy.yaml, the file that documents every key.
 
 #include "config/load.hpp"
 
@@ -49,25 +49,25 @@ const std::string base = "version: 1\n"
                          "cloudfront: http://127.0.0.1:2\n"
                          "domains: [example.com]\n";
 
-// The README table row that starts with `name`.
-std::string row(const std::string& readme, const std::string& name) {
-  const auto at = readme.find("\n| `" + name + "` |");
+// The reference table row that starts with `name`.
+std::string row(const std::string& reference, const std::string& name) {
+  const auto at = reference.find("\n| `" + name + "` |");
   if (at == std::string::npos) {
     return {};
   }
-  return readme.substr(at + 1, readme.find('\n', at + 1) - at - 1);
+  return reference.substr(at + 1, reference.find('\n', at + 1) - at - 1);
 }
 
 }  // namespace
 
-TEST_CASE("every config key is documented in README.md and config/wkproxy.yaml") {
-  const std::string readme = read(std::string(WK_SOURCE_DIR) + "/README.md");
+TEST_CASE("every config key is documented in docs/configuration.md and config/wkproxy.yaml") {
+  const std::string reference = read(std::string(WK_SOURCE_DIR) + "/docs/configuration.md");
   const std::string example = read(std::string(WK_SOURCE_DIR) + "/config/wkproxy.yaml");
-  REQUIRE(!readme.empty());
+  REQUIRE(!reference.empty());
   REQUIRE(!example.empty());
   struct section {
     std::string doc;      // a config with "zzz" where the section's keys go
-    std::string prefix;   // how the README names its keys ("" for top level)
+    std::string prefix;   // how the reference names its keys ("" for top level)
     bool in_row = false;  // keys listed inside one row, e.g. `origin` | URL or `{url, sni, ...}`
   };
   const std::string listen = "listen: [\"127.0.0.1:8080\"]\n";
@@ -97,16 +97,16 @@ TEST_CASE("every config key is documented in README.md and config/wkproxy.yaml")
       CAPTURE(s.prefix);
       CAPTURE(k);
       if (s.in_row) {
-        CHECK(row(readme, s.prefix).find(k) != std::string::npos);
+        CHECK(row(reference, s.prefix).find(k) != std::string::npos);
       } else if (s.prefix == "listen[]." && k == "address") {
-        CHECK(readme.find("{address: ...}") != std::string::npos);
-      } else if (s.prefix.empty() && readme.find("\n| `" + k + ".") != std::string::npos) {
+        CHECK(reference.find("{address: ...}") != std::string::npos);
+      } else if (s.prefix.empty() && reference.find("\n| `" + k + ".") != std::string::npos) {
         // A section: its keys have rows of their own, checked below.
       } else if (s.prefix == "validation." && k == "domains") {
-        CHECK(readme.find("`validation.domains`") != std::string::npos);
+        CHECK(reference.find("`validation.domains`") != std::string::npos);
       } else {
-        CHECK_MESSAGE(!row(readme, s.prefix + k).empty(),
-                      "README.md has no reference row for `" << s.prefix << k << "`");
+        CHECK_MESSAGE(!row(reference, s.prefix + k).empty(),
+                      "docs/configuration.md has no reference row for `" << s.prefix << k << "`");
       }
       CHECK_MESSAGE(example.find(k + ":") != std::string::npos,
                     "config/wkproxy.yaml does not mention " << k);

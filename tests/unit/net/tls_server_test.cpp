@@ -2,6 +2,7 @@
 // certificates made in the test (a test CA, an intermediate and leaves, via the OpenSSL C API),
 // and real handshakes over loopback between an Asio server stream and an Asio/OpenSSL client.
 
+#include "net/openssl_ptr.hpp"
 #include "net/tls_server.hpp"
 
 #include <boost/asio/connect.hpp>
@@ -40,17 +41,11 @@ namespace {
 
 // ---- A small PKI made with the OpenSSL C API ----
 
-struct x509_free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct pkey_free {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
+using wk::net::pkey_ptr;
+using wk::net::x509_ptr;
 struct session_free {
   void operator()(SSL_SESSION* s) const { SSL_SESSION_free(s); }
 };
-using x509_ptr = std::unique_ptr<X509, x509_free>;
-using pkey_ptr = std::unique_ptr<EVP_PKEY, pkey_free>;
 using session_ptr = std::unique_ptr<SSL_SESSION, session_free>;
 
 constexpr long day = 24L * 60 * 60;
