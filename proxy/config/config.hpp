@@ -166,7 +166,11 @@ struct limits {
   std::size_t max_connections = 10'000;            // open client connections per listener
   std::uint64_t max_body_bytes = 0;                // request body cap (413 beyond); 0 = no cap
   std::size_t max_requests_per_connection = 1000;  // then Connection: close on the last answer
-  std::size_t max_pipelined = 32;  // requests answered from one burst before the connection closes
+  // Requests answered from one burst before the connection closes; 0 (the default): no cap, every
+  // pipelined request is answered up to max_requests_per_connection. wkproxy never reads ahead
+  // of the request it answers, so a burst costs no memory beyond the read buffer; a count cap
+  // only cut clients off (a 50-request pipeline was answered 32 times, then closed).
+  std::size_t max_pipelined = 0;
 };
 
 struct headers {

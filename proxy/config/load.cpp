@@ -260,7 +260,8 @@ private:
   void load_duration(const YAML::Node& node, const std::string& key, duration& out,
                      bool zero_ok = false);
   std::optional<std::uint64_t> load_size(const YAML::Node& node, const std::string& key);
-  void load_count(const YAML::Node& node, const std::string& key, std::size_t& out);
+  void load_count(const YAML::Node& node, const std::string& key, std::size_t& out,
+                  bool zero_ok = false);
   void load_policy(const YAML::Node& node, const std::string& key, forwarded_policy& out);
   void load_workers(const YAML::Node& node, const std::string& key);
   void load_admin(const YAML::Node& node, const std::string& key);
@@ -1490,7 +1491,7 @@ void loader::load_limits(const YAML::Node& node, const std::string& key) {
           load_count(n, k, l.max_requests_per_connection);
         }},
        {"max_pipelined", [this, &l](const YAML::Node& n, const std::string& k) {
-          load_count(n, k, l.max_pipelined);
+          load_count(n, k, l.max_pipelined, true);
         }}});
   if (l.target_bytes > l.header_bytes) {
     const YAML::Mark mark = target ? target->mark : node.Mark();
@@ -1529,14 +1530,19 @@ std::optional<std::uint64_t> loader::load_size(const YAML::Node& node, const std
   return size;
 }
 
-void loader::load_count(const YAML::Node& node, const std::string& key, std::size_t& out) {
+void loader::load_count(const YAML::Node& node, const std::string& key, std::size_t& out,
+                        bool zero_ok) {
   auto text = scalar(node, key);
   if (!text) {
     return;
   }
   const auto value = parse_unsigned(*text);
-  if (!value || *value == 0 || *value > std::numeric_limits<std::uint32_t>::max()) {
-    fail(node.Mark(), key, "expected a positive integer, got " + in_quotes(*text));
+  if (!value || (*value == 0 && !zero_ok) ||
+      *value > std::numeric_limits<std::uint32_t>::max()) {
+    fail(node.Mark(), key,
+         std::string(zero_ok ? "expected 0 (no cap) or a positive integer, got "
+                             : "expected a positive integer, got ") +
+             in_quotes(*text));
     return;
   }
   out = static_cast<std::size_t>(*value);

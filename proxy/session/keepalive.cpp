@@ -99,7 +99,7 @@ asio::awaitable<serve_end> serve_requests(context* w, Client& client, session_ha
     if (handle.served + 1 >= limits.max_requests_per_connection) {
       last = true;
       w->report.counters->count(observe::limit_event::requests_per_connection);
-    } else if (++burst >= limits.max_pipelined) {
+    } else if (limits.max_pipelined != 0 && ++burst >= limits.max_pipelined) {
       last = true;
       w->report.counters->count(observe::limit_event::pipelined);
     }

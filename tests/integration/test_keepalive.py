@@ -239,6 +239,20 @@ class ConnectionLimitsTest(ProxyTestCase):
         proxy.stop()
         self.assertIn("pipelined=1", proxy.stderr())
 
+    def test_a_long_pipeline_is_answered_whole_by_default(self):
+        """50 requests sent in one burst, as nginx and HAProxy answer them: every one answered,
+        in order, on the same connection (the old default cap answered 32 and closed)."""
+        origin, cf, proxy = self.start_all()
+        c = self.client(proxy)
+        c.send(b"".join(build_request("GET", f"/burst/{i}") for i in range(50)))
+        for i in range(50):
+            r = c.read_response()
+            self.assertEqual((r.status, r.json()["target"]), (200, f"/burst/{i}"))
+            self.assertNotEqual((r.header("connection") or "").lower(), "close", f"answer {i}")
+        self.assertEqual(c.request("GET", "/after").status, 200)
+        self.assertEqual([rec.target for rec in origin.requests],
+                         [f"/burst/{i}" for i in range(50)] + ["/after"])
+
     def test_exit_summary_counts_rejected_requests(self):
         origin, cf, proxy = self.start_all()
         c = self.client(proxy)

@@ -268,6 +268,11 @@ TEST_CASE("each value is checked against its own rule") {
       {"per-connection request limits",
        "limits: {max_requests_per_connection: 5, max_pipelined: 2}\n",
        {}},
+      {"max_pipelined 0 means no cap", "limits: {max_pipelined: 0}\n", {}},
+      {"max_pipelined is a count",
+       "limits: {max_pipelined: -1}\n",
+       {"test.yaml:6:25: limits.max_pipelined: expected 0 (no cap) or a positive integer, got "
+        "\"-1\""}},
       {"header policies", "headers: {x_forwarded_for: \"off\", x_forwarded_proto: replace}\n", {}},
       {"an unknown header policy is refused",
        "headers:\n  x_forwarded_for: drop\n",
