@@ -72,7 +72,11 @@ private:
       // Pending operations complete later (never inline), so the list stays as it is here.
       if (s.expiry_ <= now) {
         s.timed_out_ = true;
-        s.close();
+        if (s.answer_on_expiry_) {
+          s.cancel();
+        } else {
+          s.close();
+        }
       } else if (s.park_at_ <= now) {
         s.park_at_ = timed_stream::clock::time_point::max();
         s.park_requested_ = true;

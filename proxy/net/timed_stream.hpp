@@ -54,6 +54,18 @@ public:
   // passed (checked every deadline_tick).
   template <class Rep, class Period> void expires_after(std::chrono::duration<Rep, Period> d) {
     expiry_ = later(d);
+    if (answer_on_expiry_) {  // a soft deadline passed (or not): the socket is still open
+      answer_on_expiry_ = false;
+      timed_out_ = false;
+    }
+  }
+  // Like expires_after, but at the deadline the sweep cancels the pending operations instead of
+  // closing the socket. They still complete with beast::error::timeout, and the caller can then
+  // answer before it closes: 408 Request Timeout after timeouts.header_read. The next
+  // expires_after() gives the answer a deadline of its own.
+  template <class Rep, class Period> void answer_after(std::chrono::duration<Rep, Period> d) {
+    expiry_ = later(d);
+    answer_on_expiry_ = true;
   }
   void expires_never() { expiry_ = clock::time_point::max(); }
   clock::time_point expiry() const noexcept { return expiry_; }
@@ -161,6 +173,7 @@ private:
       hook_;
   unsigned pending_ = 0;
   bool timed_out_ = false;
+  bool answer_on_expiry_ = false;  // answer_after(): cancel at the deadline, do not close
   bool park_requested_ = false;
 };
 

@@ -84,7 +84,9 @@ asio::awaitable<fault> read_request(Client& client, beast::flat_buffer& cbuf,
                                     request_state& st, bool may_keep_alive) {
   parser.header_limit(static_cast<std::uint32_t>(cfg.limits.header_bytes));
   parser.body_limit(body_limit_for(cfg.limits));
-  beast::get_lowest_layer(client).expires_after(cfg.timeouts.header_read);
+  // At the deadline the read is cancelled, not the socket closed: a client that sent part of a
+  // head gets 408 Request Timeout (finish) before the connection closes.
+  beast::get_lowest_layer(client).answer_after(cfg.timeouts.header_read);
   if (auto f = co_await read_request_head(client, cbuf, parser, cfg.limits); f) {
     co_return f;
   }

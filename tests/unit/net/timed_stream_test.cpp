@@ -126,3 +126,35 @@ TEST_CASE("a quiet wait is cancelled for parking, not timed out, and data after 
   CHECK(second.n == 3);
   CHECK_FALSE(s.timed_out());
 }
+
+TEST_CASE("answer_after: the read times out but the stream stays open for an answer") {
+  asio::io_context ioc;
+  auto [s, peer] = connected_pair(ioc);
+  read_result r;
+  boost::system::error_code wec;
+  s.answer_after(milliseconds(150));
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        std::array<char, 16> buf{};
+        const auto start = steady::now();
+        auto [ec, n] = co_await s.async_read_some(asio::buffer(buf), nothrow);
+        r = {ec, n, std::chrono::duration_cast<milliseconds>(steady::now() - start)};
+        // The answer gets a deadline of its own, and goes out.
+        s.expires_after(milliseconds(1000));
+        auto [ec2, n2] = co_await asio::async_write(s, asio::buffer("HTTP/1.1 408\r\n", 14),
+                                                    nothrow);
+        wec = ec2;
+        (void)n2;
+      },
+      asio::detached);
+  ioc.run();
+  CHECK(r.ec == boost::beast::error::timeout);
+  CHECK(r.took >= milliseconds(150));
+  CHECK(r.took < milliseconds(150) + 3 * wk::net::deadline_tick);
+  CHECK(!wec);
+  CHECK(s.socket().is_open());
+  std::array<char, 32> got{};
+  const auto n = peer.read_some(asio::buffer(got));
+  CHECK(std::string_view(got.data(), n) == "HTTP/1.1 408\r\n");
+}

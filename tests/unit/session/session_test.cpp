@@ -31,6 +31,7 @@ namespace {
 struct test_stream : beast::test::stream {
   using beast::test::stream::stream;
   template <class D> void expires_after(D) {}
+  template <class D> void answer_after(D) {}
   void expires_never() {}
 
   // What the tunnel asks of a socket after a 101 (not reached by these tests' exchanges).
