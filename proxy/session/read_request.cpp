@@ -32,26 +32,6 @@ failure failure_for(wire::head_status s) {
   return failure::internal;
 }
 
-namespace {
-
-// Chunked framing never has a bare LF: when the parser waits for more and leaves bytes
-// unconsumed, they start a framing line (chunk size, the CRLF after data, a trailer); a bare LF
-// there means the parser would wait forever. Call only in that state.
-bool bare_lf_in_chunk_framing(const request_parser& parser, const beast::flat_buffer& cbuf) {
-  if (!parser.chunked() || parser.is_done()) {
-    return false;
-  }
-  auto data = cbuf.data();
-  std::string_view rest{static_cast<const char*>(data.data()), data.size()};
-  for (auto i = rest.find('\n'); i != std::string_view::npos; i = rest.find('\n', i + 1)) {
-    if (i == 0 || rest[i - 1] != '\r') {
-      return true;
-    }
-  }
-  return false;
-}
-
-}  // namespace
 
 fault prefetch_body(request_parser& parser, beast::flat_buffer& cbuf, body_buffer& chunk,
                     request_state& st) {

@@ -129,6 +129,25 @@ asio::awaitable<boost::system::error_code> write_piece(Stream& s, std::string_vi
   co_return ec;
 }
 
+// Chunked framing never has a bare LF. When the parser waits for more and leaves bytes
+// unconsumed, they start a framing line (a chunk size, the CRLF after data, a trailer); a bare LF
+// there means the parser would wait forever (RFC 9112 7.1). Call only in that state.
+template <bool isRequest>
+bool bare_lf_in_chunk_framing(const bhttp::basic_parser<isRequest>& p,
+                              const beast::flat_buffer& buf) {
+  if (!p.chunked() || p.is_done()) {
+    return false;
+  }
+  auto data = buf.data();
+  std::string_view rest{static_cast<const char*>(data.data()), data.size()};
+  for (auto i = rest.find('\n'); i != std::string_view::npos; i = rest.find('\n', i + 1)) {
+    if (i == 0 || rest[i - 1] != '\r') {
+      return true;
+    }
+  }
+  return false;
+}
+
 // Beast's async_read_some over a parser, without its detours: bytes already in `buf` are
 // parsed first with no I/O (the usual case once a header has arrived), and no completion is
 // posted. need_buffer means the body buffer is full.
@@ -140,6 +159,9 @@ asio::awaitable<boost::system::error_code> read_parsed(Stream& s, beast::flat_bu
     buf.consume(p.put(buf.data(), ec));
     if (ec != bhttp::error::need_more) {
       co_return ec;
+    }
+    if (bare_lf_in_chunk_framing(p, buf)) {
+      co_return bhttp::error::bad_chunk;
     }
   }
   for (;;) {
@@ -164,6 +186,10 @@ asio::awaitable<boost::system::error_code> read_parsed(Stream& s, beast::flat_bu
     buf.consume(p.put(buf.data(), ec));
     if (ec != bhttp::error::need_more) {
       co_return ec;
+    }
+    // Any packet, not only the first: a framing line with a bare LF would wait for body_idle.
+    if (bare_lf_in_chunk_framing(p, buf)) {
+      co_return bhttp::error::bad_chunk;
     }
   }
 }

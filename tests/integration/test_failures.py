@@ -224,6 +224,26 @@ class LimitsAndTimeoutsTest(ProxyTestCase):
         log = proxy.wait_for_log(1)
         self.assertEqual((log[-1]["status"], log[-1]["error"]), (408, "header_timeout"))
 
+    def test_bare_lf_in_chunk_framing_after_the_first_packet_is_a_prompt_400(self):
+        """The same 400 as in the first packet, not a stall until body_idle: a framing line that
+        ends in a bare LF can never complete (RFC 9112 7.1)."""
+        origin, cf, proxy = self.start_all(timeouts={"body_idle": "10s"})
+        for second in (b"5\nworld\r\n0\r\n\r\n",      # chunk size line
+                       b"5\r\nworld\n0\r\n\r\n",      # the CRLF after the data
+                       b"0\r\nX-T: 1\n\r\n"):          # a trailer line
+            with self.subTest(second=second):
+                c = self.client(proxy, timeout=15)
+                c.send(build_request("POST", "/upload",
+                                     headers=[("Transfer-Encoding", "chunked")]) +
+                       b"5\r\nhello\r\n")
+                time.sleep(0.3)  # the first packet is handled before the rest arrives
+                t0 = time.monotonic()
+                c.send(second)
+                r = c.read_response()
+                self.assertLess(time.monotonic() - t0, 3, "waited for body_idle")
+                self.assertEqual(r.status, 400, r)
+                self.assertTrue(c.closed_by_peer())
+
     def test_slow_but_alive_upload_completes_and_a_stalled_one_is_cut_off(self):
         origin, cf, proxy = self.start_all(timeouts={"body_idle": "1s"})
         c = self.client(proxy, timeout=15)
