@@ -204,9 +204,7 @@ void setup_admin_context(server_state& s) {
     return tenant_views(s.current->cfg->aws.tenants, s.tenants, *s.current,
                         std::chrono::system_clock::now(), s.watching_since);
   };
-  c.credentials_source = [&s] {
-    return s.poller ? s.poller->credentials_source() : std::string();
-  };
+  c.credentials_source = [&s] { return s.poller ? s.poller->credentials_source() : std::string(); };
   c.api_stats = [&s]() -> const api_stats* { return s.poller ? &s.poller->stats() : nullptr; };
   c.listeners = [&s] {
     std::vector<admin_context::listener_state> out;
@@ -429,16 +427,16 @@ void on_report(server_state& s, tenant_report report) {
   const auto domains_before = domain_names(rec);
   if (report.error != rec.last_error) {
     if (!report.error.empty()) {
-      observe::warn("tenant " + report.tenant + ": " + report.error +
-                    (rec.last.certificate.tokens.empty() ? std::string()
-                                                         : "; its last good tokens stay"));
+      observe::warn(
+          "tenant " + report.tenant + ": " + report.error +
+          (rec.last.certificate.tokens.empty() ? std::string() : "; its last good tokens stay"));
     } else if (!rec.last_error.empty()) {
       observe::info("tenant " + report.tenant + ": the CloudFront API answers again");
     }
   }
   for (const auto& w : report.certificate.warnings) {
-    if (std::find(rec.last.certificate.warnings.begin(), rec.last.certificate.warnings.end(),
-                  w) == rec.last.certificate.warnings.end()) {
+    if (std::find(rec.last.certificate.warnings.begin(), rec.last.certificate.warnings.end(), w) ==
+        rec.last.certificate.warnings.end()) {
       observe::warn("tenant " + report.tenant + ": " + w);
     }
   }

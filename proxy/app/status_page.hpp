@@ -44,8 +44,8 @@ struct status_snapshot {
   // With aws: one entry per followed distribution tenant, in aws.tenants order.
   struct tenant_domain {
     std::string domain;
-    std::string stage;     // validation::name_of(stage): "waiting_for_ca", ..., "safe_to_remove"
-    std::string sentence;  // the plain-language state
+    std::string stage;       // validation::name_of(stage): "waiting_for_ca", ..., "safe_to_remove"
+    std::string sentence;    // the plain-language state
     std::string dns_record;  // the record to create, once the routing endpoint is known
     std::string dns_status;  // VerifyDnsConfiguration's, "" before issuance
     std::string dns_reason;
@@ -58,8 +58,8 @@ struct status_snapshot {
     std::string tenant;  // as listed in aws.tenants
     std::string name;    // the distribution tenant's name, when known
     std::string certificate_status;
-    std::string token_host;        // ValidationTokenHost
-    std::string routing_endpoint;  // the connection group's CNAME target
+    std::string token_host;                              // ValidationTokenHost
+    std::string routing_endpoint;                        // the connection group's CNAME target
     std::chrono::system_clock::time_point last_success;  // epoch: never
     std::string last_error;                              // "" when the last poll succeeded
     std::vector<tenant_domain> domains;

@@ -26,11 +26,22 @@ using namespace std::chrono_literals;
 namespace {
 
 // The outcomes kept as their own label value; anything else is "other" (bounded labels).
-constexpr std::array<std::string_view, 16> known_outcomes = {
-    "ok",           "network",       "Throttling",        "AccessDenied",
-    "NoSuchDistributionTenant", "EntityNotFound", "InvalidArgument", "InternalError",
-    "ServiceUnavailable", "SignatureDoesNotMatch", "InvalidClientTokenId", "ExpiredToken",
-    "MissingAuthenticationToken", "UnrecognizedClientException", "credentials", "parse"};
+constexpr std::array<std::string_view, 16> known_outcomes = {"ok",
+                                                             "network",
+                                                             "Throttling",
+                                                             "AccessDenied",
+                                                             "NoSuchDistributionTenant",
+                                                             "EntityNotFound",
+                                                             "InvalidArgument",
+                                                             "InternalError",
+                                                             "ServiceUnavailable",
+                                                             "SignatureDoesNotMatch",
+                                                             "InvalidClientTokenId",
+                                                             "ExpiredToken",
+                                                             "MissingAuthenticationToken",
+                                                             "UnrecognizedClientException",
+                                                             "credentials",
+                                                             "parse"};
 
 std::string bounded_outcome(std::string_view outcome) {
   return std::find(known_outcomes.begin(), known_outcomes.end(), outcome) != known_outcomes.end()
@@ -271,9 +282,9 @@ asio::awaitable<tenant_report> tenant_poller::poll_tenant(const std::string& ten
   out.have_tenant = true;
 
   if (!out.distribution.connection_group_id.empty()) {
-    auto cg = co_await call("GetConnectionGroup",
-                            aws::get_connection_group(cf, out.distribution.connection_group_id),
-                            creds);
+    auto cg =
+        co_await call("GetConnectionGroup",
+                      aws::get_connection_group(cf, out.distribution.connection_group_id), creds);
     if (auto* e = std::get_if<aws::api_error>(&cg)) {
       fail("GetConnectionGroup", *e);
       out.at = sys_clock::now();
@@ -290,8 +301,8 @@ asio::awaitable<tenant_report> tenant_poller::poll_tenant(const std::string& ten
   }
 
   if (out.certificate.status == "issued") {
-    auto v = co_await call("VerifyDnsConfiguration", aws::verify_dns_configuration(cf, tenant),
-                           creds);
+    auto v =
+        co_await call("VerifyDnsConfiguration", aws::verify_dns_configuration(cf, tenant), creds);
     if (auto* e = std::get_if<aws::api_error>(&v)) {
       fail("VerifyDnsConfiguration", *e);
       out.at = sys_clock::now();
@@ -416,10 +427,9 @@ tenant_views(const std::vector<std::string>& order,
         const auto& list = e->second;
         for (std::size_t i = list.size(); i-- > 0;) {  // newest first
           const auto& ev = list[i];
-          const bool token = std::any_of(rt.cfg->tokens.begin(), rt.cfg->tokens.end(),
-                                         [&](const config::token& k) {
-                                           return k.domain == domain && k.file == ev.file;
-                                         });
+          const bool token = std::any_of(
+              rt.cfg->tokens.begin(), rt.cfg->tokens.end(),
+              [&](const config::token& k) { return k.domain == domain && k.file == ev.file; });
           if (token && ev.action != "origin") {
             in.last_fetch = ev.time;
             in.last_fetch_status = ev.status;

@@ -54,8 +54,8 @@ struct tenant_report {
 
 // The last good of everything, per tenant, on the main thread.
 struct tenant_record {
-  tenant_report last;              // the merged view
-  std::string last_error;          // of the latest poll
+  tenant_report last;      // the merged view
+  std::string last_error;  // of the latest poll
   std::chrono::system_clock::time_point last_success{};
   std::map<std::string, std::string, std::less<>> stages;  // domain -> stage, for transitions
 };

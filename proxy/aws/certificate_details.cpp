@@ -174,8 +174,9 @@ std::optional<raw_details> read_xml(std::string_view text, std::vector<std::stri
   }
   // Tolerated roots: the API response, its Result element, or the payload itself.
   if (root_name == "GetManagedCertificateDetailsResponse") {
-    if (const pt::ptree* result = xml_child(*node, "GetManagedCertificateDetailsResult",
-                                            "GetManagedCertificateDetailsResponse", errors, root_doc)) {
+    if (const pt::ptree* result =
+            xml_child(*node, "GetManagedCertificateDetailsResult",
+                      "GetManagedCertificateDetailsResponse", errors, root_doc)) {
       node = result;
       root_name = "GetManagedCertificateDetailsResult";
     }
@@ -386,6 +387,5 @@ void assign_tenant(certificate_details& details, std::string_view tenant_id) {
     t.tenant = details.tenant;
   }
 }
-
 
 }  // namespace wk::aws

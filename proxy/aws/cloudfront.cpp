@@ -149,8 +149,8 @@ std::variant<distribution_tenant, std::string> parse_distribution_tenant(std::st
       }
       const std::string path = "Domains[" + std::to_string(i++) + "]";
       tenant_domain d;
-      d.domain = core::to_lower(xml_text(child.second, "Domain", path, errors, root_name)
-                                    .value_or(""));
+      d.domain =
+          core::to_lower(xml_text(child.second, "Domain", path, errors, root_name).value_or(""));
       d.status = xml_text(child.second, "Status", path, errors, root_name).value_or("");
       if (d.domain.empty()) {
         errors.push_back(path + ": no Domain");

@@ -99,7 +99,8 @@ std::variant<aws_settings, std::string> settings_from_env(const config::env_look
   pick("AWS_ENDPOINT_URL_STS",
        region.empty() ? "https://sts.amazonaws.com" : "https://sts." + region + ".amazonaws.com",
        s.sts, error);
-  const std::string imds = env_or(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.169.254");
+  const std::string imds =
+      env_or(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.169.254");
   if (auto parsed = parse_endpoint(imds); auto* e = std::get_if<endpoint>(&parsed)) {
     s.imds = *e;
   } else {
@@ -116,8 +117,8 @@ std::variant<aws_settings, std::string> settings_from_env(const config::env_look
 
 std::optional<std::chrono::system_clock::time_point> parse_iso8601(std::string_view text) {
   // YYYY-MM-DDTHH:MM:SS[.fff...](Z|+00:00)
-  if (text.size() < 20 || text[4] != '-' || text[7] != '-' || (text[10] != 'T' && text[10] != 't') ||
-      text[13] != ':' || text[16] != ':') {
+  if (text.size() < 20 || text[4] != '-' || text[7] != '-' ||
+      (text[10] != 'T' && text[10] != 't') || text[13] != ':' || text[16] != ':') {
     return std::nullopt;
   }
   const auto num = [&](std::size_t at, std::size_t n) -> int {
@@ -172,9 +173,9 @@ std::variant<temporary_credentials, std::string> parse_sts_credentials(std::stri
   const std::string result_name =
       root.name.substr(0, root.name.size() - std::string_view("Response").size()) + "Result";
   const pt::ptree* result = xml_child(*root.node, result_name, "", errors, root.name);
-  const pt::ptree* creds =
-      result != nullptr ? xml_child(*result, "Credentials", result_name, errors, root.name)
-                        : nullptr;
+  const pt::ptree* creds = result != nullptr
+                               ? xml_child(*result, "Credentials", result_name, errors, root.name)
+                               : nullptr;
   if (creds == nullptr) {
     return "no " + result_name + ".Credentials";
   }
@@ -349,9 +350,10 @@ asio::awaitable<std::optional<credential_chain::outcome>> credential_chain::from
   co_return r;
 }
 
-asio::awaitable<credential_chain::outcome>
-credential_chain::resolve_role(const role_profile& role, const ini_file* creds,
-                               const ini_file* config, int depth) {
+asio::awaitable<credential_chain::outcome> credential_chain::resolve_role(const role_profile& role,
+                                                                          const ini_file* creds,
+                                                                          const ini_file* config,
+                                                                          int depth) {
   const std::string session =
       role.role_session_name.empty() ? session_name() : role.role_session_name;
   if (!role.web_identity_token_file.empty()) {
@@ -439,10 +441,8 @@ credential_chain::assume_role(const credentials& source, const std::string& arn,
   co_return outcome(found{std::get<temporary_credentials>(std::move(parsed)), "AssumeRole " + arn});
 }
 
-asio::awaitable<credential_chain::outcome>
-credential_chain::assume_role_with_web_identity(const std::string& token_file,
-                                                const std::string& arn,
-                                                const std::string& session) {
+asio::awaitable<credential_chain::outcome> credential_chain::assume_role_with_web_identity(
+    const std::string& token_file, const std::string& arn, const std::string& session) {
   auto token = read_file(token_file);
   if (!token) {
     co_return outcome("web identity token file " + token_file + " cannot be read");
@@ -489,11 +489,12 @@ asio::awaitable<std::optional<credential_chain::outcome>> credential_chain::from
   }
   const endpoint& at = std::get<endpoint>(parsed);
   // Plain HTTP only to the hosts the SDKs allow: the loopback and the ECS / EKS agents.
-  if (!at.tls && !(at.host == "127.0.0.1" || at.host == "::1" || at.host == "localhost" ||
-                   at.host == "169.254.170.2" || at.host == "169.254.170.23" ||
-                   at.host == "fd00:ec2::23")) {
+  if (!at.tls &&
+      !(at.host == "127.0.0.1" || at.host == "::1" || at.host == "localhost" ||
+        at.host == "169.254.170.2" || at.host == "169.254.170.23" || at.host == "fd00:ec2::23")) {
     co_return outcome("container credentials: plain http is allowed only to the loopback and "
-                      "the ECS/EKS agents, not " + at.host);
+                      "the ECS/EKS agents, not " +
+                      at.host);
   }
   std::string token = env_or(env_, "AWS_CONTAINER_AUTHORIZATION_TOKEN");
   if (const std::string file = env_or(env_, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
@@ -544,9 +545,8 @@ asio::awaitable<credential_chain::outcome> credential_chain::from_instance_metad
   }
   const std::string token(core::trim(tr.body));
   const std::string base = at.path + "/latest/meta-data/iam/security-credentials/";
-  auto role_answer =
-      co_await client_->send(
-          at, make_request("GET", base, one_header("X-aws-ec2-metadata-token", token), {}), t);
+  auto role_answer = co_await client_->send(
+      at, make_request("GET", base, one_header("X-aws-ec2-metadata-token", token), {}), t);
   if (auto* reason = std::get_if<std::string>(&role_answer)) {
     co_return outcome("instance metadata: " + *reason);
   }
@@ -572,8 +572,8 @@ asio::awaitable<credential_chain::outcome> credential_chain::from_instance_metad
   if (auto* reason = std::get_if<std::string>(&creds)) {
     co_return outcome("instance metadata: " + *reason);
   }
-  co_return outcome(
-      found{std::get<temporary_credentials>(std::move(creds)), "instance metadata (role " + role + ")"});
+  co_return outcome(found{std::get<temporary_credentials>(std::move(creds)),
+                          "instance metadata (role " + role + ")"});
 }
 
 }  // namespace wk::aws

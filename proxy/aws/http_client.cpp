@@ -187,8 +187,9 @@ http_client::connect(const endpoint& to, std::chrono::milliseconds timeout) {
   if (hec) {
     const std::string why = net::verify_failure(c->secure->native_handle());
     co_return "TLS handshake with " + where + ": " +
-        (!why.empty() ? why
-                      : core::is_timeout(hec) ? std::string("timed out") : hec.message());
+        (!why.empty()            ? why
+         : core::is_timeout(hec) ? std::string("timed out")
+                                 : hec.message());
   }
   co_return c;
 }

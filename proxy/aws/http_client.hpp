@@ -31,7 +31,7 @@ struct endpoint {
   bool tls = true;
   std::string host;  // DNS name or IP literal (no brackets)
   std::uint16_t port = 443;
-  std::string path;  // the URL's path without a trailing '/' ("" for none)
+  std::string path;   // the URL's path without a trailing '/' ("" for none)
   std::string query;  // the URL's query without '?', as written
 
   // The Host header: host, with ":port" when it is not the scheme's default.

@@ -32,7 +32,6 @@ bool xml_attribute_name_char(char c) {
 
 }  // namespace
 
-
 // Boost.PropertyTree parses XML with RapidXML, which recurses once per element level (and
 // read_xml() once more per level to build the tree), so a few tens of thousands of levels
 // overflow the stack. The depth is therefore measured first, by a loop that follows RapidXML's
@@ -227,9 +226,8 @@ const pt::ptree* xml_child(const pt::ptree& parent, std::string_view name,
   for (const auto& child : parent) {
     if (is_element(child) && local_name(child.first) == name) {
       if (found != nullptr) {
-        errors.push_back(
-            (parent_path.empty() ? std::string(root) : parent_path) +
-            ": more than one <" + std::string(name) + ">");
+        errors.push_back((parent_path.empty() ? std::string(root) : parent_path) +
+                         ": more than one <" + std::string(name) + ">");
         return found;
       }
       found = &child.second;
@@ -262,8 +260,7 @@ std::optional<pt::ptree> parse_xml(std::string_view text, std::string_view what,
   // Before the parser, which recurses once per level (see xml_too_deep).
   if (const auto at = xml_too_deep(text, max_input_depth)) {
     errors.push_back("XML nested deeper than " + std::to_string(max_input_depth) + " elements (" +
-                     position(text, *at) + "): refused before parsing (" + std::string(what) +
-                     ")");
+                     position(text, *at) + "): refused before parsing (" + std::string(what) + ")");
     return std::nullopt;
   }
   pt::ptree doc;
@@ -291,8 +288,8 @@ std::optional<error_document> as_error(const root_element& root) {
     return std::nullopt;
   }
   std::vector<std::string> ignored;
-  const pt::ptree* error = root.name == "Error" ? root.node
-                                                : xml_child(*root.node, "Error", "", ignored, "");
+  const pt::ptree* error =
+      root.name == "Error" ? root.node : xml_child(*root.node, "Error", "", ignored, "");
   const pt::ptree& from = error != nullptr ? *error : *root.node;
   error_document out;
   out.code = xml_text(from, "Code", "", ignored, "").value_or("");

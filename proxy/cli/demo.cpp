@@ -122,11 +122,10 @@ std::string random_hex(std::size_t bytes) {
 // ---------------------------------------------------------------------------------------------
 // The stand-ins: tiny HTTP/1.1 servers, one request per connection
 
-using handler = std::function<bhttp::response<bhttp::string_body>(
-    const bhttp::request<bhttp::string_body>&)>;
+using handler =
+    std::function<bhttp::response<bhttp::string_body>(const bhttp::request<bhttp::string_body>&)>;
 
-template <class Stream>
-asio::awaitable<void> answer(Stream& stream, const handler& h) {
+template <class Stream> asio::awaitable<void> answer(Stream& stream, const handler& h) {
   beast::flat_buffer buffer;
   bhttp::request<bhttp::string_body> req;
   auto [rec, rn] = co_await bhttp::async_read(stream, buffer, req, core::nothrow);
@@ -172,8 +171,7 @@ asio::awaitable<void> serve(tcp::acceptor& acceptor, std::shared_ptr<asio::ssl::
       }
       continue;
     }
-    asio::co_spawn(acceptor.get_executor(), serve_one(std::move(socket), tls, h),
-                   asio::detached);
+    asio::co_spawn(acceptor.get_executor(), serve_one(std::move(socket), tls, h), asio::detached);
   }
 }
 
@@ -267,8 +265,8 @@ std::optional<std::pair<std::uint16_t, std::uint16_t>> read_ports(const std::str
   };
   const auto* listen = doc.as_object().if_contains("listen");
   const auto* admin = doc.as_object().if_contains("admin");
-  if (listen == nullptr || !listen->is_array() || listen->as_array().empty() ||
-      admin == nullptr || !admin->is_string()) {
+  if (listen == nullptr || !listen->is_array() || listen->as_array().empty() || admin == nullptr ||
+      !admin->is_string()) {
     return std::nullopt;
   }
   return std::pair{port_of(listen->as_array()[0].as_string()), port_of(admin->as_string())};
@@ -288,8 +286,8 @@ std::string describe(const seen& s) {
   if (!s.error.empty()) {
     return "failed: " + s.error;
   }
-  std::string out = std::to_string(s.status) + " from " +
-                    (s.served_by.empty() ? std::string("?") : s.served_by);
+  std::string out =
+      std::to_string(s.status) + " from " + (s.served_by.empty() ? std::string("?") : s.served_by);
   if (!s.location.empty()) {
     out += ", Location: " + s.location;
   }
@@ -304,13 +302,13 @@ std::string make_demo_pki(const std::string& dir, const std::string& name) {
   if (!ca_key || !key) {
     return "cannot make EC keys";
   }
-  auto ca = make_cert(ca_key.get(), "wkproxy demo CA (throwaway)", nullptr, ca_key.get(), true,
-                      "", 1);
+  auto ca =
+      make_cert(ca_key.get(), "wkproxy demo CA (throwaway)", nullptr, ca_key.get(), true, "", 1);
   if (!ca) {
     return "cannot make the CA certificate";
   }
-  auto leaf = make_cert(key.get(), name, ca.get(), ca_key.get(), false,
-                        "DNS:" + name + ",IP:127.0.0.1", 2);
+  auto leaf =
+      make_cert(key.get(), name, ca.get(), ca_key.get(), false, "DNS:" + name + ",IP:127.0.0.1", 2);
   if (!leaf) {
     return "cannot make the server certificate";
   }
@@ -390,8 +388,8 @@ int run_demo(int argc, char** argv, const std::string& version, const std::strin
   auto origin = std::make_shared<const handler>([](const auto& req) {
     return text_reply(200, "origin",
                       "Hello from the origin, the customer's existing server: you asked for " +
-                          std::string(req.target()) + " on " + std::string(req[bhttp::field::host]) +
-                          "\n");
+                          std::string(req.target()) + " on " +
+                          std::string(req[bhttp::field::host]) + "\n");
   });
   // CloudFront answers a tenant's token request with a redirect to ACM's copy (RedirectTo).
   auto cloudfront = std::make_shared<const handler>([&](const auto& req) {
@@ -477,8 +475,8 @@ int run_demo(int argc, char** argv, const std::string& version, const std::strin
                  "followed, body compared with RedirectTo):\n"
               << std::flush;
     const std::string ca = dir + "/ca.pem";
-    std::vector<std::string> args = {"-c",        config,    "--via",   "127.0.0.1:" + p,
-                                     "--ca-file", ca,        "--allow", "localhost"};
+    std::vector<std::string> args = {"-c",        config, "--via",   "127.0.0.1:" + p,
+                                     "--ca-file", ca,     "--allow", "localhost"};
     std::vector<char*> argv_check;
     for (auto& a : args) {
       argv_check.push_back(a.data());

@@ -444,8 +444,8 @@ int run_tokens_import(int argc, char** argv) {
       std::cerr << "wkproxy: " << got.text << "\n";
       return 1;
     }
-    std::cerr << "read tenant " << opt->tenant << " from the CloudFront API (credentials: "
-              << got.source << ")\n";
+    std::cerr << "read tenant " << opt->tenant
+              << " from the CloudFront API (credentials: " << got.source << ")\n";
     text = got.text;
   } else {
     name = opt->input == "-" ? "<stdin>" : opt->input;

@@ -549,8 +549,9 @@ void loader::load_aws(const YAML::Node& node, const std::string& key) {
           }
           if (v.size() > aws_api::max_tenants) {
             fail(v.Mark(), p,
-                 "more than " + std::to_string(aws_api::max_tenants) + " tenants; use several "
-                 "wkproxy instances or tokens_dir");
+                 "more than " + std::to_string(aws_api::max_tenants) +
+                     " tenants; use several "
+                     "wkproxy instances or tokens_dir");
             return;
           }
           for (std::size_t i = 0; i < v.size(); ++i) {
@@ -561,9 +562,10 @@ void loader::load_aws(const YAML::Node& node, const std::string& key) {
               continue;
             }
             // Ids, names and ARNs of distribution tenants: printable ASCII without spaces.
-            const bool printable = !text->empty() && std::all_of(text->begin(), text->end(), [](char c) {
-              return c > ' ' && c < 0x7f && c != '"' && c != '\\';
-            });
+            const bool printable =
+                !text->empty() && std::all_of(text->begin(), text->end(), [](char c) {
+                  return c > ' ' && c < 0x7f && c != '"' && c != '\\';
+                });
             if (!printable || text->size() > 2048) {
               fail(v[i].Mark(), path,
                    "invalid tenant " + in_quotes(*text) +
@@ -578,8 +580,7 @@ void loader::load_aws(const YAML::Node& node, const std::string& key) {
        {"poll_interval", set(a.poll_interval)},
        {"request_timeout", set(a.request_timeout)},
        {"quiet_period", set(a.quiet_period)},
-       {"profile",
-        [this, &a](const YAML::Node& v, const std::string& p) {
+       {"profile", [this, &a](const YAML::Node& v, const std::string& p) {
           if (auto text = scalar(v, p)) {
             a.profile = *text;
           }
@@ -1537,8 +1538,7 @@ void loader::load_count(const YAML::Node& node, const std::string& key, std::siz
     return;
   }
   const auto value = parse_unsigned(*text);
-  if (!value || (*value == 0 && !zero_ok) ||
-      *value > std::numeric_limits<std::uint32_t>::max()) {
+  if (!value || (*value == 0 && !zero_ok) || *value > std::numeric_limits<std::uint32_t>::max()) {
     fail(node.Mark(), key,
          std::string(zero_ok ? "expected 0 (no cap) or a positive integer, got "
                              : "expected a positive integer, got ") +

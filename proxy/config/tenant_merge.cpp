@@ -10,9 +10,8 @@ namespace wk::config {
 namespace {
 
 bool allowed(const std::vector<std::string>& patterns, std::string_view host) {
-  return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) {
-    return core::host_pattern_matches(p, host);
-  });
+  return std::any_of(patterns.begin(), patterns.end(),
+                     [&](const std::string& p) { return core::host_pattern_matches(p, host); });
 }
 
 }  // namespace

@@ -47,7 +47,6 @@ constexpr std::string_view session_id_context = "wkproxy";
 // /dev/zero) from being read without end.
 constexpr std::size_t max_file_bytes = std::size_t{1} << 20;
 
-
 // The earliest queued OpenSSL error (usually the cause; later ones wrap it) as text, and the
 // queue cleared so that it does not leak into the next check.
 std::string openssl_reason() {

@@ -32,7 +32,6 @@ failure failure_for(wire::head_status s) {
   return failure::internal;
 }
 
-
 fault prefetch_body(request_parser& parser, beast::flat_buffer& cbuf, body_buffer& chunk,
                     request_state& st) {
   std::size_t filled = 0;

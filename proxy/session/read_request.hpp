@@ -4,10 +4,10 @@
 // the body bytes that came with the head are parsed before any backend is involved.
 
 #include "config/config.hpp"
-#include "wire/request_head.hpp"
 #include "http/upstream_request.hpp"
 #include "session/request_state.hpp"
 #include "session/wire_io.hpp"
+#include "wire/request_head.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>

@@ -41,8 +41,8 @@ std::optional<host_activity::clock::time_point> host_activity::last(std::string_
   if (it == hosts_.end() || *it != host) {
     return std::nullopt;
   }
-  const std::int64_t s = seen_[static_cast<std::size_t>(it - hosts_.begin())].load(
-      std::memory_order_relaxed);
+  const std::int64_t s =
+      seen_[static_cast<std::size_t>(it - hosts_.begin())].load(std::memory_order_relaxed);
   if (s == 0) {
     return std::nullopt;
   }

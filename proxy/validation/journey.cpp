@@ -82,8 +82,9 @@ journey journey_of(const journey_input& in) {
   if (cert == "failed" || cert == "expired" || cert == "revoked" ||
       cert == "validation-timed-out" || cert == "inactive") {
     out.stage = stage::failed;
-    out.sentence = "certificate " + cert + ": request it again in CloudFront, then its new token "
-                                             "is served here";
+    out.sentence = "certificate " + cert +
+                   ": request it again in CloudFront, then its new token "
+                   "is served here";
     return out;
   }
   if (cert != "issued") {
@@ -127,7 +128,8 @@ journey journey_of(const journey_input& in) {
   }
   out.stage = stage::dns_valid;
   out.sentence = "DNS valid: clients move to CloudFront as old DNS answers expire (last request "
-                 "here at " + at(*in.last_request) + ")";
+                 "here at " +
+                 at(*in.last_request) + ")";
   return out;
 }
 

@@ -41,8 +41,8 @@ struct journey_input {
   std::string certificate_status;  // CertificateStatus; "" when not known yet
   std::string dns_status;          // VerifyDnsConfiguration's Status; "" when not asked
   std::string routing_endpoint;    // the connection group's; "" when not known
-  std::optional<std::chrono::system_clock::time_point> last_fetch;  // the CA's, of a token
-  unsigned last_fetch_status = 0;                                   // what it got
+  std::optional<std::chrono::system_clock::time_point> last_fetch;    // the CA's, of a token
+  unsigned last_fetch_status = 0;                                     // what it got
   std::optional<std::chrono::system_clock::time_point> last_request;  // any request for the host
   std::chrono::system_clock::time_point now;
   std::chrono::system_clock::time_point watching_since;  // when this process started counting

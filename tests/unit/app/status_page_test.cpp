@@ -304,8 +304,7 @@ TEST_CASE("each domain has its section with mode, tokens, hint and events newest
   CHECK(first.find("data-hint=\"ok\"") != std::string::npos);
   CHECK(first.find("<p class=\"hint ok\">answered 200 at 14:03 UTC — the CA got the token "
                    "<span class=\"help\">(what to do: docs/onboarding.md#ts-hint-answered)</span>"
-                   "</p>") !=
-        std::string::npos);
+                   "</p>") != std::string::npos);
   CHECK(first.find("<code>aaa.txt</code>") != std::string::npos);
   CHECK(first.find("<code>bbb.txt</code>") != std::string::npos);
   CHECK(first.find("newest first") != std::string::npos);

@@ -60,8 +60,9 @@ TEST_CASE("status.json: tenants with their domains' journey") {
   CHECK(d.at("dns_record") == "CNAME shop.example.com → d111111abcdef8.cloudfront.net");
   CHECK(d.at("last_fetch").is_null());
   CHECK(doc.at("credentials") == "profile <deploy>");
-  CHECK(!json::parse(app::render_status_json(app::status_snapshot{})).as_object().contains(
-      "tenants"));
+  CHECK(!json::parse(app::render_status_json(app::status_snapshot{}))
+             .as_object()
+             .contains("tenants"));
 }
 
 TEST_CASE("metrics: one stage series per domain, labels escaped and bounded") {
@@ -72,8 +73,9 @@ TEST_CASE("metrics: one stage series per domain, labels escaped and bounded") {
   stats.count("GetManagedCertificateDetails", "Throttling");
   stats.count("GetManagedCertificateDetails", "SomethingNew");
   const auto text = app::tenant_metrics(s.tenants, &stats);
-  CHECK(text.find("wkproxy_tenant_domain_stage{tenant=\"we\\\"ird\\\\\",domain=\"shop.example.com\","
-                  "stage=\"switch_dns\"} 1") != std::string::npos);
+  CHECK(
+      text.find("wkproxy_tenant_domain_stage{tenant=\"we\\\"ird\\\\\",domain=\"shop.example.com\","
+                "stage=\"switch_dns\"} 1") != std::string::npos);
   CHECK(text.find("wkproxy_tenant_certificate_issued{tenant=\"we\\\"ird\\\\\"} 1") !=
         std::string::npos);
   CHECK(text.find("outcome=\"Throttling\"} 1") != std::string::npos);
@@ -98,7 +100,8 @@ TEST_CASE("reports: a failed poll keeps the last good tokens, domains and status
   ok.at = std::chrono::system_clock::time_point(std::chrono::seconds(100));
   ok.have_certificate = true;
   ok.certificate.status = "pending-validation";
-  ok.certificate.tokens = {{"a.example.com", "http://a.example.com/.well-known/pki-validation/x.txt",
+  ok.certificate.tokens = {{"a.example.com",
+                            "http://a.example.com/.well-known/pki-validation/x.txt",
                             "https://v.example/x.txt", "dt_1"}};
   ok.have_tenant = true;
   ok.distribution.domains = {{"a.example.com", "active"}};

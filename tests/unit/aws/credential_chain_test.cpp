@@ -96,9 +96,10 @@ TEST_CASE("chain: the environment comes first") {
 
 TEST_CASE("chain: then the shared files, with AWS_PROFILE") {
   temp_dir d;
-  const auto creds = d.write("credentials", "[default]\naws_access_key_id = DEFKEY\n"
-                                            "aws_secret_access_key = s\n[ops]\n"
-                                            "aws_access_key_id = OPSKEY\naws_secret_access_key = t\n");
+  const auto creds =
+      d.write("credentials", "[default]\naws_access_key_id = DEFKEY\n"
+                             "aws_secret_access_key = s\n[ops]\n"
+                             "aws_access_key_id = OPSKEY\naws_secret_access_key = t\n");
   std::string source;
   auto r = get_once({{"AWS_SHARED_CREDENTIALS_FILE", creds},
                      {"AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent"},
@@ -156,8 +157,8 @@ TEST_CASE("chain: static credentials are cached, never refreshed") {
     return std::nullopt;
   };
   auto client = std::get<std::shared_ptr<a::http_client>>(a::http_client::make(""));
-  a::credential_chain chain(client, std::get<a::aws_settings>(a::settings_from_env(env, "")),
-                            env, std::chrono::milliseconds(1000));
+  a::credential_chain chain(client, std::get<a::aws_settings>(a::settings_from_env(env, "")), env,
+                            std::chrono::milliseconds(1000));
   asio::io_context ioc;
   auto first = asio::co_spawn(ioc, chain.get(), asio::use_future);
   ioc.run();

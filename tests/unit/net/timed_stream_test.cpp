@@ -142,8 +142,8 @@ TEST_CASE("answer_after: the read times out but the stream stays open for an ans
         r = {ec, n, std::chrono::duration_cast<milliseconds>(steady::now() - start)};
         // The answer gets a deadline of its own, and goes out.
         s.expires_after(milliseconds(1000));
-        auto [ec2, n2] = co_await asio::async_write(s, asio::buffer("HTTP/1.1 408\r\n", 14),
-                                                    nothrow);
+        auto [ec2, n2] =
+            co_await asio::async_write(s, asio::buffer("HTTP/1.1 408\r\n", 14), nothrow);
         wec = ec2;
         (void)n2;
       },

@@ -3,8 +3,8 @@
 // between (only the pool/connect step is replaced by the scripted backend). Fragmentation
 // (read_size(1)) and a fail_count loop run every I/O failure path of the exchange once.
 
-#include "runtime/runtime.hpp"
 #include "config/load.hpp"
+#include "runtime/runtime.hpp"
 #include "session/handle_request.hpp"
 
 #include <boost/asio/co_spawn.hpp>
