@@ -127,6 +127,70 @@ bool is_hop_by_hop(std::string_view name) {
   return false;
 }
 
+bool trailer_allowed(bhttp::field f, std::string_view name, std::string_view connection) {
+  if (is_hop_by_hop(f)) {
+    return false;
+  }
+  switch (f) {
+  case bhttp::field::host:
+  case bhttp::field::authorization:
+  case bhttp::field::www_authenticate:
+  case bhttp::field::authentication_info:
+  case bhttp::field::proxy_authentication_info:
+  case bhttp::field::cookie:
+  case bhttp::field::cookie2:
+  case bhttp::field::set_cookie:
+  case bhttp::field::set_cookie2:
+  case bhttp::field::cache_control:
+  case bhttp::field::pragma:
+  case bhttp::field::max_forwards:
+  case bhttp::field::range:
+  case bhttp::field::if_match:
+  case bhttp::field::if_none_match:
+  case bhttp::field::if_modified_since:
+  case bhttp::field::if_unmodified_since:
+  case bhttp::field::if_range:
+  case bhttp::field::age:
+  case bhttp::field::date:
+  case bhttp::field::expires:
+  case bhttp::field::location:
+  case bhttp::field::retry_after:
+  case bhttp::field::vary:
+  case bhttp::field::content_type:
+  case bhttp::field::content_encoding:
+  case bhttp::field::content_range:
+  case bhttp::field::content_location:
+  case bhttp::field::content_language:
+  case bhttp::field::forwarded:
+  case bhttp::field::via:
+    return false;
+  default:
+    break;
+  }
+  if (name.size() >= 12 && core::iequals(name.substr(0, 12), "X-Forwarded-")) {
+    return false;
+  }
+  if (core::iequals(name, "X-Real-IP")) {
+    return false;
+  }
+  for (auto token : bhttp::token_list{connection}) {
+    if (core::iequals(std::string_view(token.data(), token.size()), name)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool append_trailer(std::string& out, bhttp::field f, std::string_view name, std::string_view value,
+                    std::string_view connection) {
+  if (!trailer_allowed(f, name, connection) ||
+      out.size() + name.size() + value.size() + 4 > trailer_bytes_limit) {
+    return false;
+  }
+  out.append(name).append(": ", 2).append(value).append("\r\n", 2);
+  return true;
+}
+
 template <class Out>
 void build_upstream_request_fields(const bhttp::fields& in, Out& out, const forward_options& opt) {
   using config::forwarded_policy;

@@ -52,6 +52,25 @@ bool is_hop_by_hop(std::string_view name);
 // knows, so an unknown field never is one.
 bool is_hop_by_hop(boost::beast::http::field f);
 
+// Trailer fields (RFC 9110 section 6.5) the proxy passes on, in a chunked message of either
+// direction: any field but those that must not appear in, or cannot be acted on from, a trailer
+// section (6.5.1): framing and hop-by-hop fields, routing (Host), authentication and cookies,
+// request modifiers (Cache-Control, Pragma, Max-Forwards, Range, the conditionals), response
+// control (Age, Date, Expires, Location, Retry-After, Vary), content format (Content-Type,
+// -Encoding, -Range, -Location, -Language), the fields the proxy writes itself (Forwarded, Via,
+// X-Forwarded-*, X-Real-IP) and any field the message's Connection field names.
+// `connection`: the value of the message's Connection field ("" when none).
+bool trailer_allowed(boost::beast::http::field f, std::string_view name,
+                     std::string_view connection);
+
+// At most this many bytes of trailer fields are passed on per message; the rest are dropped.
+inline constexpr std::size_t trailer_bytes_limit = 8 * 1024;
+
+// Appends `name: value\r\n` to `out` when the field is allowed as a trailer and `out` stays
+// within trailer_bytes_limit. Returns whether it was appended.
+bool append_trailer(std::string& out, boost::beast::http::field f, std::string_view name,
+                    std::string_view value, std::string_view connection);
+
 // Fills `out` with the fields of the client's request `in` that go to a backend:
 // end-to-end fields in order, minus hop-by-hop ones and those named in Connection;
 // Host (possibly replaced); X-Forwarded-For/-Proto by policy; Upgrade + Connection: upgrade

@@ -1,5 +1,7 @@
 #include "http/response_reader.hpp"
 
+#include "http/header_rules.hpp"
+
 #include <boost/beast/http/error.hpp>
 
 #include <algorithm>
@@ -13,6 +15,8 @@ response_reader::response_reader(head_storage& storage) : s_(&storage) {
   s_->bytes.clear();
   s_->raw.clear();
   s_->fields.clear();
+  s_->trailers.clear();
+  s_->trailers_dropped = 0;
 }
 
 std::string_view response_reader::operator[](bhttp::field f) const {
@@ -41,7 +45,12 @@ void response_reader::on_field_impl(bhttp::field name, boost::beast::string_view
                                     boost::beast::string_view value,
                                     boost::beast::error_code& /*ec*/) {
   if (is_header_done()) {
-    return;  // a trailer field: never forwarded
+    // A trailer field: kept when it may be passed on.
+    if (!append_trailer(s_->trailers, name, name_string, value,
+                        (*this)[bhttp::field::connection])) {
+      ++s_->trailers_dropped;
+    }
+    return;
   }
   // The header is bounded by header_limit (well under 4 GiB): offsets fit.
   auto& b = s_->bytes;

@@ -3,7 +3,8 @@
 // and framing rules as bhttp::response_parser), but the header fields go into one buffer that
 // the caller keeps for the next response (a backend connection keeps one) instead of one heap
 // node per field, and body bytes go to a window the session provides (as with buffer_body).
-// Trailer fields are not kept: they never reach the client.
+// Trailer fields that may be passed on (header_rules.hpp, trailer_allowed) are kept as the
+// bytes of a trailer section; the others are dropped.
 
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/field.hpp>
@@ -39,6 +40,8 @@ struct head_storage {
   std::string bytes;  // reason phrase, then each field's name and value
   std::vector<raw_field> raw;
   std::vector<head_field> fields;
+  std::string trailers;              // "Name: value\r\n" per trailer field passed on
+  std::size_t trailers_dropped = 0;  // trailer fields not passed on
 };
 
 // One response (a parser is used once: an interim 1xx and the final answer get one each).
@@ -67,6 +70,10 @@ public:
   // The first value of `f`, or empty.
   std::string_view operator[](boost::beast::http::field f) const;
   std::size_t count(boost::beast::http::field f) const;
+  // The trailer fields passed on, as the bytes of a trailer section (complete once is_done()),
+  // and how many were dropped.
+  std::string_view trailers() const { return s_->trailers; }
+  std::size_t trailers_dropped() const { return s_->trailers_dropped; }
 
 private:
   void on_request_impl(boost::beast::http::verb, boost::beast::string_view,

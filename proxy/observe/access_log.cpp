@@ -96,6 +96,7 @@ void format_json(const access_record& r, std::string& out) {
   std::snprintf(dur, sizeof dur, ",\"duration_ms\":%.3f", r.duration_ms);
   out += dur;
   append_field(out, "error", r.error);
+  append_field(out, "early_answer", r.early_answer);
   append_field(out, "referer", r.referer);
   append_field(out, "user_agent", r.user_agent);
   out += "}\n";

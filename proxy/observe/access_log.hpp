@@ -30,9 +30,11 @@ struct access_record {
   std::uint64_t bytes_in = 0;   // request body bytes read from the client
   std::uint64_t bytes_out = 0;  // response body bytes written to the client
   double duration_ms = 0;
-  std::string_view error;       // failure name, "" when none
-  std::string_view referer;     // the Referer field as sent, "" when none
-  std::string_view user_agent;  // the User-Agent field as sent, "" when none
+  std::string_view error;         // failure name, "" when none
+  std::string_view early_answer;  // "drained" | "closed" when the backend answered before it had
+                                  // the whole request body; "" otherwise
+  std::string_view referer;       // the Referer field as sent, "" when none
+  std::string_view user_agent;    // the User-Agent field as sent, "" when none
 };
 
 // Appends `r` as one JSON line (strings escaped) to `out`.

@@ -3,14 +3,14 @@
 // sent and the response relayed on it (relay.hpp), a 101 switch to a tunnel, the retry rule for
 // a pooled connection the backend closed, and the connection back to the pool.
 
-#include "runtime/runtime.hpp"
-#include "wire/proxy_protocol.hpp"
 #include "net/tunnel.hpp"
+#include "runtime/runtime.hpp"
 #include "session/context.hpp"
 #include "session/finish.hpp"
 #include "session/prepare.hpp"
 #include "session/relay.hpp"
 #include "upstream/connector.hpp"
+#include "wire/proxy_protocol.hpp"
 
 #include <memory>
 #include <string>
@@ -38,7 +38,28 @@ asio::awaitable<fault> exchange(Up& up, beast::flat_buffer& ubuf, http::head_sto
   if (auto f =
           co_await send_request(up, client, cbuf, parser, head, chunk, st, cfg, expect_continue);
       f) {
-    co_return f;
+    if (!early_answer_possible(f, st, parser)) {
+      co_return f;
+    }
+    // The backend may have answered and closed (relay.hpp, early answers).
+    const bool keep = st.client_keep_alive;
+    st.client_keep_alive = keep && may_drain(st, parser, expect_continue);
+    auto answer = co_await relay_response(up, ubuf, fields, client, chunk, st, cfg);
+    st.upstream_reusable = false;
+    if (st.status == 0) {
+      st.client_keep_alive = keep;
+      co_return f;  // no answer came: the failure to send stands (502)
+    }
+    if (answer) {
+      co_return answer;
+    }
+    if (st.client_keep_alive && co_await drain_request_body(client, cbuf, parser, chunk, st, cfg)) {
+      st.early_answer = "drained";
+    } else {
+      st.early_answer = "closed";
+      st.client_keep_alive = false;
+    }
+    co_return fault{};
   }
   auto f = co_await relay_response(up, ubuf, fields, client, chunk, st, cfg);
   if (st.tunnel && !f) {

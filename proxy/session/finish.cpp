@@ -92,6 +92,7 @@ void write_access_log(context& w, const request_state& st, const fault& f,
   r.bytes_out = st.bytes_out;
   r.duration_ms = std::chrono::duration<double, std::milli>(steady::now() - st.start).count();
   r.error = core::name_of(f.error);
+  r.early_answer = st.early_answer;
   if (f) {
     w.report.counters->count_failure(static_cast<std::size_t>(f.error));
   }

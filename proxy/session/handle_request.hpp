@@ -36,6 +36,7 @@ asio::awaitable<bool> handle_request(context& w, Client& client, beast::flat_buf
     f = prepare(*rt, parser, conn, st, req);
     if (!f && req.answer_locally) {
       f = co_await answer_locally(client, st, req.act, *rt->cfg);
+      consumed = parser.is_done();
     } else if (!f) {
       auto chunk = w.take_buffer();
       if (!parser.is_done()) {

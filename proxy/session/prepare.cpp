@@ -1,5 +1,7 @@
 #include "session/prepare.hpp"
 
+#include <algorithm>
+
 #include "http/upstream_request.hpp"
 #include "session/read_request.hpp"
 
@@ -38,8 +40,8 @@ void build_upstream_head(const request_parser& parser, const request_state& st,
 
 }  // namespace
 
-fault prepare(const wk::runtime::snapshot& rt, const request_parser& parser, const client_info& conn,
-              request_state& st, prepared& out) {
+fault prepare(const wk::runtime::snapshot& rt, const request_parser& parser,
+              const client_info& conn, request_state& st, prepared& out) {
   const auto& cfg = *rt.cfg;
   const auto& req = parser.get();
   auto facts = http::facts_of(req, !parser.is_done());
@@ -95,6 +97,13 @@ fault prepare(const wk::runtime::snapshot& rt, const request_parser& parser, con
       !parser.is_done() && beast::iequals(req[bhttp::field::expect], "100-continue");
   out.head.reserve(512);
   build_upstream_head(parser, st, conn, cfg, out.head);
+  if (parser.chunked() && st.decision.kind == routing::route_kind::origin) {
+    st.relay_trailers = true;
+    for (const auto& f : req) {
+      st.head_fields.push_back(&f);
+    }
+    std::sort(st.head_fields.begin(), st.head_fields.end());
+  }
   return fault{};
 }
 

@@ -4,10 +4,10 @@
 // Each returns a fault; progress (bytes, status, reuse) goes into the request_state.
 
 #include "http/header_rules.hpp"
-#include "wire/request_head.hpp"
 #include "http/response_reader.hpp"
 #include "session/request_state.hpp"
 #include "session/wire_io.hpp"
+#include "wire/request_head.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -37,6 +37,10 @@ enum class response_framing { none, length, chunked, close };
 // length).
 response_framing build_downstream_response(const response_parser& rp, request_state& st,
                                            std::string& out);
+
+// The trailer section of the chunked request `req` that goes to the backend (header_rules.hpp,
+// trailer_allowed), when st.relay_trailers: the fields of `req` that are not in st.head_fields.
+void request_trailers(const bhttp::fields& req, const request_state& st, std::string& out);
 
 // Relays an interim (1xx) response to an HTTP/1.1 client (RFC 9110 section 15.2).
 template <class Client>
@@ -157,15 +161,24 @@ asio::awaitable<fault> send_request(Up& up, Client& client, beast::flat_buffer& 
     }
     lowest.expires_after(first ? cfg.timeouts.upstream_response : cfg.timeouts.body_idle);
     boost::system::error_code wec;
+    std::size_t written = 0;
     if (!chunked) {
       if (first || got > 0) {
         auto [e, n] =
             co_await write_plain(up, first ? head : std::string_view(), chunk.data(), got);
         wec = e;
+        written = n;
       }
     } else {
+      std::string trailers;
+      if (done) {
+        request_trailers(parser.get(), st, trailers);
+      }
       wec = co_await write_piece(up, first ? head : std::string_view(), chunk.data(), got, chunked,
-                                 done);
+                                 done, trailers, &written);
+    }
+    if (first && written >= head.size()) {
+      st.request_head_sent = true;  // a failure from here on may come with an early answer
     }
     if (wec) {
       // Retried on another connection only if every byte sent so far can be sent again.
@@ -234,6 +247,96 @@ asio::awaitable<fault> relay_known_length(Up& up, beast::flat_buffer& ubuf, Clie
                                : rec.message())};
     }
   }
+}
+
+// ---- Early answers (RFC 9112 section 9.3, RFC 9110 section 15)
+// A backend may answer before it has read the whole request body (a 413 halfway through an
+// upload) and close. Sending the rest then fails; the answer is still in the socket's receive
+// queue (Linux keeps received data readable after a reset), and it is relayed instead of a
+// 502. The rest of the client's body is then read and discarded when it is short enough, so
+// the connection carries the next request ("drained"), or the connection is closed after the
+// answer ("closed"), with a lingering close (finish.hpp) so that the client gets to read it.
+
+// The most of a request body read and discarded after an early answer; a longer rest closes
+// the connection instead.
+inline constexpr std::uint64_t early_answer_drain_limit = 1024 * 1024;
+
+// Whether a failure sending the request may have been caused by an answer already sent: the
+// whole head went out, the request has a body, and the backend's connection broke.
+inline bool early_answer_possible(const fault& f, const request_state& st,
+                                  const request_parser& parser) {
+  return f.error == core::failure::upstream_reset && st.request_head_sent && !st.response_started &&
+         (parser.chunked() || parser.content_length().value_or(0) > 0);
+}
+
+// Whether the rest of the body can be drained after an early answer (else the answer carries
+// Connection: close): a known rest within the limit, or a chunked body (drained up to the
+// limit). A client that waits for 100 Continue and has sent nothing gets no body to drain.
+inline bool may_drain(const request_state& st, const request_parser& parser, bool expect_continue) {
+  if (expect_continue && st.bytes_in == 0) {
+    return false;
+  }
+  if (parser.chunked() || parser.is_done()) {
+    return true;
+  }
+  const auto length = parser.content_length().value_or(0);
+  return length >= st.bytes_in && length - st.bytes_in <= early_answer_drain_limit;
+}
+
+// Reads and discards the rest of the request body after an early answer: what `cbuf` holds
+// first, then reads within timeouts.body_idle each. Returns false when the body does not end
+// within early_answer_drain_limit more bytes, or the client fails.
+template <class Client>
+asio::awaitable<bool> drain_request_body(Client& client, beast::flat_buffer& cbuf,
+                                         request_parser& parser, body_buffer& chunk,
+                                         request_state& st, const config::config& cfg) {
+  auto& lowest = beast::get_lowest_layer(client);
+  if (!parser.chunked()) {
+    if (parser.is_done()) {
+      co_return true;
+    }
+    const auto length = parser.content_length().value_or(0);
+    if (length < st.bytes_in || length - st.bytes_in > early_answer_drain_limit) {
+      co_return false;
+    }
+    std::uint64_t left = length - st.bytes_in;
+    while (left > 0) {
+      if (cbuf.size() == 0) {
+        const auto want = static_cast<std::size_t>(
+            std::min<std::uint64_t>({left, body_read_size, cbuf.max_size()}));
+        lowest.expires_after(cfg.timeouts.body_idle);
+        auto [rec, rn] = co_await client.async_read_some(cbuf.prepare(want), nothrow);
+        cbuf.commit(rn);
+        if (rec) {
+          co_return false;
+        }
+        continue;
+      }
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(cbuf.size(), left));
+      cbuf.consume(n);
+      left -= n;
+      st.bytes_in += n;
+    }
+    st.request_body_done = true;
+    co_return true;
+  }
+  std::uint64_t budget = early_answer_drain_limit;
+  while (!parser.is_done()) {
+    parser.get().body().data = chunk.data();
+    parser.get().body().size = chunk.size();
+    lowest.expires_after(cfg.timeouts.body_idle);
+    auto rec = co_await read_parsed(client, cbuf, parser);
+    if (rec && rec != bhttp::error::need_buffer) {
+      co_return false;
+    }
+    const auto got = chunk.size() - parser.get().body().size;
+    st.bytes_in += got;
+    if (got > budget) {
+      co_return false;
+    }
+    budget -= got;
+  }
+  co_return true;
 }
 
 // Reads the backend's response header (relaying 1xx) and streams the response to the client.
@@ -347,8 +450,9 @@ asio::awaitable<fault> relay_response(Up& up, beast::flat_buffer& ubuf, http::he
       }
     }
     beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
-    auto wec = co_await write_piece(client, head, chunk.data(), got,
-                                    framing == response_framing::chunked, done);
+    const bool chunked_out = framing == response_framing::chunked;
+    auto wec = co_await write_piece(client, head, chunk.data(), got, chunked_out, done,
+                                    done && chunked_out ? rp->trailers() : std::string_view());
     head.clear();  // sent with the first piece
     st.response_started = true;
     if (wec) {

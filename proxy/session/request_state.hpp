@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace wk::session {
 
@@ -49,9 +50,13 @@ struct request_state {
   bool http11 = true;
   bool head = false;
   bool client_keep_alive = false;
-  bool local_answer = false;          // answered here (validation): keep-alive decided then
-  bool response_started = false;      // bytes of a response reached the client
-  bool request_sent = false;          // the whole request reached the backend
+  bool local_answer = false;       // answered here (validation): keep-alive decided then
+  bool response_started = false;   // bytes of a response reached the client
+  bool request_sent = false;       // the whole request reached the backend
+  bool request_head_sent = false;  // the whole request head reached the backend
+  // The backend answered before it had the whole body (an early answer, relay.hpp): "drained"
+  // (the rest of the body was read and discarded, the connection stays open) or "closed".
+  std::string_view early_answer;
   bool request_body_done = false;     // a body of known length was relayed without the parser
   std::size_t prefetched = 0;         // body bytes parsed into the body buffer before connecting
   bool body_read_live = false;        // body bytes were read while streaming (no resend possible)
@@ -60,6 +65,11 @@ struct request_state {
   bool upstream_reusable = false;     // the backend connection can go back to the pool
   bool upgrade_requested = false;     // origin route, Upgrade + Connection: upgrade forwarded
   bool tunnel = false;                // the backend answered 101: bytes flow both ways now
+  // A chunked request on the origin route: its trailer fields that may be passed on are. Beast
+  // adds trailer fields to the parsed header (a field with the name of a header field goes
+  // next to it); they are told from the header's by address (sorted).
+  bool relay_trailers = false;
+  std::vector<const void*> head_fields;
   // The validation route (before the action may have passed the request to the origin).
   bool validation_hit = false;
   validation::action_kind vaction = validation::action_kind::forward;

@@ -89,43 +89,53 @@ auto write_plain(Stream& s, std::string_view head, const char* data, std::size_t
 }
 
 // Writes `head` (may be empty) and one piece of a body in one scatter/gather write: the bytes
-// as they are, or as one chunk of a chunked body followed, when `last`, by the last chunk.
+// as they are, or as one chunk of a chunked body followed, when `last`, by the last chunk with
+// `trailers` (complete "Name: value\r\n" lines, may be empty). `written`, when given, gets the
+// number of bytes written (also on failure).
 template <class Stream>
-asio::awaitable<boost::system::error_code> write_piece(Stream& s, std::string_view head,
-                                                       const char* data, std::size_t size,
-                                                       bool chunked, bool last) {
+asio::awaitable<boost::system::error_code>
+write_piece(Stream& s, std::string_view head, const char* data, std::size_t size, bool chunked,
+            bool last, std::string_view trailers = {}, std::size_t* written = nullptr) {
   if (!chunked) {
     if (head.empty() && size == 0) {
       co_return boost::system::error_code{};
     }
     auto [ec, n] = co_await write_plain(s, head, data, size);
+    if (written != nullptr) {
+      *written = n;
+    }
     co_return ec;
   }
-  std::array<asio::const_buffer, 4> bufs;
+  std::array<asio::const_buffer, 6> bufs;
   std::size_t n = 0;
   char size_line[24];
   if (!head.empty()) {
     bufs[n++] = asio::buffer(head.data(), head.size());
   }
-  if (chunked) {
-    if (size > 0) {
-      auto end = std::to_chars(size_line, size_line + sizeof size_line - 2, size, 16).ptr;
-      *end++ = '\r';
-      *end++ = '\n';
-      bufs[n++] = asio::buffer(size_line, static_cast<std::size_t>(end - size_line));
-      bufs[n++] = asio::buffer(data, size);
-      bufs[n++] = last ? asio::buffer("\r\n0\r\n\r\n", 7) : asio::buffer("\r\n", 2);
-    } else if (last) {
-      bufs[n++] = asio::buffer("0\r\n\r\n", 5);
-    }
-  } else if (size > 0) {
+  if (size > 0) {
+    auto end = std::to_chars(size_line, size_line + sizeof size_line - 2, size, 16).ptr;
+    *end++ = '\r';
+    *end++ = '\n';
+    bufs[n++] = asio::buffer(size_line, static_cast<std::size_t>(end - size_line));
     bufs[n++] = asio::buffer(data, size);
+    bufs[n++] = last ? asio::buffer("\r\n0\r\n", 5) : asio::buffer("\r\n", 2);
+  } else if (last) {
+    bufs[n++] = asio::buffer("0\r\n", 3);
+  }
+  if (last) {
+    if (!trailers.empty()) {
+      bufs[n++] = asio::buffer(trailers.data(), trailers.size());
+    }
+    bufs[n++] = asio::buffer("\r\n", 2);
   }
   if (n == 0) {
     co_return boost::system::error_code{};
   }
-  auto [ec, written] =
+  auto [ec, w] =
       co_await asio::async_write(s, std::span<const asio::const_buffer>(bufs.data(), n), nothrow);
+  if (written != nullptr) {
+    *written = w;
+  }
   co_return ec;
 }
 

@@ -90,8 +90,71 @@ class BodiesTest(ProxyTestCase):
         self.assertEqual((r.json()["sha256"], r.json()["length"]),
                          (pattern_sha256(200_000), 200_000))
         self.assertEqual(origin.errors, [])
+        # The safe trailer field reaches the origin as a trailer, never as a header field.
+        rec = origin.wait_for_requests(1)[0]
+        self.assertIn(("X-Trailer", "yes"), rec.trailers)
+        self.assertIsNone(rec.header("X-Trailer"))
         # The connection stays usable: the chunked framing was consumed exactly.
         self.assertEqual(c.request("GET", "/after").status, 200)
+
+    def test_request_trailers_pass_when_safe_and_never_as_header_fields(self):
+        origin, cf, proxy = self.start_all()
+        c = self.client(proxy)
+        c.send(build_request("POST", "/upload", headers=[("Transfer-Encoding", "chunked")]) +
+               b"5\r\nhello\r\n0\r\nX-Checksum: 5d41402a\r\nHost: evil.example\r\n"
+               b"X-Forwarded-For: 203.0.113.9\r\nAuthorization: Basic eA==\r\n\r\n")
+        r = c.read_response()
+        self.assertEqual(r.status, 200, r)
+        rec = origin.wait_for_requests(1)[0]
+        self.assertEqual(rec.trailers, [("X-Checksum", "5d41402a")])
+        self.assertEqual(rec.header("Host"), TENANT)
+        self.assertNotIn("203.0.113.9", rec.header("X-Forwarded-For") or "")
+
+    def test_response_trailers_reach_the_client_when_safe(self):
+        origin, cf, proxy = self.start_all()
+        c = self.client(proxy)
+        c.send(build_request("GET", "/trailers"))
+        # Read the raw bytes: the trailer section is what this test is about.
+        raw = b""
+        while not raw.partition(b"\r\n\r\n")[2].endswith(b"\r\n\r\n"):
+            piece = c.sock.recv(65536)
+            if not piece:
+                break
+            raw += piece
+        head, _, body = raw.partition(b"\r\n\r\n")
+        self.assertIn(b"Transfer-Encoding: chunked", head)
+        self.assertNotIn(b"Server-Timing", head)
+        self.assertTrue(body.endswith(b"0\r\nServer-Timing: db;dur=53\r\n"
+                                      b"X-Checksum: 5d41402a\r\n\r\n"), body)
+        self.assertNotIn(b"evil", body)
+        self.assertNotIn(b"no-store", body)
+        # curl decodes the same answer (it reads trailers as headers of the response).
+        res = curl(proxy.url("/trailers"), "-H", f"Host: {TENANT}")
+        self.assertEqual((res.returncode, res.status, res.body), (0, 200, b"hello"), res)
+
+    def test_early_answer_is_relayed_not_502_and_the_client_reads_it(self):
+        # The origin reads 64 KiB of a 32 MiB upload, answers 413 and closes with the rest
+        # unread. wkproxy relays the 413 (it used to answer 502), closes the connection after it
+        # (the rest is over the 1 MiB drain limit) with a lingering close: the client can send
+        # its whole body without a reset and then read the answer.
+        origin, cf, proxy = self.start_all()
+        size = 32 * 1024 * 1024
+        c = self.client(proxy, timeout=20)
+        c.send(build_request("POST", "/early/413?after=65536",
+                             headers=[("Content-Length", str(size))]))
+        block = b"u" * (1 << 20)
+        for _ in range(size // len(block)):
+            c.sock.sendall(block)  # a reset here fails the test
+        r = c.read_response()
+        self.assertEqual(r.status, 413, r)
+        self.assertEqual(r.body, b"refused early\n")
+        self.assertEqual(r.header("Connection"), "close")
+        self.assertTrue(c.closed_by_peer())
+        line = [x for x in proxy.wait_for_log(1) if x["target"].startswith("/early/")][-1]
+        self.assertEqual((line["status"], line["error"], line["early_answer"]),
+                         (413, "", "closed"), line)
+        # The origin route keeps serving.
+        self.assertEqual(request(proxy.port, "GET", "/after").status, 200)
 
     def test_expect_100_continue_with_curl_is_answered_by_the_proxy(self):
         origin, cf, proxy = self.start_all()
@@ -143,6 +206,21 @@ class BodiesTest(ProxyTestCase):
         r = c.read_response()
         self.assertLocalError(r, 413, c.closed_by_peer())
         self.assertEqual(origin.requests, [], "a body over the cap must not reach the origin")
+
+    def test_413_before_the_body_is_sent_reaches_a_client_still_sending(self):
+        # RFC 9112 9.6: the proxy answers 413 from the declared length and closes with a
+        # lingering close (its sending side shut, the rest read and discarded), so a client
+        # that sends its whole body before reading meets no reset and then reads the 413.
+        origin, cf, proxy = self.start_all(limits={"max_body_bytes": "1KiB"})
+        size = 8 * 1024 * 1024
+        c = self.client(proxy, timeout=20)
+        c.send(build_request("POST", "/upload", headers=[("Content-Length", str(size))]))
+        block = b"b" * (1 << 20)
+        for _ in range(size // len(block)):
+            c.sock.sendall(block)  # without the lingering close: ECONNRESET or EPIPE here
+        r = c.read_response()
+        self.assertLocalError(r, 413, c.closed_by_peer())
+        self.assertEqual(origin.requests, [])
 
 
 if __name__ == "__main__":

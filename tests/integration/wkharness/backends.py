@@ -271,7 +271,19 @@ class RecordingBackend:
         # Record before reading the body so a test can see a request whose body never finishes.
         with self._lock:
             self._requests.append(rec)
-        delay = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query).get("read_delay")
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
+        m = re.fullmatch(r"/early/(\d{3})", path)
+        if m:
+            # Answers after reading `after` body bytes, then closes with the rest unread (the
+            # kernel resets the connection), as a server refusing an upload halfway does.
+            after = int(query.get("after", ["0"])[0])
+            rec.body_length = sum(len(piece) for piece in reader.iter_exact(after))
+            body = b"refused early\n"
+            self._send(sock, int(m.group(1)), "Early", [("Content-Type", "text/plain"),
+                                                       ("Content-Length", str(len(body)))],
+                       body, keep_alive=False)
+            return False
+        delay = query.get("read_delay")
         if delay:  # hold the body unread for a while: the proxy must apply backpressure
             self._sleep(float(delay[0]))
         h = hashlib.sha256()
@@ -367,6 +379,16 @@ class RecordingBackend:
                 self._send(sock, code, "Status", [("Content-Type", "text/plain"),
                                                   ("Content-Length", str(len(body)))], body,
                            head_only=head_only, keep_alive=keep_alive)
+            return keep_alive
+        if path == "/trailers":
+            # A chunked body with trailer fields, safe and unsafe.
+            self._send(sock, 200, "OK", [("Content-Type", "text/plain"),
+                                         ("Transfer-Encoding", "chunked")],
+                       head_only=True, keep_alive=keep_alive)
+            if not head_only:
+                _sendall(sock, b"5\r\nhello\r\n0\r\nServer-Timing: db;dur=53\r\n"
+                               b"X-Checksum: 5d41402a\r\nSet-Cookie: evil=1\r\n"
+                               b"Cache-Control: no-store\r\n\r\n")
             return keep_alive
         if path == "/close":
             return False

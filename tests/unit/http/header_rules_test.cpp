@@ -229,3 +229,62 @@ TEST_CASE("a 101 answer keeps Upgrade and says Connection: upgrade") {
                                    {"Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="},
                                    {"Connection", "upgrade"}});
 }
+
+TEST_CASE("trailer fields: safe ones pass, framing, routing, auth, controls and ours do not") {
+  using wk::http::trailer_allowed;
+  for (std::string_view name : {"X-Checksum", "Server-Timing", "Digest", "grpc-status", "ETag"}) {
+    CAPTURE(name);
+    CHECK(trailer_allowed(bhttp::string_to_field(name), name, ""));
+  }
+  for (std::string_view name : {"Host",
+                                "Content-Length",
+                                "Transfer-Encoding",
+                                "Trailer",
+                                "Connection",
+                                "Keep-Alive",
+                                "TE",
+                                "Upgrade",
+                                "Authorization",
+                                "Proxy-Authorization",
+                                "Cookie",
+                                "Set-Cookie",
+                                "WWW-Authenticate",
+                                "Cache-Control",
+                                "Pragma",
+                                "Range",
+                                "If-Match",
+                                "If-None-Match",
+                                "Age",
+                                "Date",
+                                "Expires",
+                                "Location",
+                                "Retry-After",
+                                "Vary",
+                                "Content-Type",
+                                "Content-Encoding",
+                                "Content-Range",
+                                "Forwarded",
+                                "Via",
+                                "X-Forwarded-For",
+                                "x-forwarded-proto",
+                                "X-Forwarded-Host",
+                                "X-Real-IP",
+                                "Expect",
+                                "Max-Forwards"}) {
+    CAPTURE(name);
+    CHECK_FALSE(trailer_allowed(bhttp::string_to_field(name), name, ""));
+  }
+  // A field the message's Connection names is for this hop only.
+  CHECK_FALSE(trailer_allowed(bhttp::field::unknown, "X-Hop", "keep-alive, x-hop"));
+  CHECK(trailer_allowed(bhttp::field::unknown, "X-Hop", "keep-alive"));
+}
+
+TEST_CASE("trailer fields are appended as lines, within a byte limit") {
+  std::string out;
+  CHECK(wk::http::append_trailer(out, bhttp::field::unknown, "X-A", "1", ""));
+  CHECK_FALSE(wk::http::append_trailer(out, bhttp::field::host, "Host", "evil", ""));
+  CHECK(out == "X-A: 1\r\n");
+  const std::string big(wk::http::trailer_bytes_limit, 'v');
+  CHECK_FALSE(wk::http::append_trailer(out, bhttp::field::unknown, "X-Big", big, ""));
+  CHECK(out == "X-A: 1\r\n");
+}

@@ -67,19 +67,42 @@ TEST_CASE("a response's status, reason and fields are kept in order, with repeat
   CHECK(r.keep_alive());
 }
 
-TEST_CASE("a chunked body arrives through the window, trailers are dropped") {
+TEST_CASE("a chunked body arrives through the window, safe trailers are kept apart") {
   head_storage storage;
   response_reader r(storage);
   bool ok = false;
   auto body = parse_all(r,
                         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                        "5\r\nhello\r\nb\r\n, chunked!!\r\n0\r\nX-Trailer: t\r\n\r\n",
+                        "5\r\nhello\r\nb\r\n, chunked!!\r\n0\r\nX-Trailer: t\r\n"
+                        "Content-Type: text/evil\r\nServer-Timing: db;dur=53\r\n\r\n",
                         ok);
   REQUIRE(ok);
   CHECK(r.chunked());
   CHECK(body == "hello, chunked!!");
+  // Trailers never join the header fields.
   CHECK(r.fields().size() == 1);
   CHECK(r[bhttp::field::unknown].empty());
+  CHECK(r[bhttp::field::content_type].empty());
+  CHECK(r.trailers() == "X-Trailer: t\r\nServer-Timing: db;dur=53\r\n");
+  CHECK(r.trailers_dropped() == 1);
+}
+
+TEST_CASE("trailers of one response do not carry over to the next on the same storage") {
+  head_storage storage;
+  {
+    response_reader first(storage);
+    bool ok = false;
+    parse_all(first, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-A: 1\r\n\r\n",
+              ok);
+    REQUIRE(ok);
+    CHECK(first.trailers() == "X-A: 1\r\n");
+  }
+  response_reader second(storage);
+  bool ok = false;
+  parse_all(second, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", ok);
+  REQUIRE(ok);
+  CHECK(second.trailers().empty());
+  CHECK(second.trailers_dropped() == 0);
 }
 
 TEST_CASE("storage is reused: a second response sees only its own fields") {

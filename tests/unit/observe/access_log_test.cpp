@@ -156,6 +156,11 @@ TEST_CASE("the JSON format names every field, the referer and user agent include
   CHECK(v.at("bytes_out").as_int64() == 5120);
   CHECK(v.at("referer").as_string() == "https://example.com/start");
   CHECK(v.at("user_agent").as_string() == "Mozilla/5.0 \"quoted\"\n");
+  CHECK(v.at("early_answer").as_string().empty());
+  r.early_answer = "drained";
+  line.clear();
+  obs::format_json(r, line);
+  CHECK(json::parse(line).as_object().at("early_answer").as_string() == "drained");
 }
 
 TEST_CASE("the access log writes whole lines to its file and follows a new one") {

@@ -11,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/_experimental/test/fail_count.hpp>
 #include <boost/beast/_experimental/test/stream.hpp>
+#include <boost/beast/core/buffers_prefix.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
@@ -45,6 +46,32 @@ struct test_stream : beast::test::stream {
   socket_view socket() { return {this}; }
 };
 
+// A backend connection that takes only `accept_bytes` more bytes, then fails every write with
+// broken_pipe, as a socket does after the backend answered early and closed.
+struct fragile_stream : test_stream {
+  using test_stream::test_stream;
+  std::size_t accept_bytes = std::size_t(-1);
+
+  template <class ConstBuffers, class Token>
+  auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    const auto n = std::min(accept_bytes, beast::buffer_bytes(buffers));
+    if (n == 0 && beast::buffer_bytes(buffers) > 0) {
+      return asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+          [this](auto handler) {
+            asio::post(get_executor(), [h = std::move(handler)]() mutable {
+              h(asio::error::broken_pipe, std::size_t(0));
+            });
+          },
+          token);
+    }
+    if (accept_bytes != std::size_t(-1)) {
+      accept_bytes -= n;
+    }
+    return test_stream::async_write_some(beast::buffers_prefix(n, buffers),
+                                         std::forward<Token>(token));
+  }
+};
+
 std::shared_ptr<const wk::runtime::snapshot> make_runtime(wk::upstream::resolver_registry& dns) {
   const auto loaded = wk::config::load_string(
       R"(version: 1
@@ -75,7 +102,7 @@ struct bench {
   beast::test::fail_count fc;
   test_stream client;       // the proxy's side of the client connection
   test_stream client_peer;  // the client
-  test_stream up;           // the proxy's side of the backend connection
+  fragile_stream up;        // the proxy's side of the backend connection
   test_stream up_peer;      // the backend
   beast::flat_buffer cbuf{64 * 1024};
   beast::flat_buffer ubuf;
@@ -219,6 +246,136 @@ TEST_CASE("a request body of known length and a chunked one are uploaded") {
     CHECK(sent.find("Transfer-Encoding: chunked\r\n") != std::string::npos);
     CHECK(request_body(sent) == "hello world");
     CHECK(b.to_client().ends_with("\r\n\r\nok"));
+  }
+}
+
+TEST_CASE("trailer fields are relayed when safe, in both directions") {
+  SUBCASE("a chunked request's trailers reach the origin, minus unsafe ones") {
+    bench b;
+    b.run("POST /up HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n"
+          "X-Tag: head\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: abc\r\nHost: evil.example\r\n"
+          "X-Forwarded-For: 203.0.113.9\r\nX-Tag: trailer\r\n\r\n",
+          "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    REQUIRE(b.keep.has_value());
+    CHECK(*b.keep);
+    const auto sent = b.to_backend();
+    CAPTURE(sent);
+    CHECK(request_body(sent) == "hello");
+    const auto head_end = sent.find("\r\n\r\n");
+    const auto head = sent.substr(0, head_end + 2);
+    const auto tail = sent.substr(sent.rfind("\r\n0\r\n"));
+    // The header is the client's header: no trailer field joined it.
+    CHECK(head.find("X-Tag: head\r\n") != std::string::npos);
+    CHECK(head.find("X-Tag: trailer") == std::string::npos);
+    CHECK(head.find("X-Checksum") == std::string::npos);
+    CHECK(head.find("evil") == std::string::npos);
+    // The trailer section: the safe fields, a same-named one included; never Host or ours.
+    CHECK(tail == "\r\n0\r\nX-Tag: trailer\r\nX-Checksum: abc\r\n\r\n");
+  }
+  SUBCASE("a chunked response's trailers reach an HTTP/1.1 client, minus unsafe ones") {
+    bench b;
+    b.run(get_request, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+                       "0\r\nServer-Timing: db;dur=53\r\nSet-Cookie: a=1\r\n\r\n");
+    REQUIRE(b.keep.has_value());
+    CHECK(*b.keep);
+    const auto got = b.to_client();
+    CAPTURE(got);
+    CHECK(got.ends_with("\r\n0\r\nServer-Timing: db;dur=53\r\n\r\n"));
+    CHECK(got.find("Set-Cookie") == std::string::npos);
+    CHECK(got.find("Trailer:") == std::string::npos);
+  }
+  SUBCASE("an HTTP/1.0 client gets the body delimited by the close, without trailers") {
+    bench b;
+    b.run("GET /a HTTP/1.0\r\nHost: example.com\r\n\r\n",
+          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+          "0\r\nServer-Timing: db;dur=53\r\n\r\n");
+    REQUIRE(b.keep.has_value());
+    const auto got = b.to_client();
+    CHECK(got.ends_with("\r\n\r\nabc"));
+    CHECK(got.find("Server-Timing") == std::string::npos);
+  }
+}
+
+TEST_CASE("an early answer is relayed, not a 502; the rest of the body is drained or the "
+          "connection closed") {
+  constexpr std::string_view early = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n"
+                                     "Connection: close\r\n\r\nnope";
+  // The length of the head the backend gets for `request` (the body follows it).
+  auto head_length = [](std::string_view request) {
+    bench b;
+    b.run(request, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    return b.to_backend().find("\r\n\r\n") + 4;
+  };
+  SUBCASE("a short body: drained, the connection stays open") {
+    const std::string request =
+        "POST /up HTTP/1.1\r\nHost: example.com\r\nContent-Length: 11\r\n\r\nhello world";
+    bench b;
+    b.up.accept_bytes = head_length(request) + 3;  // the head and 3 body bytes, then closed
+    b.run(request, early, true);
+    REQUIRE(b.keep.has_value());
+    CHECK(*b.keep);
+    const auto got = b.to_client();
+    CHECK(got.starts_with("HTTP/1.1 413 Payload Too Large\r\n"));
+    CHECK(got.ends_with("\r\n\r\nnope"));
+    CHECK(got.find("Connection: close") == std::string::npos);
+    CHECK(b.upstream_fault.error == wk::core::failure::none);
+    CHECK(b.failures(wk::core::failure::upstream_reset) == 0);
+    CHECK(b.cbuf.size() == 0);  // the whole request was read: the next one starts clean
+  }
+  SUBCASE("a chunked body still coming: drained through the parser") {
+    std::string body_rest;
+    for (int i = 0; i < 20; ++i) {
+      body_rest += "400\r\n" + std::string(1024, 'x') + "\r\n";
+    }
+    body_rest += "0\r\n\r\n";
+    const std::string request = "POST /up HTTP/1.1\r\nHost: example.com\r\n"
+                                "Transfer-Encoding: chunked\r\n\r\n" +
+                                body_rest;
+    bench b;
+    b.client.read_size(4096);  // the body arrives over many reads
+    b.up.accept_bytes = head_length(request) + 10;
+    b.run(request, early, true);
+    REQUIRE(b.keep.has_value());
+    CHECK(*b.keep);
+    CHECK(b.to_client().starts_with("HTTP/1.1 413 "));
+    CHECK(b.cbuf.size() == 0);
+  }
+  SUBCASE("a body longer than the drain limit: Connection: close, then the close") {
+    const std::string body(2 * 1024 * 1024, 'b');
+    const std::string request =
+        "POST /up HTTP/1.1\r\nHost: example.com\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\n\r\n" + body;
+    bench b;
+    b.up.accept_bytes = 3000;
+    b.run(request, early, true);
+    REQUIRE(b.keep.has_value());
+    CHECK_FALSE(*b.keep);
+    const auto got = b.to_client();
+    CHECK(got.starts_with("HTTP/1.1 413 "));
+    CHECK(got.find("Connection: close\r\n") != std::string::npos);
+    CHECK(got.ends_with("\r\n\r\nnope"));
+    CHECK(b.failures(wk::core::failure::upstream_reset) == 0);
+  }
+  SUBCASE("no answer before the close: still a 502") {
+    const std::string request =
+        "POST /up HTTP/1.1\r\nHost: example.com\r\nContent-Length: 11\r\n\r\nhello world";
+    bench b;
+    b.up.accept_bytes = head_length(request) + 3;
+    b.run(request, "", true);
+    REQUIRE(b.keep.has_value());
+    CHECK_FALSE(*b.keep);
+    CHECK(b.to_client().starts_with("HTTP/1.1 502 "));
+    CHECK(b.upstream_fault.error == wk::core::failure::upstream_reset);
+  }
+  SUBCASE("a failure sending the head is not an early answer") {
+    const std::string request =
+        "POST /up HTTP/1.1\r\nHost: example.com\r\nContent-Length: 11\r\n\r\nhello world";
+    bench b;
+    b.up.accept_bytes = 10;
+    b.run(request, early, true);
+    REQUIRE(b.keep.has_value());
+    CHECK_FALSE(*b.keep);
+    CHECK(b.to_client().starts_with("HTTP/1.1 502 "));
   }
 }
 
