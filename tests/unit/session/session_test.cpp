@@ -252,6 +252,16 @@ TEST_CASE("a backend that dies mid-response gets a 502, or a cut body, and no ke
   }
 }
 
+TEST_CASE("a backend status code below 100 is a 502, not relayed") {
+  // Found by fuzz_session: Beast reads "000", which went out as "HTTP/1.1 0 OK".
+  bench b;
+  b.run(get_request, "HTTP/1.1 000 OK\r\nContent-Length: 2\r\n\r\nok");
+  REQUIRE(b.keep.has_value());
+  CHECK_FALSE(*b.keep);
+  CHECK(b.to_client().starts_with("HTTP/1.1 502 "));
+  CHECK(b.upstream_fault.error == wk::core::failure::upstream_bad_response);
+}
+
 TEST_CASE("one byte per read on both sides gives the same bytes") {
   bench whole;
   whole.run("POST /up HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n"
