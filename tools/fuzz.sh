@@ -10,7 +10,7 @@ seconds=${1:-600}
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(request config client_hello proxy_protocol)
+  targets=(request config client_hello proxy_protocol session)
 fi
 tools/deps.sh fuzz
 cmake --preset fuzz >/dev/null
@@ -21,8 +21,12 @@ mkdir -p "$out/logs"
 run_one() {
   local t=$1
   mkdir -p "$out/corpus/$t" "$out/findings/$t"
+  local dict=()
+  if [[ -f "fuzz/$t.dict" ]]; then
+    dict=(-dict="fuzz/$t.dict")  # tokens of the target's input format
+  fi
   "$out/fuzz/fuzz_$t" -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="$out/findings/$t/" \
+    -print_final_stats=1 -artifact_prefix="$out/findings/$t/" "${dict[@]}" \
     "$out/corpus/$t" "fuzz/corpus/$t" >"$out/logs/$t.log" 2>&1
 }
 

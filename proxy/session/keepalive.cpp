@@ -2,6 +2,7 @@
 
 #include "observe/log.hpp"
 #include "session/handle_request.hpp"
+#include "session/serve_requests.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -38,80 +39,6 @@ struct session_registration {
   ~session_registration() { handle->unlink(); }
 };
 
-// A keep-alive connection waits this long, plus up to one deadline_tick, for its next request
-// with a buffer and its coroutine frames before it parks. A connection kept busy by its client
-// rarely waits at the moment of a tick; one that does pays a park and an unpark (a few system
-// calls) and loses nothing.
-constexpr auto park_linger = std::chrono::milliseconds(0);
-
-enum class serve_end { closed, parked };
-
-// Request after request on one client connection, plain or TLS, until either side ends it or,
-// when `may_park`, the connection stays quiet for park_after between requests.
-template <class Client>
-asio::awaitable<serve_end> serve_requests(context* w, Client& client, session_handle& handle,
-                                          const client_info& conn, std::string_view early,
-                                          bool may_park) {
-  auto& lowest = beast::get_lowest_layer(client);
-  // Bounded: a request head, plus what one body read brings in (Beast reads at most 64 KiB).
-  beast::flat_buffer cbuf(w->runtime->cfg->limits.header_bytes + 80 * 1024);
-  if (!early.empty()) {
-    const auto n = std::min(early.size(), cbuf.max_size());
-    cbuf.commit(asio::buffer_copy(cbuf.prepare(n), asio::buffer(early.data(), n)));
-  }
-
-  std::size_t burst = 0;  // requests answered since the connection last waited for input
-  for (;;) {
-    if (cbuf.size() == 0) {
-      // Stopping: a connection whose client is sending right now (or that comes back from
-      // the parking lot with a request) is still served, with Connection: close.
-      if (w->stopping && !input_pending(lowest.socket().native_handle())) {
-        break;
-      }
-      if (cbuf.capacity() > 4096) {
-        cbuf.shrink_to_fit();  // an idle connection keeps no large buffer
-      }
-      // Between requests: wait for the next one with the keep-alive idle deadline. A new
-      // connection's first byte must come within header_read: a silent socket must not hold a
-      // connection slot for the whole keep-alive timeout.
-      handle.idle = true;
-      const auto& timeouts = w->runtime->cfg->timeouts;
-      lowest.expires_after(handle.served == 0 ? timeouts.header_read : timeouts.idle);
-      if (may_park) {
-        lowest.park_after(park_linger);
-      }
-      auto [rec, rn] = co_await client.async_read_some(cbuf.prepare(2048), nothrow);
-      handle.idle = false;
-      if (may_park) {
-        lowest.park_never();
-        if (rec == asio::error::operation_aborted && lowest.park_requested() && !w->stopping) {
-          co_return serve_end::parked;
-        }
-      }
-      if (rec) {
-        break;
-      }
-      cbuf.commit(rn);
-      burst = 0;
-    }
-    const auto& limits = w->runtime->cfg->limits;
-    bool last = false;
-    if (handle.served + 1 >= limits.max_requests_per_connection) {
-      last = true;
-      w->report.counters->count(observe::limit_event::requests_per_connection);
-    } else if (limits.max_pipelined != 0 && ++burst >= limits.max_pipelined) {
-      last = true;
-      w->report.counters->count(observe::limit_event::pipelined);
-    }
-    const bool keep = co_await handle_request(*w, client, cbuf, conn, last);
-    ++handle.served;
-    if (!keep || last) {
-      break;
-    }
-  }
-  co_return serve_end::closed;
-}
-
 // A plain-HTTP client connection: everything it keeps while parked.
 struct http_connection {
   connection_count count;
@@ -136,7 +63,13 @@ void park(std::unique_ptr<http_connection> c);
 
 asio::awaitable<void> serve_http(std::unique_ptr<http_connection> c, std::string early) {
   auto* w = c->count.w;
-  if (co_await serve_requests(w, c->stream, c->handle, c->info, early, true) == serve_end::parked) {
+  auto& stream = c->stream;
+  const auto& info = c->info;
+  auto one_request = [w, &stream, &info](beast::flat_buffer& cbuf, bool last) {
+    return handle_request(*w, stream, cbuf, info, last);
+  };
+  if (co_await serve_requests(w, stream, c->handle, early, true, one_request) ==
+      serve_end::parked) {
     park(std::move(c));
   }
   // otherwise the connection closes here
@@ -223,7 +156,10 @@ asio::awaitable<void> serve_tls_connection(context* w, tcp::socket socket, clien
   handle.slot = info.slot;
   {
     session_registration registration(w, &handle);
-    co_await serve_requests(w, client, handle, info, {}, false);
+    auto one_request = [w, &client, &info](beast::flat_buffer& cbuf, bool last) {
+      return handle_request(*w, client, cbuf, info, last);
+    };
+    co_await serve_requests(w, client, handle, {}, false, one_request);
   }
   if (lowest.socket().is_open()) {
     // close_notify, so that a close-delimited body cannot be mistaken for a truncated one; the

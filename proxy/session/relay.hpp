@@ -378,6 +378,12 @@ asio::awaitable<fault> relay_response(Up& up, beast::flat_buffer& ubuf, http::he
       co_return fault{failure::upstream_bad_response, "reading response header: " + ec.message()};
     }
     auto status = rp->result_int();
+    if (status < 100) {
+      // Beast reads any three digits; "000" would reach the client as "HTTP/1.1 0", which is
+      // no status line at all (RFC 9110 section 15: codes are 100 to 599).
+      co_return fault{failure::upstream_bad_response,
+                      "response status code " + std::to_string(status) + " below 100"};
+    }
     if (status >= 100 && status < 200) {
       if (status == 101) {
         if (!st.upgrade_requested) {

@@ -158,6 +158,21 @@ bool bare_lf_in_chunk_framing(const bhttp::basic_parser<isRequest>& p,
   return false;
 }
 
+// Boost 1.81's chunk parser asserts (debug builds only: the code after the assert is right) when
+// the last chunk's size line was parsed, the trailer is incomplete and the next put has fewer
+// than 5 bytes: "0\r\n" then one more byte, an empty chunked body arriving in pieces
+// (boostorg/beast#2861, fixed upstream in 2024). Such bytes are never a whole message (put would
+// say need_more), so they wait for the next read instead.
+template <bool isRequest>
+bool final_chunk_too_short(const bhttp::basic_parser<isRequest>& p, const beast::flat_buffer& buf) {
+  if (!p.chunked() || !p.is_header_done() || p.is_done() || buf.size() >= 5) {
+    return false;
+  }
+  auto data = buf.data();
+  std::string_view rest{static_cast<const char*>(data.data()), data.size()};
+  return rest.starts_with("0\r\n") || rest.starts_with("00\r\n");
+}
+
 // Beast's async_read_some over a parser, without its detours: bytes already in `buf` are
 // parsed first with no I/O (the usual case once a header has arrived), and no completion is
 // posted. need_buffer means the body buffer is full.
@@ -165,7 +180,7 @@ template <class Stream, bool isRequest>
 asio::awaitable<boost::system::error_code> read_parsed(Stream& s, beast::flat_buffer& buf,
                                                        bhttp::basic_parser<isRequest>& p) {
   boost::system::error_code ec;
-  if (buf.size() > 0) {
+  if (buf.size() > 0 && !final_chunk_too_short(p, buf)) {
     buf.consume(p.put(buf.data(), ec));
     if (ec != bhttp::error::need_more) {
       co_return ec;
@@ -191,6 +206,9 @@ asio::awaitable<boost::system::error_code> read_parsed(Stream& s, beast::flat_bu
     }
     if (rec) {
       co_return rec;
+    }
+    if (final_chunk_too_short(p, buf)) {
+      continue;
     }
     ec = {};
     buf.consume(p.put(buf.data(), ec));

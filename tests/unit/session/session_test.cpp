@@ -409,6 +409,30 @@ TEST_CASE("a backend that dies mid-response gets a 502, or a cut body, and no ke
   }
 }
 
+TEST_CASE("a backend status code below 100 is a 502, not relayed") {
+  // Found by fuzz_session: Beast reads "000", which went out as "HTTP/1.1 0 OK".
+  bench b;
+  b.run(get_request, "HTTP/1.1 000 OK\r\nContent-Length: 2\r\n\r\nok");
+  REQUIRE(b.keep.has_value());
+  CHECK_FALSE(*b.keep);
+  CHECK(b.to_client().starts_with("HTTP/1.1 502 "));
+  CHECK(b.upstream_fault.error == wk::core::failure::upstream_bad_response);
+}
+
+TEST_CASE("an empty chunked body arriving a byte at a time is relayed") {
+  // Found by fuzz_session: "0\r\n" then one more byte tripped an assertion in Boost 1.81's
+  // chunk parser (debug builds).
+  bench b;
+  b.client.read_size(1);
+  b.up.read_size(1);
+  b.run("POST /up HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\r\n");
+  REQUIRE(b.keep.has_value());
+  CHECK(*b.keep);
+  CHECK(request_body(b.to_backend()).empty());
+  CHECK(b.to_client().ends_with("\r\n\r\n0\r\n\r\n"));
+}
+
 TEST_CASE("one byte per read on both sides gives the same bytes") {
   bench whole;
   whole.run("POST /up HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n"
