@@ -670,19 +670,25 @@ class FaultOrigin:
     body, so a response given to the wrong request is visible. Faults are chosen by path:
 
       /reset/N         every Nth request on a /reset path (counted over the whole server; N=1:
-                       all) gets its head and part of a 16 KiB body, then an RST (SO_LINGER 0
-                       close); the others are answered normally
+                       all) is cut by an RST (SO_LINGER 0 close): alternately after part of
+                       its head, and after its head and 2 KiB of a 16 KiB body; the others are
+                       answered normally
       /trickle/MS/N    the 200 head at once, then the body 8 bytes at a time every MS ms, N times
+      /twice           the answer, then the same answer again (one request answered twice)
+      /stale           200 echoing the previous id this connection received (a wrong answer,
+                       for checking that loadtest sees one)
       anything else    200 at once, a short body
 
     Counters: requests, resets, trickles, and `duplicate_ids` (ids that arrived more than once:
-    a retry by the proxy; legitimate only before any response byte was sent)."""
+    a retry by the proxy; legitimate only before any response byte was sent).
+    close_each=True answers every request with Connection: close and closes."""
 
     RESET_BODY = 16 * 1024
     RESET_SENT = 2 * 1024
 
-    def __init__(self, name="origin", id_header="X-Loadtest-Id"):
+    def __init__(self, name="origin", id_header="X-Loadtest-Id", close_each=False):
         self.name = name
+        self.close_each = close_each
         self.id_header = id_header.lower().encode()
         self._id_name = id_header.encode()
         self._lock = threading.Lock()
@@ -756,18 +762,26 @@ class FaultOrigin:
                 + str(length).encode() + b"\r\n" + (b"Connection: close\r\n" if close else b"")
                 + b"\r\n")
 
-    def _answer(self, sock, target: bytes, rid: bytes, close: bool) -> bool:
+    def _answer(self, sock, target: bytes, rid: bytes, close: bool, previous: bytes) -> bool:
         """Answers one request; False when the connection is gone (reset on purpose)."""
         parts = target.split(b"?", 1)[0].split(b"/")
+        if parts[1:2] == [b"stale"]:
+            rid = previous or b"none"
+        elif parts[1:2] == [b"twice"]:
+            body = self.name.encode() + b" " + rid + b"\n"
+            sock.sendall((self._head(rid, len(body), close) + body) * 2)
+            return True
         if len(parts) >= 3 and parts[1] == b"reset":
             with self._lock:
                 self._reset_seq += 1
                 fire = self._reset_seq % max(1, int(parts[2] or b"1")) == 0
             if fire:
-                body = (self.name.encode() + b" " + rid + b"\n").ljust(self.RESET_BODY, b".")
-                sock.sendall(self._head(rid, len(body), close) + body[:self.RESET_SENT])
                 with self._lock:
                     self._counts["resets"] += 1
+                    in_head = self._counts["resets"] % 2 == 1
+                body = (self.name.encode() + b" " + rid + b"\n").ljust(self.RESET_BODY, b".")
+                head = self._head(rid, len(body), close)
+                sock.sendall(head[:20] if in_head else head + body[:self.RESET_SENT])
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 return False
         if len(parts) >= 4 and parts[1] == b"trickle":
@@ -788,6 +802,7 @@ class FaultOrigin:
 
     def _serve(self, sock):
         buf = b""
+        previous = b""
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(0.2)
@@ -808,7 +823,7 @@ class FaultOrigin:
                 lines = head.split(b"\r\n")
                 target = lines[0].split(b" ")[1] if len(lines[0].split(b" ")) == 3 else b"/"
                 rid = b""
-                close = lines[0].endswith(b"HTTP/1.0")
+                close = self.close_each or lines[0].endswith(b"HTTP/1.0")
                 for line in lines[1:]:
                     name, _, value = line.partition(b":")
                     name = name.strip().lower()
@@ -822,8 +837,9 @@ class FaultOrigin:
                     self._counts["requests"] += 1
                     if rid:
                         self._seen[rid] = self._seen.get(rid, 0) + 1
-                if not self._answer(sock, target, rid, close) or close:
+                if not self._answer(sock, target, rid, close, previous) or close:
                     return
+                previous = rid
         except OSError:
             return
         finally:
