@@ -7,8 +7,9 @@ request's answer: each request carries a unique id (the X-Loadtest-Id field on t
 route; the path's {id} on the validation route, which forwards only a few fields to CloudFront),
 FaultOrigin echoes it, and loadtest counts any other answer as `mixed`.
 
-Needs root for two cases: `unshare -m` (a private /etc/hosts the test edits mid-run) and
-`prlimit` on the child (any user may lower its own limit; root is not needed there)."""
+The name cases run wkproxy in a private mount namespace (`unshare -m`, or `unshare -r -m` when
+not root) where /etc/hosts is a file the test edits mid-run; the descriptor case starts it under
+`prlimit --nofile` (any user may lower a limit)."""
 
 import json
 import os
@@ -209,8 +210,11 @@ class FaultsUnderLoadTest(ProxyTestCase):
         namespace where it is /etc/hosts (and /etc/resolv.conf names a server on 127.0.0.1:53
         where nothing listens, so a name not in the file fails at once, not after DNS
         timeouts). The test edits the file in place (same inode) to change what resolves."""
-        if os.geteuid() != 0 or not have_tool("unshare"):
-            missing("root and unshare(1) for a private /etc/hosts")
+        # As root a mount namespace is enough; otherwise a user namespace maps us to root in it.
+        unshare = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-r", "-m"]
+        if not have_tool("unshare") or subprocess.run(
+                [*unshare, "true"], capture_output=True, timeout=10).returncode != 0:
+            missing("a private mount namespace (unshare -m; not root: user namespaces)")
         d = tempfile.mkdtemp(prefix="wkproxy-hosts-")
         self.addCleanup(shutil.rmtree, d, True)
         hosts, resolv = os.path.join(d, "hosts"), os.path.join(d, "resolv.conf")
@@ -220,7 +224,7 @@ class FaultsUnderLoadTest(ProxyTestCase):
             f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
         script = (f"mount --bind {hosts} /etc/hosts && mount --bind {resolv} /etc/resolv.conf "
                   '&& exec "$@"')
-        return hosts, ["unshare", "-m", "sh", "-c", script, "sh"]
+        return hosts, [*unshare, "sh", "-c", script, "sh"]
 
     def test_cloudfront_name_stops_resolving_mid_run(self):
         origin = self.start_fault_origin("origin")
@@ -327,13 +331,14 @@ class FaultsUnderLoadTest(ProxyTestCase):
         cpu0, t0 = cpu_seconds(proxy.pid), time.monotonic()
         time.sleep(2.0)
         share = (cpu_seconds(proxy.pid) - cpu0) / (time.monotonic() - t0)
-        self.assertEqual(open_fds(proxy.pid), limit)
+        self.assertGreaterEqual(open_fds(proxy.pid), limit - 4, "no longer out of descriptors")
         print(f"\nCPU while out of descriptors: {share:.1%} of one core")
         self.assertLess(share, 0.20, f"wkproxy used {share:.0%} of a core while out of "
                                      "descriptors: accept is spinning")
-        # Logged once per episode and acceptor (2 workers + admin), not once per failure.
+        # Logged per episode and acceptor (2 workers + admin: 3 lines, a few more if a
+        # descriptor came free for a moment), not once per failure (10 a second per worker).
         accept_lines = [x for x in proxy.stderr().splitlines() if "accept" in x]
-        self.assertLessEqual(len(accept_lines), 3, "\n".join(accept_lines))
+        self.assertLessEqual(len(accept_lines), 8, "\n".join(accept_lines))
 
         # Descriptors come back: the queued probe is answered, then both routes serve.
         close_idle()
