@@ -300,8 +300,6 @@ class FaultsUnderLoadTest(ProxyTestCase):
         proxy = self.proxy(origin.url, cloudfront.url, prefix=["prlimit",
                                                                f"--nofile={limit}:{limit}", "--"],
                            timeouts={"header_read": "30s", "idle": "30s"}, extra=admin_config())
-        self.assertClean(Load(self, proxy.port, "/", duration="500ms", keepalive=2).wait(),
-                         min_ok=10)
 
         # Idle client connections until every descriptor is taken, then more that can only
         # wait in the listen queue, and a health probe on the admin listener (as kubelet
@@ -339,6 +337,9 @@ class FaultsUnderLoadTest(ProxyTestCase):
         # descriptor came free for a moment), not once per failure (10 a second per worker).
         accept_lines = [x for x in proxy.stderr().splitlines() if "accept" in x]
         self.assertLessEqual(len(accept_lines), 8, "\n".join(accept_lines))
+        # A quiet connection that cannot be parked (the parking lot needs a descriptor for its
+        # epoll set) is closed with a warning, not an aborted session.
+        self.assertNotIn("session aborted", proxy.stderr())
 
         # Descriptors come back: the queued probe is answered, then both routes serve.
         close_idle()
