@@ -86,6 +86,12 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def sanitized_binary() -> bool:
+    """Whether the wkproxy under test carries the ASan/UBSan runtimes (the asan-ubsan preset)."""
+    out = subprocess.run(["ldd", wkproxy_bin()], capture_output=True, text=True).stdout
+    return "libasan" in out or "libubsan" in out
+
+
 class FaultsUnderLoadTest(ProxyTestCase):
     @classmethod
     def setUpClass(cls):
@@ -294,6 +300,11 @@ class FaultsUnderLoadTest(ProxyTestCase):
     def test_out_of_descriptors_backs_off_and_recovers(self):
         if not have_tool("prlimit"):
             missing("prlimit(1)")
+        if sanitized_binary():
+            # Not wkproxy's limit: the sanitizer runtimes need descriptors of their own (UBSan's
+            # vptr check probes memory through a pipe; reports read /proc/self/maps), so out of
+            # descriptors they report "invalid vptr" for sound objects and the process dies.
+            self.skipTest("ASan/UBSan cannot run out of descriptors; the dev build runs this")
         limit = 64
         origin = self.start_fault_origin("origin")
         cloudfront = self.start_fault_origin("cloudfront")
