@@ -5,6 +5,7 @@
 #include "core/asio.hpp"
 #include "core/endpoint.hpp"
 #include "net/listener.hpp"
+#include "observe/counters.hpp"
 #include "observe/log.hpp"
 #include "validation/events.hpp"
 #include "validation/plan.hpp"
@@ -13,6 +14,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/address_v4.hpp>
 #include <boost/asio/ip/address_v6.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
@@ -507,13 +509,28 @@ asio::awaitable<void> serve_admin_connection(std::shared_ptr<admin_connection> c
 
 asio::awaitable<void> run_admin(tcp::acceptor& acceptor, const admin_context& ctx) {
   auto registry = std::make_shared<admin_registry>();
+  asio::steady_timer pause(acceptor.get_executor());
+  net::accept_backoff backoff;
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(core::nothrow);
     if (!acceptor.is_open() || ec == asio::error::operation_aborted) {
       co_return;
     }
     if (ec) {
+      // Out of descriptors, the probe stays queued and the listener readable: retrying at once
+      // would spin the main thread (signals, reloads, DNS) at full CPU. Wait as the workers do.
+      observe::process_counters().accept_errors.fetch_add(1, std::memory_order_relaxed);
+      if (!backoff.in_episode()) {
+        observe::warn("admin: accept: " + ec.message() +
+                      "; accepting again with a backoff of 10 ms up to 1 s");
+      }
+      pause.expires_after(backoff.failed());
+      co_await pause.async_wait(core::nothrow);
       continue;
+    }
+    if (const auto failures = backoff.succeeded(); failures != 0) {
+      observe::warn("admin: accepting again after " + std::to_string(failures) +
+                    " failed attempts");
     }
     if (registry->open.size() >= max_admin_connections && !registry->evict_one()) {
       boost::system::error_code ignored;

@@ -69,6 +69,9 @@ std::string counters_summary() {
                 "=" + std::to_string(n);
     }
   }
+  if (auto n = c.accept_errors.load(std::memory_order_relaxed); n > 0) {
+    errors += (errors.empty() ? "" : " ") + std::string("accept_errors=") + std::to_string(n);
+  }
   std::string out;
   if (!errors.empty()) {
     out += "errors: " + errors;

@@ -39,7 +39,8 @@ void refuse(tcp::socket& s) {
 asio::awaitable<void> accept_loop(worker_state* w, tcp::acceptor* acceptor,
                                   std::shared_ptr<net::listener_slot> slot) {
   auto exec = co_await asio::this_coro::executor;
-  asio::steady_timer backoff(exec);
+  asio::steady_timer pause(exec);
+  net::accept_backoff backoff;
   for (;;) {
     tcp::endpoint peer;
     auto [ec, socket] = co_await acceptor->async_accept(peer, nothrow);
@@ -47,11 +48,20 @@ asio::awaitable<void> accept_loop(worker_state* w, tcp::acceptor* acceptor,
       co_return;
     }
     if (ec) {
-      // EMFILE and friends: wait a little instead of spinning; the connection stays queued.
-      observe::warn("accept on " + slot->name + ": " + ec.message());
-      backoff.expires_after(std::chrono::milliseconds(100));
-      co_await backoff.async_wait(nothrow);
+      // EMFILE and friends: wait instead of spinning; the connection stays queued.
+      w->report.counters->accept_errors.fetch_add(1, std::memory_order_relaxed);
+      if (!backoff.in_episode()) {
+        observe::warn("accept on " + slot->name + ": " + ec.message() +
+                      "; accepting again with a backoff of 10 ms up to 1 s, connections wait "
+                      "in the listen queue");
+      }
+      pause.expires_after(backoff.failed());
+      co_await pause.async_wait(nothrow);
       continue;
+    }
+    if (const auto failures = backoff.succeeded(); failures != 0) {
+      observe::warn("accept on " + slot->name + ": accepting again after " +
+                    std::to_string(failures) + " failed attempts");
     }
     if (slot->active.fetch_add(1, std::memory_order_relaxed) >= slot->max_connections) {
       // Full. An idle keep-alive connection gives way to the newcomer (the slot count is one

@@ -36,6 +36,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -48,7 +49,9 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <random>
 #include <tuple>
+#include <unistd.h>
 
 extern char** environ;
 
@@ -86,6 +89,27 @@ bool visible_ascii(std::string_view s) {
   });
 }
 
+// An RFC 9110 token: the characters a header field name may have.
+bool header_name(std::string_view s) {
+  constexpr std::string_view specials = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [&](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return std::isalnum(c) != 0 || specials.find(ch) != std::string_view::npos;
+  });
+}
+
+// Fields the load generator writes itself, or that would change the framing.
+bool reserved_header(std::string_view s) {
+  for (std::string_view r : {"host", "connection", "content-length", "transfer-encoding"}) {
+    if (s.size() == r.size() && std::equal(s.begin(), s.end(), r.begin(), [](char x, char y) {
+          return std::tolower(static_cast<unsigned char>(x)) == y;
+        })) {
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string seconds_text(micros d) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.3fs", static_cast<double>(d.count()) / 1e6);
@@ -120,6 +144,7 @@ json::object summary_json(const load_summary& s) {
   o["connect_errors"] = s.connect_errors;
   o["resets"] = s.resets;
   o["timeouts"] = s.timeouts;
+  o["mixed"] = s.mixed;
   o["retried"] = s.retried;
   o["reconnects"] = s.reconnects;
   o["failed"] = s.failed();
@@ -169,9 +194,9 @@ loadtest_args parse_loadtest_args(std::span<const std::string_view> args) {
       o.json = true;
       continue;
     }
-    static constexpr std::string_view with_value[] = {"--target",   "--host",      "--path",
-                                                      "--duration", "--keepalive", "--fresh",
-                                                      "--event",    "--window",    "--timeout"};
+    static constexpr std::string_view with_value[] = {
+        "--target", "--host",  "--path",   "--duration", "--keepalive",
+        "--fresh",  "--event", "--window", "--timeout",  "--request-id"};
     if (std::find(std::begin(with_value), std::end(with_value), a) == std::end(with_value)) {
       out.error = "unknown argument " + std::string(a);
       return out;
@@ -205,6 +230,14 @@ loadtest_args parse_loadtest_args(std::span<const std::string_view> args) {
         return out;
       }
       o.path = std::string(v);
+    } else if (a == "--request-id") {
+      if (!header_name(v) || reserved_header(v)) {
+        out.error = "--request-id: expected a header field name such as X-Request-Id (not Host, "
+                    "Connection, Content-Length or Transfer-Encoding), got \"" +
+                    std::string(v) + "\"";
+        return out;
+      }
+      o.request_id = std::string(v);
     } else if (a == "--keepalive" || a == "--fresh") {
       const auto n = parse_count(v);
       if (!n) {
@@ -232,6 +265,10 @@ loadtest_args parse_loadtest_args(std::span<const std::string_view> args) {
   }
   if (o.target.empty()) {
     out.error = "no target (--target HOST:PORT)";
+    return out;
+  }
+  if (o.request_id.empty() && o.path.find(id_placeholder) != std::string::npos) {
+    out.error = "--path: " + std::string(id_placeholder) + " needs --request-id";
     return out;
   }
   if (o.keepalive + o.fresh == 0) {
@@ -269,12 +306,47 @@ std::string_view outcome_name(outcome o) {
     return "reset";
   case outcome::timeout:
     return "timeout";
+  case outcome::mixed:
+    return "mixed";
   }
   return "?";
 }
 
 bool failed(outcome o) {
   return o != outcome::ok;
+}
+
+std::string request_target(std::string_view path, std::string_view id) {
+  std::string out;
+  for (;;) {
+    const auto at = path.find(id_placeholder);
+    if (at == std::string_view::npos) {
+      out.append(path);
+      return out;
+    }
+    out.append(path.substr(0, at));
+    out.append(id);
+    path.remove_prefix(at + id_placeholder.size());
+  }
+}
+
+std::string request_id_value(std::string_view run, unsigned loop, std::uint64_t seq) {
+  return std::string(run) + "-" + std::to_string(loop) + "-" + std::to_string(seq);
+}
+
+outcome check_echo(outcome what, std::span<const std::string_view> echoed, std::string_view sent) {
+  if (what != outcome::ok && what != outcome::non_2xx) {
+    return what;
+  }
+  for (std::string_view v : echoed) {
+    if (v != sent) {
+      return outcome::mixed;
+    }
+  }
+  if (echoed.empty() && what == outcome::ok) {
+    return outcome::mixed;
+  }
+  return what;
 }
 
 micros percentile(std::span<const micros> sorted, double q) {
@@ -316,6 +388,9 @@ load_summary summarize(std::span<const request_record> records, micros from, mic
     case outcome::timeout:
       ++s.timeouts;
       break;
+    case outcome::mixed:
+      ++s.mixed;
+      break;
     }
   }
   std::sort(latencies.begin(), latencies.end());
@@ -347,14 +422,19 @@ std::string format_text(const load_report& r) {
                     " (Host: " + r.host_header + "), " + std::to_string(r.keepalive) +
                     " keep-alive + " + std::to_string(r.fresh) + " fresh-connection loops, " +
                     seconds_text(r.elapsed) + ", " +
-                    std::to_string(std::llround(requests_per_second(r))) + " requests/s\n\n";
+                    std::to_string(std::llround(requests_per_second(r))) + " requests/s\n";
+  if (!r.request_id.empty()) {
+    out += "each request carried a unique " + r.request_id + " that its answer had to echo\n";
+  }
+  out += "\n";
   struct column {
     std::string title;
     std::size_t width;
   };
-  const std::vector<column> columns = {{"window", 16}, {"sent", 9},  {"ok", 9},      {"non-2xx", 8},
-                                       {"connect", 8}, {"reset", 6}, {"timeout", 8}, {"retried", 8},
-                                       {"reconn", 7},  {"p50", 10},  {"p99", 10},    {"max", 10}};
+  const std::vector<column> columns = {
+      {"window", 16}, {"sent", 9},    {"ok", 9},    {"non-2xx", 8}, {"connect", 8},
+      {"reset", 6},   {"timeout", 8}, {"mixed", 6}, {"retried", 8}, {"reconn", 7},
+      {"p50", 10},    {"p99", 10},    {"max", 10}};
   auto row = [&](const std::vector<std::string>& cells) {
     std::string line;
     for (std::size_t i = 0; i < cells.size(); ++i) {
@@ -369,8 +449,9 @@ std::string format_text(const load_report& r) {
   auto summary_row = [&](std::string label, const load_summary& s) {
     return row({std::move(label), std::to_string(s.sent), std::to_string(s.ok),
                 std::to_string(s.non_2xx), std::to_string(s.connect_errors),
-                std::to_string(s.resets), std::to_string(s.timeouts), std::to_string(s.retried),
-                std::to_string(s.reconnects), ms_text(s.p50), ms_text(s.p99), ms_text(s.max)});
+                std::to_string(s.resets), std::to_string(s.timeouts), std::to_string(s.mixed),
+                std::to_string(s.retried), std::to_string(s.reconnects), ms_text(s.p50),
+                ms_text(s.p99), ms_text(s.max)});
   };
   std::vector<std::string> titles;
   titles.reserve(columns.size());
@@ -433,6 +514,7 @@ std::string format_json(const load_report& r) {
   doc["target"] = r.target;
   doc["host"] = r.host_header;
   doc["path"] = r.path;
+  doc["request_id"] = r.request_id.empty() ? json::value(nullptr) : json::value(r.request_id);
   doc["keepalive"] = r.keepalive;
   doc["fresh"] = r.fresh;
   doc["window_ms"] = r.window.count();
@@ -489,8 +571,10 @@ constexpr int max_interim = 8;
 struct run_state {
   loadtest_options opt;
   std::vector<tcp::endpoint> endpoints;
-  std::string keepalive_request;
+  std::string keepalive_request;  // the header fields after the request line, no final CRLF
   std::string close_request;
+  std::string run_id;                       // --request-id: the first part of every id
+  std::vector<std::string> mixed_examples;  // the first few, for stderr
   clock::time_point t0;
   clock::time_point end;
   std::vector<request_record> records;
@@ -507,9 +591,10 @@ struct run_state {
 struct attempt {
   outcome what = outcome::reset;
   unsigned status = 0;
-  bool keep_alive = false;  // the connection can carry the next request
-  bool got_bytes = false;   // some response bytes arrived (a retry would not be safe)
-  std::string error;        // the failure cause, for the report
+  bool keep_alive = false;          // the connection can carry the next request
+  bool got_bytes = false;           // some response bytes arrived (a retry would not be safe)
+  std::string error;                // the failure cause, for the report
+  std::vector<std::string> echoed;  // --request-id: the values of that field in the answer
 };
 
 void close_stream(beast::tcp_stream& stream) {
@@ -554,7 +639,7 @@ asio::awaitable<std::optional<std::string>> connect(beast::tcp_stream& stream,
 // read into `scratch` and dropped), all before `deadline`.
 asio::awaitable<attempt> exchange(beast::tcp_stream& stream, beast::flat_buffer& buffer,
                                   std::span<char> scratch, std::string_view request,
-                                  clock::time_point deadline) {
+                                  std::string_view id_field, clock::time_point deadline) {
   attempt out;
   stream.expires_at(deadline);
   auto [wec, written] = co_await asio::async_write(stream, asio::buffer(request), core::nothrow);
@@ -605,6 +690,12 @@ asio::awaitable<attempt> exchange(beast::tcp_stream& stream, beast::flat_buffer&
     if (status >= 100 && status < 200 && status != 101) {
       continue;
     }
+    if (!id_field.empty()) {
+      auto range = parser.get().equal_range(id_field);
+      for (auto it = range.first; it != range.second; ++it) {
+        out.echoed.emplace_back(it->value());
+      }
+    }
     out.status = status;
     out.what = status >= 200 && status < 300 ? outcome::ok : outcome::non_2xx;
     out.keep_alive = parser.keep_alive() && status != 101;
@@ -620,9 +711,13 @@ asio::awaitable<attempt> exchange(beast::tcp_stream& stream, beast::flat_buffer&
 
 // One loop: back-to-back requests on a kept-alive connection (fresh == false) or on a new
 // connection each (fresh == true, with Connection: close), until the end of the load.
-asio::awaitable<void> request_loop(std::shared_ptr<run_state> s, bool fresh) {
+asio::awaitable<void> request_loop(std::shared_ptr<run_state> s, bool fresh, unsigned index) {
   auto exec = co_await asio::this_coro::executor;
-  const std::string_view request = fresh ? s->close_request : s->keepalive_request;
+  const std::string_view head = fresh ? s->close_request : s->keepalive_request;
+  const std::string_view id_field = s->opt.request_id;
+  std::string request;
+  std::string id;
+  std::uint64_t seq = 0;
   std::optional<beast::tcp_stream> stream;
   beast::flat_buffer buffer;
   std::vector<char> scratch(std::size_t{16} * 1024);
@@ -642,6 +737,22 @@ asio::awaitable<void> request_loop(std::shared_ptr<run_state> s, bool fresh) {
     const auto begin = clock::now();
     const auto deadline = begin + s->opt.timeout;
     rec.start = s->since_start(begin);
+    request.assign("GET ");
+    if (!id_field.empty()) {
+      id = request_id_value(s->run_id, index, seq++);
+      request.append(request_target(s->opt.path, id));
+    } else {
+      request.append(s->opt.path);
+    }
+    request.append(" HTTP/1.1\r\n");
+    request.append(head);
+    if (!id_field.empty()) {
+      request.append(id_field);
+      request.append(": ");
+      request.append(id);
+      request.append("\r\n");
+    }
+    request.append("\r\n");
     if (stream && reused && closed_while_idle(stream->socket())) {
       drop();
       closed_clean = true;
@@ -660,7 +771,7 @@ asio::awaitable<void> request_loop(std::shared_ptr<run_state> s, bool fresh) {
           break;
         }
       }
-      a = co_await exchange(*stream, buffer, scratch, request, deadline);
+      a = co_await exchange(*stream, buffer, scratch, request, id_field, deadline);
       // RFC 9110 section 9.2.2: an idempotent request on a reused connection that the server
       // closed before answering anything may be sent again, once, on a new connection.
       const bool stale = a.what == outcome::reset && reused && !a.got_bytes;
@@ -672,6 +783,23 @@ asio::awaitable<void> request_loop(std::shared_ptr<run_state> s, bool fresh) {
       break;
     }
     rec.latency = std::chrono::duration_cast<micros>(clock::now() - begin);
+    if (!id_field.empty()) {
+      const std::vector<std::string_view> echoed(a.echoed.begin(), a.echoed.end());
+      if (check_echo(a.what, echoed, id) == outcome::mixed) {
+        std::string got;
+        for (std::string_view v : echoed) {
+          got += (got.empty() ? "" : ", ") + std::string(v);
+        }
+        if (s->mixed_examples.size() < 5) {
+          s->mixed_examples.push_back("sent " + id + ", status " + std::to_string(a.status) +
+                                      ", echoed " + (got.empty() ? "nothing" : got));
+        }
+        a.error = echoed.empty() ? "mixed: a 2xx answer without " + s->opt.request_id
+                                 : "mixed: " + s->opt.request_id + " of another request";
+        a.what = outcome::mixed;
+        a.keep_alive = false;  // whatever this connection carries next cannot be trusted
+      }
+    }
     rec.what = a.what;
     rec.status = a.status;
     s->records.push_back(rec);
@@ -679,6 +807,7 @@ asio::awaitable<void> request_loop(std::shared_ptr<run_state> s, bool fresh) {
       ++s->errors[a.error];
     }
     const bool answered = a.what == outcome::ok || a.what == outcome::non_2xx;
+    // A mixed answer leaves the connection out of step: closed like a failure.
     if (answered && a.keep_alive && !fresh) {
       reused = true;
     } else {
@@ -765,12 +894,11 @@ asio::awaitable<void> event_runner(std::shared_ptr<run_state> s, std::size_t ind
 }
 
 std::string build_request(const loadtest_options& o, bool close) {
-  std::string r = "GET " + o.path + " HTTP/1.1\r\nHost: " + o.host_header +
-                  "\r\nUser-Agent: wkproxy-loadtest\r\nAccept: */*\r\n";
+  std::string r = "Host: " + o.host_header + "\r\nUser-Agent: wkproxy-loadtest\r\nAccept: */*\r\n";
   if (close) {
     r += "Connection: close\r\n";
   }
-  return r + "\r\n";
+  return r;  // the request line, the id field (--request-id) and the final CRLF: per request
 }
 
 // Completion handler of the spawned coroutines: an exception is a bug or resource exhaustion
@@ -827,6 +955,12 @@ int run_loadtest(int argc, char** argv) {
   }
   s->keepalive_request = build_request(s->opt, false);
   s->close_request = build_request(s->opt, true);
+  if (!s->opt.request_id.empty()) {
+    std::random_device random;
+    char run[32];
+    std::snprintf(run, sizeof run, "%d-%08x", static_cast<int>(::getpid()), random());
+    s->run_id = run;
+  }
   for (const load_event& e : s->opt.events) {
     event_result r;
     r.event = e;
@@ -836,10 +970,11 @@ int run_loadtest(int argc, char** argv) {
   s->t0 = clock::now();
   s->end = s->t0 + s->opt.duration;
   for (unsigned i = 0; i < s->opt.keepalive; ++i) {
-    asio::co_spawn(ioc, request_loop(s, false), report_exception{s, "a keep-alive loop"});
+    asio::co_spawn(ioc, request_loop(s, false, i), report_exception{s, "a keep-alive loop"});
   }
   for (unsigned i = 0; i < s->opt.fresh; ++i) {
-    asio::co_spawn(ioc, request_loop(s, true), report_exception{s, "a fresh-connection loop"});
+    asio::co_spawn(ioc, request_loop(s, true, s->opt.keepalive + i),
+                   report_exception{s, "a fresh-connection loop"});
   }
   for (std::size_t i = 0; i < s->events.size(); ++i) {
     asio::co_spawn(ioc, event_runner(s, i), report_exception{s, "an event"});
@@ -850,6 +985,7 @@ int run_loadtest(int argc, char** argv) {
   report.target = s->opt.target;
   report.host_header = s->opt.host_header;
   report.path = s->opt.path;
+  report.request_id = s->opt.request_id;
   report.keepalive = s->opt.keepalive;
   report.fresh = s->opt.fresh;
   report.window = s->opt.window;
@@ -861,6 +997,9 @@ int run_loadtest(int argc, char** argv) {
   std::stable_sort(report.errors.begin(), report.errors.end(),
                    [](const auto& x, const auto& y) { return x.second > y.second; });
   aggregate(report, s->records);
+  for (const std::string& m : s->mixed_examples) {
+    std::cerr << "wkproxy loadtest: mixed answer: " << m << '\n';
+  }
   std::cout << (s->opt.json ? format_json(report) : format_text(report));
   std::cout.flush();
   if (s->internal_error) {

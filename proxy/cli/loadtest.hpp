@@ -1,11 +1,13 @@
 #pragma once
 // `wkproxy loadtest --target HOST:PORT [--duration 10s] [--keepalive 8] [--fresh 2]
-// [--event AT:SHELLCMD ...] [--json]`: a closed-loop HTTP/1.1 load generator that proves (or
-// disproves) zero downtime. Keep-alive loops send back-to-back GETs on long-lived connections,
-// fresh loops open a new connection per request; shell commands (SIGHUP, SIGUSR2, a restart)
-// run at given times during the load, and every request is classified: ok (2xx), non-2xx,
-// connect error, reset (written, no complete response), timeout. The report gives the counts
-// and latency percentiles over the whole run and in a window after each event.
+// [--event AT:SHELLCMD ...] [--request-id HEADER] [--json]`: a closed-loop HTTP/1.1 load
+// generator that proves (or disproves) zero downtime. Keep-alive loops send back-to-back GETs on
+// long-lived connections, fresh loops open a new connection per request; shell commands (SIGHUP,
+// SIGUSR2, a restart) run at given times during the load, and every request is classified: ok
+// (2xx), non-2xx, connect error, reset (written, no complete response), timeout, and with
+// --request-id mixed (the answer echoed another request's id, or a 2xx answer echoed none: a
+// response answered twice, or given to the wrong request). The report gives the counts and latency
+// percentiles over the whole run and in a window after each event.
 //
 // The pure parts (arguments, percentiles, aggregation, the two output formats) are declared
 // here and unit-tested without sockets; loadtest.cpp adds the event loop and the processes.
@@ -49,6 +51,9 @@ struct loadtest_options {
   std::vector<load_event> events;
   config::duration window{1'000};   // per-event statistics: requests started this long after
   config::duration timeout{5'000};  // per request: connect, write and the complete response
+  // --request-id HEADER: each request carries a unique id in this header field, and its answer
+  // must echo it in the same field (see check_echo). Empty: no ids.
+  std::string request_id;
   bool json = false;
 };
 
@@ -72,14 +77,33 @@ enum class outcome {
   connect_error,  // no connection (refused, unreachable, or none within --timeout)
   reset,          // the request was written (or being written) but the connection broke before
                   // a complete response: RST, EOF, a write error, an unparsable response
-  timeout         // no complete response within --timeout
+  timeout,        // no complete response within --timeout
+  mixed  // --request-id: a complete response that is not this request's answer (see check_echo)
 };
 
-// "ok", "non-2xx", "connect error", "reset", "timeout".
+// "ok", "non-2xx", "connect error", "reset", "timeout", "mixed".
 std::string_view outcome_name(outcome o);
 
-// A request failed when it did not end with a 2xx response.
+// A request failed when it did not end with a 2xx response (a mixed one is a failure).
 bool failed(outcome o);
+
+// In --path, replaced by each request's id (--request-id): a route that does not forward the
+// id field (the validation route forwards only a few fields to CloudFront) still carries it.
+inline constexpr std::string_view id_placeholder = "{id}";
+
+// `path` with every {id} replaced by `id`.
+std::string request_target(std::string_view path, std::string_view id);
+
+// The id of a loop's seq-th request in run `run` (unique per process and start time):
+// "RUN-LOOP-SEQ". A retry on a new connection sends the same id: it is the same request.
+std::string request_id_value(std::string_view run, unsigned loop, std::uint64_t seq);
+
+// --request-id: judges a complete response (what = ok or non_2xx) by the values of the id
+// field it carries. Any value other than `sent` (one is enough: a second, duplicated field
+// counts too) is another request's answer: mixed. No value on a 2xx answer is mixed as well,
+// since nothing shows it answers this request; no value on another status is left as non_2xx
+// (the proxy's own 502/503/504 carry no id). Other outcomes are returned unchanged.
+outcome check_echo(outcome what, std::span<const std::string_view> echoed, std::string_view sent);
 
 using micros = std::chrono::microseconds;
 
@@ -106,6 +130,7 @@ struct load_summary {
   std::uint64_t connect_errors = 0;
   std::uint64_t resets = 0;
   std::uint64_t timeouts = 0;
+  std::uint64_t mixed = 0;
   std::uint64_t retried = 0;     // not failures: each also counts under its final outcome
   std::uint64_t reconnects = 0;  // not failures either
   // Latency of the requests that got a complete response (ok and non-2xx).
@@ -114,7 +139,7 @@ struct load_summary {
   micros max{0};
 
   [[nodiscard]] std::uint64_t failed() const {
-    return non_2xx + connect_errors + resets + timeouts;
+    return non_2xx + connect_errors + resets + timeouts + mixed;
   }
 };
 
@@ -137,6 +162,7 @@ struct load_report {
   std::string target;  // "127.0.0.1:8080"
   std::string host_header;
   std::string path;
+  std::string request_id;  // the --request-id header, or empty
   unsigned keepalive = 0;
   unsigned fresh = 0;
   config::duration window{1'000};
@@ -158,9 +184,10 @@ double requests_per_second(const load_report& report);
 // commands with their exit codes, the failure causes, then "PASS: ..." or "FAIL: ...".
 std::string format_text(const load_report& report);
 
-// {"target","host","path","keepalive","fresh","window_ms","elapsed_ms","requests_per_second",
-//  "total":{"sent","ok","non_2xx","connect_errors","resets","timeouts","retried","reconnects",
-//           "failed","latency_us":{"p50","p99","max"}},
+// {"target","host","path","request_id","keepalive","fresh","window_ms","elapsed_ms",
+//  "requests_per_second",
+//  "total":{"sent","ok","non_2xx","connect_errors","resets","timeouts","mixed","retried",
+//           "reconnects","failed","latency_us":{"p50","p99","max"}},
 //  "events":[{"at_ms","command","started_ms","finished_ms","exit_code","error","window":{...}}],
 //  "errors":[{"error","count"}],"pass"}. All numbers are integers; started_ms, finished_ms and
 // exit_code are null when unknown.

@@ -18,6 +18,20 @@ namespace wk::net {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+std::chrono::milliseconds accept_backoff::failed() {
+  ++failures_;
+  const auto delay = next_;
+  next_ = std::min(next_ * 2, longest);
+  return delay;
+}
+
+std::uint64_t accept_backoff::succeeded() {
+  const auto n = failures_;
+  failures_ = 0;
+  next_ = shortest;
+  return n;
+}
+
 std::variant<std::unique_ptr<listener_socket>, std::string>
 open_listener(asio::io_context& ioc, const config::listener& l, std::size_t max_connections) {
   boost::system::error_code ec;

@@ -9,7 +9,9 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +41,29 @@ struct listener_socket {
   std::shared_ptr<listener_slot> slot;
 
   explicit listener_socket(boost::asio::io_context& ioc) : acceptor(ioc) {}
+};
+
+// Pacing of one accept loop after accept() fails. The usual failures (EMFILE, ENFILE: out of
+// descriptors; ENOBUFS, ENOMEM) leave the connection queued and the listener readable, so
+// accepting again at once would spin on the same error at full CPU until something frees a
+// descriptor. The loop waits instead, 10 ms after the first failure, doubling up to 1 s, and
+// is back to full speed at the first success. An episode is the run of failures between two
+// successes: the loop logs its start and its end, not every failure.
+class accept_backoff {
+public:
+  static constexpr std::chrono::milliseconds shortest{10};
+  static constexpr std::chrono::milliseconds longest{1'000};
+
+  // An accept failed: how long to wait before the next one.
+  std::chrono::milliseconds failed();
+  // An accept succeeded: the number of failures of the episode this ends, 0 when none.
+  std::uint64_t succeeded();
+  // True between the first failure and the next success.
+  [[nodiscard]] bool in_episode() const { return failures_ != 0; }
+
+private:
+  std::chrono::milliseconds next_ = shortest;
+  std::uint64_t failures_ = 0;
 };
 
 // Opens, binds and listens (SO_REUSEADDR, backlog 4096). Returns the reason on failure,

@@ -47,6 +47,7 @@ struct counters {
   std::atomic<std::uint64_t> reloads{0};          // configs published by SIGHUP
   std::atomic<std::uint64_t> reload_failures{0};  // SIGHUP configs refused (old one kept)
   std::atomic<std::uint64_t> upgrades_failed{0};  // SIGUSR2 successors that never got ready
+  std::atomic<std::uint64_t> accept_errors{0};    // failed accept() calls (EMFILE, ENFILE...)
 
   void count_failure(std::size_t kind) {
     if (kind < failures.size()) {

@@ -254,6 +254,11 @@ void process(exposition& e, const scrape_input& in) {
     e.sample("wkproxy_limit_hits_total", {{"limit", limit_names[i]}},
              std::to_string(c.limits[i].load(std::memory_order_relaxed)));
   }
+  e.family("wkproxy_accept_errors_total", "counter",
+           "Failed accepts on the client and admin listeners (e.g. out of descriptors), each "
+           "followed by a backoff.");
+  e.sample("wkproxy_accept_errors_total", {},
+           std::to_string(c.accept_errors.load(std::memory_order_relaxed)));
   e.family("wkproxy_connection_failures_total", "counter",
            "Connections ended before any request: TLS, PROXY protocol and passthrough failures.");
   for (std::size_t i = 0; i < c.connections.size(); ++i) {

@@ -6,6 +6,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <cstring>
 
@@ -60,6 +61,25 @@ struct http_connection {
 };
 
 void park(std::unique_ptr<http_connection> c);
+void unpark(const asio::any_io_executor& ex, std::unique_ptr<net::parked> entry);
+
+// Whether the worker has its parking lot, made on first use. Not when the process is out of
+// descriptors (its epoll set needs one): quiet connections then stay in Asio, as if parking
+// did not exist, and a later connection tries again. Closing them instead would free a
+// descriptor only for the next queued connection to take and lose in turn.
+bool parking_lot_ready(context* w, const asio::any_io_executor& ex) {
+  if (w->lot) {
+    return true;
+  }
+  try {
+    w->lot = std::make_unique<net::parking_lot>(
+        ex, [ex](std::unique_ptr<net::parked> p) { unpark(ex, std::move(p)); });
+    return true;
+  } catch (const boost::system::system_error& e) {
+    observe::warn_limited(std::string("keep-alive connections stay unparked for now: ") + e.what());
+    return false;
+  }
+}
 
 asio::awaitable<void> serve_http(std::unique_ptr<http_connection> c, std::string early) {
   auto* w = c->count.w;
@@ -68,7 +88,8 @@ asio::awaitable<void> serve_http(std::unique_ptr<http_connection> c, std::string
   auto one_request = [w, &stream, &info](beast::flat_buffer& cbuf, bool last) {
     return handle_request(*w, stream, cbuf, info, last);
   };
-  if (co_await serve_requests(w, stream, c->handle, early, true, one_request) ==
+  const bool may_park = parking_lot_ready(w, stream.get_executor());
+  if (co_await serve_requests(w, stream, c->handle, early, may_park, one_request) ==
       serve_end::parked) {
     park(std::move(c));
   }
@@ -97,9 +118,7 @@ void unpark(const asio::any_io_executor& ex, std::unique_ptr<net::parked> entry)
 void park(std::unique_ptr<http_connection> c) {
   auto* w = c->count.w;
   if (!w->lot) {
-    auto ex = c->stream.get_executor();
-    w->lot = std::make_unique<net::parking_lot>(
-        ex, [ex](std::unique_ptr<net::parked> p) { unpark(ex, std::move(p)); });
+    return;  // never: serve_http parks only with a lot (parking_lot_ready)
   }
   boost::system::error_code ec;
   const int fd = c->stream.socket().release(ec);

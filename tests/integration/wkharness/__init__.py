@@ -8,7 +8,8 @@ Pieces, by module:
   wire       SocketReader, strict HTTP/1.1 head parsing and framing, the PROXY header reader
   backends   RecordingBackend: a threaded HTTP/1.1 server over raw sockets (optionally TLS)
              that records every request exactly as it arrived; RawRecordingBackend,
-             ValidationBackend and LightOrigin built on the same idea
+             ValidationBackend, LightOrigin and FaultOrigin (resets, trickles) built on the
+             same idea
   clients    RawClient / curl: raw sockets for exact framing, curl where a real client fits;
              exchange_raw, admin_get, metric_value
   config     make_config / admin_config: config text
@@ -30,7 +31,7 @@ cleanups even when a test fails. Readiness is polled with a deadline, never slep
 """
 
 from .aws import StubAWS
-from .backends import (ACM_ACCOUNT, LightOrigin, RawRecordingBackend, RecordedRequest,
+from .backends import (ACM_ACCOUNT, FaultOrigin, LightOrigin, RawRecordingBackend, RecordedRequest,
                        RecordingBackend, ValidationBackend)
 from .clients import (CurlResult, RawClient, RawExchange, Response, admin_get, build_request,
                       chunked_body, curl, exchange_raw, metric_value, request, send_raw)
@@ -46,7 +47,7 @@ from .wire import (PROXY_V2_SIGNATURE, Headers, PeerClosed, ProtocolError, Socke
 
 __all__ = [
     "ACM_ACCOUNT", "CF_SNI", "DEFAULT_TIMEOUTS", "DOMAINS", "LOOPBACK", "PROXY_V2_SIGNATURE",
-    "TENANT", "VALIDATION_PREFIX", "CurlResult", "Headers", "LightOrigin", "PeerClosed",
+    "TENANT", "VALIDATION_PREFIX", "CurlResult", "FaultOrigin", "Headers", "LightOrigin", "PeerClosed",
     "ProtocolError", "Proxy", "ProxyTestCase", "RawClient", "RawExchange", "RawRecordingBackend",
     "RecordedRequest", "RecordingBackend", "Response", "SocketReader", "StubAWS", "TestCA",
     "ValidationBackend", "_parse_head", "admin_config", "admin_get", "available", "build_request",

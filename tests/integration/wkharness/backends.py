@@ -10,6 +10,7 @@ import json
 import re
 import socket
 import ssl
+import struct
 import threading
 import time
 import urllib.parse
@@ -672,6 +673,195 @@ class LightOrigin:
                 answered += 1
                 if close or (self.close_after is not None and answered >= self.close_after):
                     return
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                self._open.discard(sock)
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+class FaultOrigin:
+    """A threaded keep-alive HTTP/1.1 server on 127.0.0.1:0 for load under faults (records
+    nothing per request beyond counters). Every answer echoes the request's `id_header` (the id
+    `wkproxy loadtest --request-id` sends; without that field, the stem of the target's last
+    path segment, for `--path /.well-known/pki-validation/{id}.txt`) in that header and in its
+    body, so a response given to the wrong request is visible. Faults are chosen by path:
+
+      /reset/N         every Nth request on a /reset path (counted over the whole server; N=1:
+                       all) is cut by an RST (SO_LINGER 0 close): alternately after part of
+                       its head, and after its head and 2 KiB of a 16 KiB body; the others are
+                       answered normally
+      /trickle/MS/N    the 200 head at once, then the body 8 bytes at a time every MS ms, N times
+      /twice           the answer, then the same answer again (one request answered twice)
+      /stale           200 echoing the previous id this connection received (a wrong answer,
+                       for checking that loadtest sees one)
+      anything else    200 at once, a short body
+
+    Counters: requests, resets, trickles, and `duplicate_ids` (ids that arrived more than once:
+    a retry by the proxy; legitimate only before any response byte was sent).
+    close_each=True answers every request with Connection: close and closes."""
+
+    RESET_BODY = 16 * 1024
+    RESET_SENT = 2 * 1024
+
+    def __init__(self, name="origin", id_header="X-Loadtest-Id", close_each=False):
+        self.name = name
+        self.close_each = close_each
+        self.id_header = id_header.lower().encode()
+        self._id_name = id_header.encode()
+        self._lock = threading.Lock()
+        self._counts = {"requests": 0, "resets": 0, "trickles": 0, "connections": 0}
+        self._reset_seq = 0
+        self._seen: dict[bytes, int] = {}
+        self._open: set = set()
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._listener = None
+        self.port = None
+
+    def start(self):
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((LOOPBACK, 0))
+        self._listener.listen(1024)
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        t = threading.Thread(target=self._accept_loop, name=f"{self.name}-accept", daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def stop(self):
+        self._stopping.set()
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            socks = list(self._open)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in list(self._threads):
+            t.join(timeout=5)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def count(self, what: str) -> int:
+        with self._lock:
+            return self._counts[what]
+
+    def duplicate_ids(self) -> int:
+        with self._lock:
+            return sum(1 for n in self._seen.values() if n > 1)
+
+    def _accept_loop(self):
+        while not self._stopping.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._counts["connections"] += 1
+                self._open.add(sock)
+            t = threading.Thread(target=self._serve, args=(sock,), daemon=True,
+                                 name=f"{self.name}-conn")
+            self._threads = [x for x in self._threads if x.is_alive()]
+            self._threads.append(t)
+            t.start()
+
+    def _head(self, rid: bytes, length: int, close: bool) -> bytes:
+        return (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Backend: " + self.name.encode()
+                + b"\r\n" + self._id_name + b": " + rid + b"\r\nContent-Length: "
+                + str(length).encode() + b"\r\n" + (b"Connection: close\r\n" if close else b"")
+                + b"\r\n")
+
+    def _answer(self, sock, target: bytes, rid: bytes, close: bool, previous: bytes) -> bool:
+        """Answers one request; False when the connection is gone (reset on purpose)."""
+        parts = target.split(b"?", 1)[0].split(b"/")
+        if parts[1:2] == [b"stale"]:
+            rid = previous or b"none"
+        elif parts[1:2] == [b"twice"]:
+            body = self.name.encode() + b" " + rid + b"\n"
+            sock.sendall((self._head(rid, len(body), close) + body) * 2)
+            return True
+        if len(parts) >= 3 and parts[1] == b"reset":
+            with self._lock:
+                self._reset_seq += 1
+                fire = self._reset_seq % max(1, int(parts[2] or b"1")) == 0
+            if fire:
+                with self._lock:
+                    self._counts["resets"] += 1
+                    in_head = self._counts["resets"] % 2 == 1
+                body = (self.name.encode() + b" " + rid + b"\n").ljust(self.RESET_BODY, b".")
+                head = self._head(rid, len(body), close)
+                sock.sendall(head[:20] if in_head else head + body[:self.RESET_SENT])
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return False
+        if len(parts) >= 4 and parts[1] == b"trickle":
+            interval, pieces = int(parts[2]) / 1000.0, int(parts[3])
+            body = (self.name.encode() + b" " + rid + b"\n").ljust(8 * pieces, b".")
+            sock.sendall(self._head(rid, len(body), close))
+            for i in range(0, len(body), 8):
+                if self._stopping.is_set():
+                    return False
+                time.sleep(interval)
+                sock.sendall(body[i:i + 8])
+            with self._lock:
+                self._counts["trickles"] += 1
+            return True
+        body = self.name.encode() + b" " + rid + b"\n"
+        sock.sendall(self._head(rid, len(body), close) + body)
+        return True
+
+    def _serve(self, sock):
+        buf = b""
+        previous = b""
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(0.2)
+            while not self._stopping.is_set():
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buf) > 65536:
+                        return
+                    try:
+                        data = sock.recv(65536)
+                    except (socket.timeout, TimeoutError):
+                        continue
+                    if not data:
+                        return
+                    buf += data
+                    continue
+                head, buf = buf[:end], buf[end + 4:]
+                lines = head.split(b"\r\n")
+                target = lines[0].split(b" ")[1] if len(lines[0].split(b" ")) == 3 else b"/"
+                rid = b""
+                close = self.close_each or lines[0].endswith(b"HTTP/1.0")
+                for line in lines[1:]:
+                    name, _, value = line.partition(b":")
+                    name = name.strip().lower()
+                    if name == self.id_header:
+                        rid = value.strip()
+                    elif name == b"connection" and b"close" in value.lower():
+                        close = True
+                if not rid:  # no id field (the validation route drops it): the path's last stem
+                    rid = target.split(b"?", 1)[0].rsplit(b"/", 1)[-1].rsplit(b".", 1)[0]
+                with self._lock:
+                    self._counts["requests"] += 1
+                    if rid:
+                        self._seen[rid] = self._seen.get(rid, 0) + 1
+                if not self._answer(sock, target, rid, close, previous) or close:
+                    return
+                previous = rid
         except OSError:
             return
         finally:

@@ -41,11 +41,15 @@ class Proxy:
 
     Proxy(config_text).start() waits (with a deadline) for the ports file. .port is the first
     listener's port, .addresses all of them as (host, port). .stop() sends SIGTERM and checks
-    the exit code. Usable as a context manager."""
+    the exit code. Usable as a context manager.
 
-    def __init__(self, config_text: str, *, args=(), env=None, ready_timeout=15.0):
+    prefix: a command that runs wkproxy by exec'ing its arguments (`prlimit --nofile=N:N --`,
+    `unshare -m sh -c '...; exec "$@"' sh`), so .pid is still wkproxy's own."""
+
+    def __init__(self, config_text: str, *, args=(), env=None, ready_timeout=15.0, prefix=()):
         self.config_text = config_text
         self.args = list(args)
+        self.prefix = list(prefix)
         self.env = env
         self.ready_timeout = ready_timeout
         self.dir = tempfile.mkdtemp(prefix="wkproxy-test-")
@@ -85,7 +89,8 @@ class Proxy:
         env = dict(os.environ)
         env.update(self.env or {})
         self.proc = subprocess.Popen(
-            [wkproxy_bin(), "-c", self.config_path, "--ports-file", self.ports_file, *self.args],
+            [*self.prefix, wkproxy_bin(), "-c", self.config_path, "--ports-file", self.ports_file,
+             *self.args],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         for stream, sink, parse in ((self.proc.stdout, self._stdout, True),
                                     (self.proc.stderr, self._stderr, False)):

@@ -60,13 +60,21 @@ TEST_CASE("loadtest arguments default to 10 s of 8 keep-alive and 2 fresh-connec
   CHECK(o.timeout.count() == 5'000);
   CHECK_FALSE(o.json);
   CHECK(o.events.empty());
+  CHECK(o.request_id.empty());
 }
 
 TEST_CASE("every loadtest option is parsed, and events are sorted by time") {
-  const auto o = options({"--target",        "[::1]:9000", "--host",  "tenant.example",  "--path",
-                          "/a?b=c",          "--duration", "8s",      "--keepalive",     "3",
-                          "--fresh",         "0",          "--event", "5s:kill -HUP 42", "--event",
-                          "1500ms:echo a:b", "--window",   "500ms",   "--timeout",       "2",
+  const auto o = options({"--target",     "[::1]:9000",
+                          "--host",       "tenant.example",
+                          "--path",       "/a?b=c",
+                          "--duration",   "8s",
+                          "--keepalive",  "3",
+                          "--fresh",      "0",
+                          "--event",      "5s:kill -HUP 42",
+                          "--event",      "1500ms:echo a:b",
+                          "--window",     "500ms",
+                          "--timeout",    "2",
+                          "--request-id", "X-Loadtest-Id",
                           "--json"});
   CHECK(o.host == "::1");
   CHECK(o.port == 9000);
@@ -77,6 +85,7 @@ TEST_CASE("every loadtest option is parsed, and events are sorted by time") {
   CHECK(o.fresh == 0);
   CHECK(o.window.count() == 500);
   CHECK(o.timeout.count() == 2'000);
+  CHECK(o.request_id == "X-Loadtest-Id");
   CHECK(o.json);
   REQUIRE(o.events.size() == 2);
   CHECK(o.events[0].at.count() == 1'500);
@@ -116,6 +125,15 @@ TEST_CASE("bad loadtest arguments are refused with a reason") {
       {{"--target", "h:1", "--event", "soon:kill"}, "invalid time"},
       {{"--target", "h:1", "--event", "2s:  "}, "empty command"},
       {{"--target", "h:1", "--duration", "5s", "--event", "5s:true"}, "not within --duration"},
+      {{"--target", "h:1", "--request-id"}, "needs a value"},
+      {{"--target", "h:1", "--path", "/t/{id}"}, "{id} needs --request-id"},
+      {{"--target", "h:1", "--request-id", "X Id"}, "--request-id: expected a header field name"},
+      {{"--target", "h:1", "--request-id", "X-Id:"}, "--request-id"},
+      {{"--target", "h:1", "--request-id", "X-Id\r\nHost: a"}, "--request-id"},
+      {{"--target", "h:1", "--request-id", "host"}, "--request-id"},
+      {{"--target", "h:1", "--request-id", "Content-Length"}, "--request-id"},
+      {{"--target", "h:1", "--request-id", "connection"}, "--request-id"},
+      {{"--target", "h:1", "--request-id", "Transfer-Encoding"}, "--request-id"},
   };
   for (const row& r : rows) {
     std::string joined;
@@ -164,21 +182,79 @@ TEST_CASE("a summary counts every outcome and takes latency only from answered r
       rec(4, 9'000'000, outcome::timeout),
       rec(5, 10, outcome::connect_error),
       rec(6, 50, outcome::reset),
+      rec(7, 60, outcome::mixed),
   };
   records[1].reconnected = true;
   const auto s = app::summarize(records);
-  CHECK(s.sent == 7);
+  CHECK(s.sent == 8);
   CHECK(s.ok == 3);
   CHECK(s.non_2xx == 1);
   CHECK(s.timeouts == 1);
   CHECK(s.connect_errors == 1);
   CHECK(s.resets == 1);
+  CHECK(s.mixed == 1);
   CHECK(s.retried == 1);
   CHECK(s.reconnects == 1);
-  CHECK(s.failed() == 4);
+  CHECK(s.failed() == 5);
   CHECK(s.p50 == micros(200));
   CHECK(s.p99 == micros(5'000));
   CHECK(s.max == micros(5'000));  // the timeout's 9 s is not a latency
+}
+
+TEST_CASE("one mixed answer fails the run") {
+  app::load_report report;
+  std::vector<app::request_record> records(100, rec(0, 100));
+  app::aggregate(report, records);
+  CHECK(app::exit_code(report) == 0);
+  records.push_back(rec(1, 100, outcome::mixed));
+  app::aggregate(report, records);
+  CHECK(report.total.mixed == 1);
+  CHECK(report.total.failed() == 1);
+  CHECK(app::exit_code(report) == 1);
+  CHECK(app::format_text(report).find("FAIL: 1 of 101 requests failed") != std::string::npos);
+}
+
+TEST_CASE("request ids are unique per run, loop and sequence number") {
+  CHECK(app::request_id_value("4242-0badf00d", 3, 17) == "4242-0badf00d-3-17");
+  CHECK(app::request_id_value("r", 1, 23) != app::request_id_value("r", 12, 3));
+  CHECK(app::request_id_value("r", 0, 0) != app::request_id_value("s", 0, 0));
+}
+
+TEST_CASE("{id} in the path is replaced by the request's id") {
+  CHECK(app::request_target("/.well-known/pki-validation/{id}.txt", "r-0-1") ==
+        "/.well-known/pki-validation/r-0-1.txt");
+  CHECK(app::request_target("/{id}/x?id={id}", "a") == "/a/x?id=a");
+  CHECK(app::request_target("/plain", "a") == "/plain");
+  CHECK(app::request_target("/{i}{id", "a") == "/{i}{id");
+  const auto o = options({"--target", "h:1", "--path", "/t/{id}", "--request-id", "X-Id"});
+  CHECK(o.path == "/t/{id}");
+}
+
+TEST_CASE("an answer is mixed when it echoes another request's id, or a 2xx echoes none") {
+  using views = std::vector<std::string_view>;
+  const std::string_view sent = "r-1-7";
+  // Its own id: the outcome stands, whatever the status.
+  CHECK(app::check_echo(outcome::ok, views{"r-1-7"}, sent) == outcome::ok);
+  CHECK(app::check_echo(outcome::non_2xx, views{"r-1-7"}, sent) == outcome::non_2xx);
+  // Another request's answer (the previous one on this connection, a neighbour's).
+  CHECK(app::check_echo(outcome::ok, views{"r-1-6"}, sent) == outcome::mixed);
+  CHECK(app::check_echo(outcome::non_2xx, views{"r-2-7"}, sent) == outcome::mixed);
+  // Duplicated field: one wrong value is enough.
+  CHECK(app::check_echo(outcome::ok, views{"r-1-7", "r-1-6"}, sent) == outcome::mixed);
+  CHECK(app::check_echo(outcome::ok, views{"r-1-7", "r-1-7"}, sent) == outcome::ok);
+  // No id: a 2xx cannot be shown to be ours; the proxy's own 502 carries none.
+  CHECK(app::check_echo(outcome::ok, views{}, sent) == outcome::mixed);
+  CHECK(app::check_echo(outcome::non_2xx, views{}, sent) == outcome::non_2xx);
+  // Prefixes and case are not the same id.
+  CHECK(app::check_echo(outcome::ok, views{"r-1-70"}, sent) == outcome::mixed);
+  CHECK(app::check_echo(outcome::ok, views{"R-1-7"}, sent) == outcome::mixed);
+  // Failures without a complete response are left alone.
+  for (auto o : {outcome::reset, outcome::timeout, outcome::connect_error}) {
+    CHECK(app::check_echo(o, views{"x"}, sent) == o);
+    CHECK(app::check_echo(o, views{}, sent) == o);
+  }
+  CHECK(app::outcome_name(outcome::mixed) == "mixed");
+  CHECK(app::failed(outcome::mixed));
 }
 
 TEST_CASE("a window holds the requests that started in it, end excluded") {
@@ -223,7 +299,7 @@ TEST_CASE("aggregation fills the whole run and each started event's window") {
 
 namespace {
 
-app::load_report sample_report(bool failing) {
+app::load_report sample_report(bool failing, bool mixed = false) {
   app::load_report r;
   r.target = "127.0.0.1:8080";
   r.host_header = "tenant.example";
@@ -239,6 +315,12 @@ app::load_report sample_report(bool failing) {
   if (failing) {
     records.push_back(rec(1300, 20, outcome::connect_error));
     r.errors = {{"connect: Connection refused", 1}};
+  }
+  if (mixed) {
+    r.request_id = "X-Loadtest-Id";
+    records.push_back(rec(1400, 20, outcome::mixed));
+    records.push_back(rec(1401, 20, outcome::mixed));
+    r.errors.emplace_back("mixed: X-Loadtest-Id of another request", 2);
   }
   app::event_result e;
   e.event = {wk::config::duration(1'000), "kill -HUP 4242"};
@@ -280,6 +362,18 @@ TEST_CASE("the text report has a row per window, the events, the causes and a ve
     CHECK(text.find("failures by cause") != std::string::npos);
     CHECK(text.find("       1  connect: Connection refused") != std::string::npos);
     CHECK(text.find("FAIL: 1 of 2001 requests failed") != std::string::npos);
+    CHECK(text.find("unique") == std::string::npos);  // no ids sent
+    CHECK(app::exit_code(r) == 1);
+  }
+  SUBCASE("mixed answers have their column") {
+    const auto r = sample_report(false, true);
+    const std::string text = app::format_text(r);
+    CAPTURE(text);
+    CHECK(text.find("each request carried a unique X-Loadtest-Id that its answer had to echo") !=
+          std::string::npos);
+    CHECK(text.find(" mixed ") != std::string::npos);
+    CHECK(text.find("       2  mixed: X-Loadtest-Id of another request") != std::string::npos);
+    CHECK(text.find("FAIL: 2 of 2002 requests failed") != std::string::npos);
     CHECK(app::exit_code(r) == 1);
   }
 }
@@ -298,6 +392,8 @@ TEST_CASE("the JSON report carries the same numbers, integers only") {
   CHECK(total.at("sent").to_number<std::uint64_t>() == 2001);
   CHECK(total.at("ok").to_number<std::uint64_t>() == 2000);
   CHECK(total.at("connect_errors").to_number<std::uint64_t>() == 1);
+  CHECK(total.at("mixed").to_number<std::uint64_t>() == 0);
+  CHECK(doc.at("request_id").is_null());
   CHECK(total.at("retried").to_number<std::uint64_t>() == 1);
   CHECK(total.at("failed").to_number<std::uint64_t>() == 1);
   CHECK(total.at("latency_us").at("p50").as_int64() == 250);
@@ -318,4 +414,10 @@ TEST_CASE("the JSON report carries the same numbers, integers only") {
   CHECK(errors[0].at("error").as_string() == "connect: Connection refused");
   CHECK(errors[0].at("count").to_number<std::uint64_t>() == 1);
   CHECK(doc.at("pass").as_bool() == false);
+
+  const auto m = boost::json::parse(app::format_json(sample_report(false, true))).as_object();
+  CHECK(m.at("request_id").as_string() == "X-Loadtest-Id");
+  CHECK(m.at("total").at("mixed").to_number<std::uint64_t>() == 2);
+  CHECK(m.at("total").at("failed").to_number<std::uint64_t>() == 2);
+  CHECK(m.at("pass").as_bool() == false);
 }
