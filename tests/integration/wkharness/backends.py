@@ -556,27 +556,14 @@ class ValidationBackend(RecordingBackend):
 # Zero-downtime: an origin light enough to sit behind a load test.
 
 
-class LightOrigin:
-    """A threaded HTTP/1.1 origin on 127.0.0.1:0 that records nothing: every request (bodies
-    are not expected) gets 200 with a small fixed body, keep-alive unless the request says
-    Connection: close. Cheap enough per request that the proxy, not the origin, is what a load
-    test measures. `requests` counts what it answered; `connections` what it accepted.
-    close_after=N closes each connection silently (no Connection: close) after N responses, as a
-    server's idle or max-requests close does."""
+class _ThreadedOrigin:
+    """What LightOrigin and FaultOrigin share: a listener on 127.0.0.1:0, one thread per
+    connection running self._serve(sock), and a stop that shuts every open connection.
+    Subclasses set self.name and call _init_server() in __init__, and count connections in
+    _count_connection()."""
 
-    BODY = b"hello from the light origin\n"
-
-    def __init__(self, name="origin", close_after: int | None = None):
-        self.name = name
-        self.close_after = close_after
-        self._response = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Backend: "
-                          + name.encode() + b"\r\nContent-Length: "
-                          + str(len(self.BODY)).encode() + b"\r\n\r\n" + self.BODY)
-        self._close_response = self._response.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n",
-                                                      1)
+    def _init_server(self):
         self._lock = threading.Lock()
-        self._requests = 0
-        self._connections = 0
         self._open: set = set()
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -619,15 +606,8 @@ class LightOrigin:
     def url(self):
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def requests(self) -> int:
-        with self._lock:
-            return self._requests
-
-    @property
-    def connections(self) -> int:
-        with self._lock:
-            return self._connections
+    def _count_connection(self):  # called with the lock held
+        raise NotImplementedError
 
     def _accept_loop(self):
         while not self._stopping.is_set():
@@ -638,13 +618,49 @@ class LightOrigin:
             except OSError:
                 return
             with self._lock:
-                self._connections += 1
+                self._count_connection()
                 self._open.add(sock)
             t = threading.Thread(target=self._serve, args=(sock,), daemon=True,
                                  name=f"{self.name}-conn")
             self._threads = [x for x in self._threads if x.is_alive()]
             self._threads.append(t)
             t.start()
+
+
+class LightOrigin(_ThreadedOrigin):
+    """A threaded HTTP/1.1 origin on 127.0.0.1:0 that records nothing: every request (bodies
+    are not expected) gets 200 with a small fixed body, keep-alive unless the request says
+    Connection: close. Cheap enough per request that the proxy, not the origin, is what a load
+    test measures. `requests` counts what it answered; `connections` what it accepted.
+    close_after=N closes each connection silently (no Connection: close) after N responses, as a
+    server's idle or max-requests close does."""
+
+    BODY = b"hello from the light origin\n"
+
+    def __init__(self, name="origin", close_after: int | None = None):
+        self.name = name
+        self.close_after = close_after
+        self._response = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Backend: "
+                          + name.encode() + b"\r\nContent-Length: "
+                          + str(len(self.BODY)).encode() + b"\r\n\r\n" + self.BODY)
+        self._close_response = self._response.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n",
+                                                      1)
+        self._init_server()
+        self._requests = 0
+        self._connections = 0
+
+    @property
+    def requests(self) -> int:
+        with self._lock:
+            return self._requests
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return self._connections
+
+    def _count_connection(self):
+        self._connections += 1
 
     def _serve(self, sock):
         buf = b""
@@ -684,7 +700,7 @@ class LightOrigin:
                 pass
 
 
-class FaultOrigin:
+class FaultOrigin(_ThreadedOrigin):
     """A threaded keep-alive HTTP/1.1 server on 127.0.0.1:0 for load under faults (records
     nothing per request beyond counters). Every answer echoes the request's `id_header` (the id
     `wkproxy loadtest --request-id` sends; without that field, the stem of the target's last
@@ -713,45 +729,10 @@ class FaultOrigin:
         self.close_each = close_each
         self.id_header = id_header.lower().encode()
         self._id_name = id_header.encode()
-        self._lock = threading.Lock()
+        self._init_server()
         self._counts = {"requests": 0, "resets": 0, "trickles": 0, "connections": 0}
         self._reset_seq = 0
         self._seen: dict[bytes, int] = {}
-        self._open: set = set()
-        self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
-        self._listener = None
-        self.port = None
-
-    def start(self):
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind((LOOPBACK, 0))
-        self._listener.listen(1024)
-        self._listener.settimeout(0.1)
-        self.port = self._listener.getsockname()[1]
-        t = threading.Thread(target=self._accept_loop, name=f"{self.name}-accept", daemon=True)
-        t.start()
-        self._threads.append(t)
-        return self
-
-    def stop(self):
-        self._stopping.set()
-        if self._listener is not None:
-            self._listener.close()
-        with self._lock:
-            socks = list(self._open)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for t in list(self._threads):
-            t.join(timeout=5)
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
 
     def count(self, what: str) -> int:
         with self._lock:
@@ -761,22 +742,8 @@ class FaultOrigin:
         with self._lock:
             return sum(1 for n in self._seen.values() if n > 1)
 
-    def _accept_loop(self):
-        while not self._stopping.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except (socket.timeout, TimeoutError):
-                continue
-            except OSError:
-                return
-            with self._lock:
-                self._counts["connections"] += 1
-                self._open.add(sock)
-            t = threading.Thread(target=self._serve, args=(sock,), daemon=True,
-                                 name=f"{self.name}-conn")
-            self._threads = [x for x in self._threads if x.is_alive()]
-            self._threads.append(t)
-            t.start()
+    def _count_connection(self):
+        self._counts["connections"] += 1
 
     def _head(self, rid: bytes, length: int, close: bool) -> bytes:
         return (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Backend: " + self.name.encode()
