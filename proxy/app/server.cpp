@@ -153,6 +153,9 @@ struct server_state {
   // This process's end of the channel to the successor that serves now (binary upgrade): the
   // drain hands the plain-HTTP connections over on it. -1 otherwise.
   int handoff_channel = -1;
+  // In a successor: the old process may still hand connections over (until it exits). A drain
+  // of this process waits for that too, or a connection sent late would be lost with it.
+  bool taking_over = false;
   std::unique_ptr<net::listener_socket> admin;  // the admin listener, when configured
   admin_context admin_ctx;
   std::vector<std::string> listener_labels;  // metrics label per index (bound addresses)
@@ -663,10 +666,11 @@ asio::awaitable<void> drain_and_stop(server_state* s, std::chrono::milliseconds 
   }
   // The workers' descriptors are closed by begin_stop; after a SIGUSR2 the successor holds
   // these sockets too.
+  // Kept (closed): a connection the process this one replaced hands over late still finds its
+  // listener's settings (take_over_connections).
   for (auto& l : s->listeners) {
     close_shared(l->acceptor);
   }
-  s->listeners.clear();
   // Open connections, idle ones included: an idle keep-alive connection is kept until its
   // next request (answered with Connection: close) or its own idle deadline, never closed
   // while its client may be sending.
@@ -679,7 +683,7 @@ asio::awaitable<void> drain_and_stop(server_state* s, std::chrono::milliseconds 
   };
   auto deadline = std::chrono::steady_clock::now() + sd.drain_timeout;
   std::size_t active = open_connections();
-  while (active != 0 && std::chrono::steady_clock::now() < deadline) {
+  while ((active != 0 || s->taking_over) && std::chrono::steady_clock::now() < deadline) {
     timer.expires_after(std::chrono::milliseconds(20));
     co_await timer.async_wait(core::nothrow);
     active = open_connections();
@@ -813,6 +817,7 @@ net::listener_socket* listener_of(server_state& s, const session::handoff_record
 // `fd` (session/handoff.hpp), spread over the workers, until it closes its end (it exited).
 asio::awaitable<void> take_over_connections(server_state* s, int fd) {
   asio::posix::stream_descriptor channel(s->ioc, fd);
+  s->taking_over = true;
   std::size_t taken = 0;
   std::size_t refused = 0;
   std::size_t next = 0;
@@ -856,6 +861,7 @@ asio::awaitable<void> take_over_connections(server_state* s, int fd) {
     s->workers[next++ % s->workers.size()]->adopt(m.fd, l->slot, std::move(record->info),
                                                   record->served, std::move(record->early));
   }
+  s->taking_over = false;
   if (taken + refused != 0) {
     observe::info("upgrade: took over " + std::to_string(taken) +
                   " connection(s) from the old process" +

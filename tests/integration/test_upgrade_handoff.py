@@ -165,6 +165,35 @@ class ConnectionHandoffTest(HandoffTestCase):
         self.assertNotEqual((r.header("connection") or "").lower(), "close", r)
         self.stop_new(new, busy)
 
+    def test_a_second_upgrade_while_the_first_old_process_still_drains_loses_nothing(self):
+        # The first successor is upgraded again before the original process has handed over
+        # its busy connection: that successor must stay until the original is gone, then pass
+        # the connection on to the newest process.
+        origin, cf, proxy = self.start_all()
+        busy = self.client(proxy, timeout=30)
+        busy.send(build_request("GET", "/stall/3"))
+        origin.wait_for_requests(1)
+        first = self.upgrade(proxy)
+        os.kill(first, signal.SIGUSR2)
+        wait_until(lambda: read_pid(proxy) != first, 15, what="the second new process")
+        second = read_pid(proxy)
+        self.addCleanup(lambda: pid_alive(second) and os.kill(second, signal.SIGKILL))
+        time.sleep(0.5)
+        self.assertTrue(pid_alive(first), "the first successor left while the original could "
+                                          "still hand it a connection")
+        r = busy.read_response()
+        self.assertEqual(r.status, 200, r)
+        self.assertNotEqual((r.header("connection") or "").lower(), "close", r)
+        self.wait_old_exit(proxy)
+        wait_until(lambda: not pid_alive(first), 10, what="the first successor to exit")
+        try:
+            r = busy.request("GET", "/next")
+        except Exception as e:
+            raise AssertionError(f"{e!r}; stderr:\n{proxy.stderr()[-4000:]}") from None
+        self.assertEqual(r.status, 200, r)
+        self.assertNotEqual((r.header("connection") or "").lower(), "close", r)
+        self.stop_new(second, busy)
+
     def test_pipelined_bytes_already_read_travel_with_the_connection(self):
         origin, cf, proxy = self.start_all()
         c = self.client(proxy, timeout=20)
@@ -227,7 +256,7 @@ class DrainTest(HandoffTestCase):
         self.assertEqual(idle.request("GET", "/before").status, 200)
         os.kill(proxy.pid, signal.SIGTERM)
         # Not closed under a client that may be sending: kept, and the process waits for it.
-        self.assertFalse(idle.closed_by_peer(timeout=1.5))
+        self.assertFalse(idle.closed_by_peer(timeout=1.5), proxy.stderr()[-3000:])
         self.assertTrue(proxy.alive())
         r = idle.request("GET", "/last")
         self.assertEqual(r.status, 200, r)
