@@ -49,6 +49,8 @@ public:
   void close_unused();
   // Tells the process that started us (if any) that we serve now.
   void signal_ready();
+  // Whether a wkproxy upgrading to us waits for signal_ready (it, not we, tells systemd).
+  bool from_upgrade() const { return ready_fd_ >= 0; }
 
   // Entries of the environment that were ignored, and why (for the log).
   const std::vector<std::string>& warnings() const { return warnings_; }
