@@ -986,7 +986,7 @@ int run_server(const server_options& opt) {
     asio::co_spawn(s.ioc, watch_tenants(&s), observe::log_exception{"tenant watch"});
   }
   inherited.close_unused();
-  if (!write_ports_file(s) || !write_pid(s)) {
+  if (!write_pid(s) || !write_ports_file(s)) {
     return 1;
   }
   const bool started_by_upgrade = inherited.from_upgrade();
