@@ -70,8 +70,7 @@ std::variant<pid_t, std::string> pid_in_ports_text(std::string_view json_text) {
     return std::string("not a ports file (JSON object expected)");
   }
   const auto* pid = v.as_object().if_contains("pid");
-  if (pid == nullptr || !pid->is_int64() || pid->as_int64() <= 1 ||
-      pid->as_int64() > 999'999'999) {
+  if (pid == nullptr || !pid->is_int64() || pid->as_int64() <= 1 || pid->as_int64() > 999'999'999) {
     return std::string("no \"pid\" in it");
   }
   return static_cast<pid_t>(pid->as_int64());
@@ -93,7 +92,9 @@ control_outcome read_outcome(control_action action, std::string_view line) {
   while (line.ends_with('\n')) {
     line.remove_suffix(1);
   }
-  const auto rest = [&](std::string_view prefix) { return std::string(line.substr(prefix.size())); };
+  const auto rest = [&](std::string_view prefix) {
+    return std::string(line.substr(prefix.size()));
+  };
   if (line.starts_with("ignored: ")) {
     return {control_outcome::kind::refused, rest("ignored: ")};
   }
@@ -273,8 +274,8 @@ int run_control(control_action action, int argc, char** argv) {
           successor.emplace(*p, std::chrono::steady_clock::now());
         } else if (std::chrono::steady_clock::now() - successor->second > milliseconds(2'000) ||
                    !old_alive) {
-          std::cout << name << ": pid " << *p << " serves (" << file
-                    << " names it; pid " << pid << " did not answer)\n";
+          std::cout << name << ": pid " << *p << " serves (" << file << " names it; pid " << pid
+                    << " did not answer)\n";
           return 0;
         }
         continue;
@@ -286,8 +287,8 @@ int run_control(control_action action, int argc, char** argv) {
     }
   }
   std::cerr << name << ": no answer from pid " << pid << " within " << timeout.count()
-            << " ms; see its log (a wkproxy that predates `wkproxy " << (upgrade ? "upgrade" : "reload")
-            << "` does not answer)\n";
+            << " ms; see its log (a wkproxy that predates `wkproxy "
+            << (upgrade ? "upgrade" : "reload") << "` does not answer)\n";
   return 1;
 }
 

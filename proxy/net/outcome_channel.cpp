@@ -70,8 +70,8 @@ std::variant<outcome_listener, std::string> outcome_listener::listen(pid_t pid) 
     const int err = errno;
     ::close(fd);
     if (err == EADDRINUSE) {
-      return "another command is already waiting for pid " + std::to_string(pid) +
-             " (@" + name.substr(1) + " is taken)";
+      return "another command is already waiting for pid " + std::to_string(pid) + " (@" +
+             name.substr(1) + " is taken)";
     }
     return "@" + name.substr(1) + ": " + std::strerror(err);
   }

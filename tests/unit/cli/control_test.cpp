@@ -52,8 +52,7 @@ TEST_CASE("reload/upgrade arguments: one way to find the process, an optional ti
 }
 
 TEST_CASE("the ports file's pid") {
-  CHECK(std::get<pid_t>(pid_in_ports_text(R"({"listen": ["127.0.0.1:80"], "pid": 4242})")) ==
-        4242);
+  CHECK(std::get<pid_t>(pid_in_ports_text(R"({"listen": ["127.0.0.1:80"], "pid": 4242})")) == 4242);
   CHECK(std::holds_alternative<std::string>(pid_in_ports_text(R"({"listen": []})")));
   CHECK(std::holds_alternative<std::string>(pid_in_ports_text(R"({"pid": "12"})")));
   CHECK(std::holds_alternative<std::string>(pid_in_ports_text(R"({"pid": 1})")));
