@@ -304,6 +304,20 @@ class ReloadCommandTest(SystemdTestCase):
         time.sleep(0.3)
         self.assertEqual(proxy.stderr().count("reload refused"), refusals)
 
+    def test_pid_file_is_read_at_start_only(self):
+        proxy = self.start()
+        first = self.pid_file
+        self.pid_file = os.path.join(self.tmp, "moved.pid")
+        with open(proxy.config_path, "w") as f:
+            f.write(self.config())
+        r = self.wkproxy("reload", "--pid-file", first)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("pid_file is read at start only", proxy.stderr())
+        self.assertFalse(os.path.exists(self.pid_file))
+        self.assertEqual(read_pid_file(first), proxy.pid)
+        proxy.stop()
+        self.assertFalse(os.path.exists(first))
+
     def test_reload_by_ports_file(self):
         proxy = self.start()
         r = self.wkproxy("reload", "--ports-file", proxy.ports_file)
