@@ -21,6 +21,7 @@
 #include "observe/log.hpp"
 #include "observe/log_file.hpp"
 #include "runtime/runtime.hpp"
+#include "session/handoff.hpp"
 #include "validation/events.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -31,11 +32,15 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <fcntl.h>
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -148,6 +153,9 @@ struct server_state {
   std::vector<std::unique_ptr<worker>> workers;
   bool stopping = false;
   bool upgrading = false;
+  // This process's end of the channel to the successor that serves now (binary upgrade): the
+  // drain hands the plain-HTTP connections over on it. -1 otherwise.
+  int handoff_channel = -1;
   std::unique_ptr<net::listener_socket> admin;  // the admin listener, when configured
   admin_context admin_ctx;
   std::vector<std::string> listener_labels;  // metrics label per index (bound addresses)
@@ -645,7 +653,8 @@ void stop_admin(server_state& s) {
 }
 
 // Graceful stop: keep accepting for `grace` (load balancers notice the readiness flip), then
-// stop accepting, close idle connections, let busy ones finish up to drain_timeout, then stop.
+// stop accepting and let every open connection end on its own up to drain_timeout: busy ones
+// finish their exchange, idle ones are answered once more (Connection: close), then stop.
 asio::awaitable<void> drain_and_stop(server_state* s, std::chrono::milliseconds grace) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   const auto& sd = s->current->cfg->shutdown;
@@ -654,9 +663,18 @@ asio::awaitable<void> drain_and_stop(server_state* s, std::chrono::milliseconds 
     timer.expires_after(grace);
     co_await timer.async_wait(core::nothrow);
   }
-  observe::info("stopping: draining connections");
+  if (s->handoff_channel >= 0) {
+    observe::info("stopping: handing plain-HTTP connections to the new process at their next "
+                  "request boundary; draining the others");
+  } else {
+    observe::info("stopping: draining connections");
+  }
   for (auto& w : s->workers) {
-    w->begin_stop();
+    w->begin_stop(s->handoff_channel >= 0 ? ::fcntl(s->handoff_channel, F_DUPFD_CLOEXEC, 0) : -1);
+  }
+  if (s->handoff_channel >= 0) {
+    ::close(s->handoff_channel);  // each worker holds its own descriptor of it now
+    s->handoff_channel = -1;
   }
   // The workers' descriptors are closed by begin_stop; after a SIGUSR2 the successor holds
   // these sockets too.
@@ -664,17 +682,34 @@ asio::awaitable<void> drain_and_stop(server_state* s, std::chrono::milliseconds 
     close_shared(l->acceptor);
   }
   s->listeners.clear();
-  auto deadline = std::chrono::steady_clock::now() + sd.drain_timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
+  // Open connections, idle ones included: an idle keep-alive connection is kept until its
+  // next request (answered with Connection: close) or its own idle deadline, never closed
+  // while its client may be sending.
+  const auto open_connections = [s] {
     std::size_t active = 0;
     for (auto& w : s->workers) {
       active += w->active();
     }
-    if (active == 0) {
-      break;
-    }
+    return active;
+  };
+  auto deadline = std::chrono::steady_clock::now() + sd.drain_timeout;
+  std::size_t active = open_connections();
+  while (active != 0 && std::chrono::steady_clock::now() < deadline) {
     timer.expires_after(std::chrono::milliseconds(20));
     co_await timer.async_wait(core::nothrow);
+    active = open_connections();
+  }
+  if (const auto moved =
+          observe::process_counters().connections_handed_off.load(std::memory_order_relaxed);
+      moved != 0) {
+    observe::info("upgrade: handed " + std::to_string(moved) + " connection(s) to the new process");
+  }
+  if (active != 0) {
+    observe::info("stopping: drain_timeout reached with " + std::to_string(active) +
+                  " connection(s) open; closing them");
+    for (auto& w : s->workers) {
+      w->close_idle();  // runs before the workers stop (posted first)
+    }
   }
   s->ioc.stop();
 }
@@ -816,10 +851,14 @@ asio::awaitable<void> upgrade(server_state* s) {
     hand_over_main(*s, child.pid);
     stop_admin(*s);
     if (!s->stopping) {
+      s->handoff_channel = child.handoff_fd;
       begin_stop(s, std::chrono::milliseconds(0));
+    } else {
+      ::close(child.handoff_fd);  // already draining: its connections end here
     }
     co_return;
   }
+  ::close(child.handoff_fd);  // nothing was handed over: every connection stays here
   const std::string why =
       "pid " + std::to_string(child.pid) +
       (timed_out ? " did not get ready within " +
@@ -831,6 +870,86 @@ asio::awaitable<void> upgrade(server_state* s) {
   ::waitpid(child.pid, nullptr, 0);
   upgrade_failed(*s, why);
   s->upgrading = false;
+}
+
+// The public listener a handed-over connection came in on: same configured address and
+// ordinal, and the socket's own local address on it. Null when this process has no such
+// listener (a reload or the new config removed it) or it is not plain HTTP.
+net::listener_socket* listener_of(server_state& s, const session::handoff_record& r, int fd) {
+  sockaddr_storage local{};
+  socklen_t len = sizeof local;
+  int type = 0;
+  socklen_t tlen = sizeof type;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0 ||
+      ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || type != SOCK_STREAM ||
+      (local.ss_family != AF_INET && local.ss_family != AF_INET6)) {
+    return nullptr;
+  }
+  asio::ip::tcp::endpoint ep;
+  std::memcpy(ep.data(), &local, std::min<std::size_t>(len, ep.capacity()));
+  ep.resize(len);
+  for (auto& l : s.listeners) {
+    if (l->slot->address == r.listener && l->slot->ordinal == r.ordinal &&
+        l->cfg.mode == config::listener_mode::http && l->bound.port() == ep.port() &&
+        (l->bound.address().is_unspecified() || l->bound.address() == ep.address())) {
+      return l.get();
+    }
+  }
+  return nullptr;
+}
+
+// Binary upgrade, in the new process: takes over the connections the old one hands over on
+// `fd` (session/handoff.hpp), spread over the workers, until it closes its end (it exited).
+asio::awaitable<void> take_over_connections(server_state* s, int fd) {
+  asio::posix::stream_descriptor channel(s->ioc, fd);
+  std::size_t taken = 0;
+  std::size_t refused = 0;
+  std::size_t next = 0;
+  for (;;) {
+    auto got = session::receive_descriptor(fd);
+    if (const auto* err = std::get_if<int>(&got)) {
+      if (*err != EAGAIN) {
+        observe::warn("upgrade: connection hand-over channel: " + std::string(std::strerror(*err)));
+        break;
+      }
+      auto [ec] =
+          co_await channel.async_wait(asio::posix::stream_descriptor::wait_read, core::nothrow);
+      if (ec) {
+        break;
+      }
+      continue;
+    }
+    if (std::holds_alternative<std::nullopt_t>(got)) {
+      break;  // the old process has exited (or handed over everything and closed)
+    }
+    auto& m = std::get<session::received>(got);
+    if (m.fd < 0) {
+      continue;
+    }
+    auto decoded = session::decode_handoff(m.message);
+    auto* record = std::get_if<session::handoff_record>(&decoded);
+    net::listener_socket* l = record != nullptr ? listener_of(*s, *record, m.fd) : nullptr;
+    if (l == nullptr || s->workers.empty()) {
+      // Closed: its listener is gone here. Logged, as it may cut a request in flight.
+      ++refused;
+      observe::warn_limited(
+          "upgrade: a connection handed over " +
+          (record != nullptr
+               ? "for listener " + record->listener + " has no plain-HTTP listener here"
+               : "is malformed: " + std::get<std::string>(decoded)) +
+          "; closed");
+      ::close(m.fd);
+      continue;
+    }
+    ++taken;
+    s->workers[next++ % s->workers.size()]->adopt(m.fd, l->slot, std::move(record->info),
+                                                  record->served, std::move(record->early));
+  }
+  if (taken + refused != 0) {
+    observe::info("upgrade: took over " + std::to_string(taken) +
+                  " connection(s) from the old process" +
+                  (refused != 0 ? " (" + std::to_string(refused) + " closed)" : ""));
+  }
 }
 
 // `signals` is created by run_server before anything announces readiness: a signal that
@@ -991,6 +1110,10 @@ int run_server(const server_options& opt) {
   }
   const bool started_by_upgrade = inherited.from_upgrade();
   inherited.signal_ready();  // a process upgrading to us can drain now
+  if (const int channel = inherited.take_handoff_channel(); channel >= 0) {
+    asio::co_spawn(s.ioc, take_over_connections(&s, channel),
+                   observe::log_exception{"connection take-over"});
+  }
   announce_ready(s, started_by_upgrade);
   s.ioc.run();
   s.poller.reset();

@@ -11,6 +11,7 @@
 
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@ namespace {
 
 constexpr std::string_view listen_fds_var = "WKPROXY_LISTEN_FDS";
 constexpr std::string_view ready_fd_var = "WKPROXY_READY_FD";
+constexpr std::string_view handoff_fd_var = "WKPROXY_HANDOFF_FD";
 // The admin listener's key: a configured address starts with a digit, '[' or ':', never '@' or
 // a letter, so this entry can never be taken for a public listener, whatever its address.
 constexpr std::string_view admin_prefix = "admin@";
@@ -43,7 +45,7 @@ int parse_fd(std::string_view text) {
 
 bool is_handoff_var(std::string_view entry) {
   for (std::string_view name :
-       {listen_fds_var, ready_fd_var, std::string_view("LISTEN_PID"),
+       {listen_fds_var, ready_fd_var, handoff_fd_var, std::string_view("LISTEN_PID"),
         std::string_view("LISTEN_FDS"), std::string_view("LISTEN_FDNAMES")}) {
     if (entry.size() > name.size() && entry.starts_with(name) && entry[name.size()] == '=') {
       return true;
@@ -65,6 +67,22 @@ inherited_sockets inherited_sockets::from_environment() {
     } else {
       out.warnings_.push_back(std::string(ready_fd_var) + "=" + v +
                               " is not a pipe; ignored (left open)");
+    }
+  }
+  if (const char* v = std::getenv(std::string(handoff_fd_var).c_str())) {
+    // Only ever a Unix sequenced-packet socket, never some other open file.
+    const int fd = parse_fd(v);
+    int domain = 0;
+    int type = 0;
+    socklen_t len = sizeof domain;
+    socklen_t tlen = sizeof type;
+    if (fd >= 0 && fd != out.ready_fd_ &&
+        ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX &&
+        ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_SEQPACKET) {
+      out.handoff_fd_ = fd;
+    } else {
+      out.warnings_.push_back(std::string(handoff_fd_var) + "=" + v +
+                              " is not a Unix sequenced-packet socket; ignored (left open)");
     }
   }
   const char* pid = std::getenv("LISTEN_PID");
@@ -106,7 +124,7 @@ inherited_sockets inherited_sockets::from_environment() {
       const std::string what = "descriptor " + std::to_string(fd) + " (for " +
                                (admin ? "admin listener " : "") + std::string(key) + ")";
       // Two listeners must never own one descriptor: each would close it.
-      if (out.named(fd) || fd == out.ready_fd_) {
+      if (out.named(fd) || fd == out.ready_fd_ || fd == out.handoff_fd_) {
         out.warnings_.push_back(var + ": " + what + " is named twice; ignored");
         continue;
       }
@@ -119,8 +137,8 @@ inherited_sockets inherited_sockets::from_environment() {
       out.handed_.push_back({std::string(key), fd, *ep, admin});
     }
   }
-  for (const char* name :
-       {"WKPROXY_LISTEN_FDS", "WKPROXY_READY_FD", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"}) {
+  for (const char* name : {"WKPROXY_LISTEN_FDS", "WKPROXY_READY_FD", "WKPROXY_HANDOFF_FD",
+                           "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"}) {
     ::unsetenv(name);
   }
   // Ours now: not passed on to anything this process starts (a successor gets them explicitly).
@@ -132,6 +150,9 @@ inherited_sockets inherited_sockets::from_environment() {
   }
   if (out.ready_fd_ >= 0) {
     ::fcntl(out.ready_fd_, F_SETFD, FD_CLOEXEC);
+  }
+  if (out.handoff_fd_ >= 0) {
+    ::fcntl(out.handoff_fd_, F_SETFD, FD_CLOEXEC);
   }
   return out;
 }
@@ -239,6 +260,17 @@ std::variant<spawned, std::string> spawn_successor(const std::string& exe,
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
     return std::string("pipe: ") + std::strerror(errno);
   }
+  // The connection hand-over channel: [0] stays here, [1] goes to the child.
+  int channel[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel) != 0) {
+    const int err = errno;
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+    return std::string("socketpair: ") + std::strerror(err);
+  }
+  // Room for many messages at once (each is a few hundred bytes, plus any early bytes).
+  const int sndbuf = 4 << 20;
+  ::setsockopt(channel[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   // Everything the child needs is prepared before fork: after it, only async-signal-safe calls.
   std::string handoff = std::string(listen_fds_var) + "=" + handoff_value(listeners, admin);
   std::vector<int> keep;
@@ -249,7 +281,9 @@ std::variant<spawned, std::string> spawn_successor(const std::string& exe,
     keep.push_back(admin->fd);
   }
   keep.push_back(pipe_fds[1]);
+  keep.push_back(channel[1]);
   std::string ready = std::string(ready_fd_var) + "=" + std::to_string(pipe_fds[1]);
+  std::string handoff_var = std::string(handoff_fd_var) + "=" + std::to_string(channel[1]);
   std::vector<std::string> env_store;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
     if (!is_handoff_var(*e)) {
@@ -258,6 +292,7 @@ std::variant<spawned, std::string> spawn_successor(const std::string& exe,
   }
   env_store.push_back(handoff);
   env_store.push_back(ready);
+  env_store.push_back(handoff_var);
   std::vector<char*> envp;
   for (auto& e : env_store) {
     envp.push_back(e.data());
@@ -275,6 +310,8 @@ std::variant<spawned, std::string> spawn_successor(const std::string& exe,
     const int err = errno;
     ::close(pipe_fds[0]);
     ::close(pipe_fds[1]);
+    ::close(channel[0]);
+    ::close(channel[1]);
     return std::string("fork: ") + std::strerror(err);
   }
   if (pid == 0) {
@@ -294,7 +331,8 @@ std::variant<spawned, std::string> spawn_successor(const std::string& exe,
     ::_exit(127);
   }
   ::close(pipe_fds[1]);
-  return spawned{pid, pipe_fds[0]};
+  ::close(channel[1]);
+  return spawned{pid, pipe_fds[0], channel[0]};
 }
 
 }  // namespace wk::app

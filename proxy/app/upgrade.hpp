@@ -32,6 +32,8 @@ namespace wk::app {
 //                         ("admin@" never starts an address, so it cannot be taken for a
 //                         public listener of the same address text)
 //   WKPROXY_READY_FD=FD   a pipe: write "ready\n" there once serving
+//   WKPROXY_HANDOFF_FD=FD a Unix SOCK_SEQPACKET socket: once serving, take over the client
+//                         connections the old process sends on it (session/handoff.hpp)
 //   LISTEN_PID / LISTEN_FDS  systemd socket activation (descriptors 3, 4, ...)
 class inherited_sockets {
 public:
@@ -49,6 +51,12 @@ public:
   void close_unused();
   // Tells the process that started us (if any) that we serve now.
   void signal_ready();
+  // The channel the old process hands its connections over on (-1: none), owned by the caller.
+  int take_handoff_channel() {
+    const int fd = handoff_fd_;
+    handoff_fd_ = -1;
+    return fd;
+  }
   // Whether a wkproxy upgrading to us waits for signal_ready (it, not we, tells systemd).
   bool from_upgrade() const { return ready_fd_ >= 0; }
 
@@ -70,6 +78,7 @@ private:
   std::vector<entry> activated_;  // systemd's
   std::vector<std::string> warnings_;
   int ready_fd_ = -1;
+  int handoff_fd_ = -1;
 };
 
 // One listening socket handed to a successor: its listener's configured address and its
@@ -81,7 +90,8 @@ struct handed_socket {
 
 struct spawned {
   pid_t pid = -1;
-  int ready_fd = -1;  // read end: "ready\n" when the new process serves, EOF if it died
+  int ready_fd = -1;    // read end: "ready\n" when the new process serves, EOF if it died
+  int handoff_fd = -1;  // this process's end of the connection hand-over channel
 };
 
 // The WKPROXY_LISTEN_FDS value for `listeners` (in listener order) and `admin`.

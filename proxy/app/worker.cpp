@@ -5,6 +5,7 @@
 #include "http/local_reply.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
+#include "session/keepalive.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -215,22 +216,47 @@ void worker::reopen_access_log(std::shared_ptr<const observe::log_file> file) {
   });
 }
 
-void worker::begin_stop() {
-  asio::post(ioc_, [this] {
+void worker::begin_stop(int handoff) {
+  asio::post(ioc_, [this, handoff] {
     for (auto& a : acceptors_) {
       boost::system::error_code ec;
       a.acceptor->close(ec);
     }
+    if (handoff >= 0) {
+      state_.begin_handoff(std::make_unique<session::handoff_sender>(ioc_.get_executor(), handoff),
+                           ioc_.get_executor());
+    }
     state_.begin_stop();
     state_.log.flush();
-    // Connections spared above (a first request or a next one on its way) get one second.
-    auto timer = std::make_shared<asio::steady_timer>(ioc_, std::chrono::seconds(1));
-    timer->async_wait([this, timer](const boost::system::error_code& ec) {
-      if (!ec) {
-        state_.close_idle();
-      }
-    });
   });
+}
+
+void worker::adopt(int fd, std::shared_ptr<net::listener_slot> slot, session::client_info info,
+                   std::size_t served, std::string early) {
+  asio::post(ioc_, [this, fd, slot = std::move(slot), info = std::move(info), served,
+                    early = std::move(early)]() mutable {
+    tcp::socket socket(ioc_);
+    boost::system::error_code ec;
+    socket.assign(info.socket_v6 ? tcp::v6() : tcp::v4(), fd, ec);
+    if (ec) {
+      ::close(fd);
+      return;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    // Counted like an accepted connection, but never refused for the limit: it is a client
+    // already being served, only by another process until now.
+    slot->active.fetch_add(1, std::memory_order_relaxed);
+    state_.report.counters->connections_taken_over.fetch_add(1, std::memory_order_relaxed);
+    session::connection_count count(&state_, slot);
+    info.slot = slot.get();
+    info.listener_index = slot->metrics_index;
+    session::serve_connection(std::move(count), std::move(socket), std::move(info),
+                              std::move(early), served);
+  });
+}
+
+void worker::close_idle() {
+  asio::post(ioc_, [this] { state_.close_idle(); });
 }
 
 void worker::stop_and_join() {

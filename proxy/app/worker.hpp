@@ -10,7 +10,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include <atomic>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -46,8 +48,20 @@ public:
   // Stops accepting on a listener a reload removed; its connections finish on their own.
   void remove_listener(const std::shared_ptr<net::listener_slot>& slot);
 
-  // Stops accepting and closes idle connections; busy ones finish their current exchange.
-  void begin_stop();
+  // Stops accepting. Open connections stay: each is answered once more (Connection: close)
+  // when its next request comes, or closes at its own idle deadline. With `handoff` (a
+  // descriptor of the channel to the process replacing this one, owned from now on; -1 for
+  // none), plain-HTTP connections go to that process instead, idle ones at once and busy ones
+  // after their current answer (session/handoff.hpp).
+  void begin_stop(int handoff = -1);
+
+  // Serves a connection handed over by the process this one replaces (from the main thread;
+  // posted): `fd` is a connected TCP socket of `slot`'s listener, owned from now on.
+  void adopt(int fd, std::shared_ptr<net::listener_slot> slot, session::client_info info,
+             std::size_t served, std::string early);
+
+  // Closes the connections waiting between requests (the drain timed out).
+  void close_idle();
 
   // Open client connections (read from the main thread while draining).
   std::size_t active() const { return state_.active.load(std::memory_order_relaxed); }

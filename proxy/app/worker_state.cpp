@@ -16,21 +16,28 @@ std::size_t worker_state::parked_count() const {
   return lot ? lot->size() : 0;
 }
 
-// Cancelling completes the session's wait later (never inline): the list stays as it is while
-// it is walked.
+// Nothing is closed here: a keep-alive connection between requests may have its client's next
+// request on the wire right now, and closing it would lose that request (the client sees a
+// reset or an empty answer, and most clients do not retry). Each connection is kept until its
+// next request, which is answered with Connection: close, or until its own idle deadline;
+// close_idle() ends whatever is still idle when the drain times out.
 void worker_state::begin_stop() {
   stopping = true;
+  update_closing();
+}
+
+void worker_state::begin_handoff(std::unique_ptr<session::handoff_sender> sender,
+                                 const boost::asio::any_io_executor& ex) {
+  handoff = std::move(sender);
+  update_closing();
+  // Cancelling completes each wait later, never inline: the list stays as it is while walked.
   for (auto& h : sessions) {
-    if (h.idle && h.stream && h.served > 0 &&
-        !session::input_pending(h.stream->socket().native_handle())) {
+    if (h.idle && h.movable && h.stream != nullptr) {
+      h.hand_off = true;
       h.stream->cancel();
     }
   }
-  if (lot) {
-    lot->close_if([](const net::parked& p) {
-      return as_connection(p).served > 0 && !session::input_pending(p.fd());
-    });
-  }
+  session::hand_off_parked(this, ex);
 }
 
 void worker_state::close_idle() {

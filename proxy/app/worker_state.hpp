@@ -5,19 +5,26 @@
 
 #include "net/listener.hpp"
 #include "session/context.hpp"
+#include "session/handoff.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
 
 #include <cstddef>
 
 namespace wk::app {
 
 struct worker_state : session::context {
-  // Marks the worker as stopping and closes keep-alive connections that are between requests
-  // with nothing sent; busy ones close after their current response. A connection that has
-  // not sent its first request yet, or has bytes of a next request waiting, is left to be
-  // served (with Connection: close): its client is sending right now. close_idle() later
-  // closes whatever is still idle.
+  // Marks the worker as stopping. No connection is closed: each is answered once more, with
+  // Connection: close, when its next request comes (HAProxy's idle-close-on-response, as the
+  // default), or closes at its own idle deadline. close_idle() closes whatever is still idle
+  // (the drain timed out).
   void begin_stop();
   void close_idle();
+
+  // Binary upgrade: from now on plain-HTTP connections go to the new process through `sender`
+  // at their next request boundary; idle ones (parked or waiting here) go at once.
+  void begin_handoff(std::unique_ptr<session::handoff_sender> sender,
+                     const boost::asio::any_io_executor& ex);
 
   // limits.max_connections reached on `slot`: closes this worker's oldest keep-alive connection
   // from that listener that waits between requests (parked first: they have waited longest),

@@ -80,6 +80,14 @@ public:
     }
   }
 
+  // Takes every entry out of the lot, oldest first, and gives each to `fn` (which owns it).
+  template <class Fn> void take_all(Fn fn) {
+    while (!entries_.empty()) {
+      std::unique_ptr<parked> p(take(entries_.front()));
+      fn(std::move(p));
+    }
+  }
+
   std::size_t size() const noexcept { return count_; }
 
 private:

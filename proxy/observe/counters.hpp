@@ -48,6 +48,9 @@ struct counters {
   std::atomic<std::uint64_t> reload_failures{0};  // SIGHUP configs refused (old one kept)
   std::atomic<std::uint64_t> upgrades_failed{0};  // SIGUSR2 successors that never got ready
   std::atomic<std::uint64_t> accept_errors{0};    // failed accept() calls (EMFILE, ENFILE...)
+  // Binary upgrade: client connections handed to the new process, and taken over from the old.
+  std::atomic<std::uint64_t> connections_handed_off{0};
+  std::atomic<std::uint64_t> connections_taken_over{0};
 
   void count_failure(std::size_t kind) {
     if (kind < failures.size()) {

@@ -280,6 +280,13 @@ void process(exposition& e, const scrape_input& in) {
            "Binary upgrades (SIGUSR2) whose new process never got ready.");
   e.sample("wkproxy_upgrades_failed_total", {},
            std::to_string(c.upgrades_failed.load(std::memory_order_relaxed)));
+  e.family("wkproxy_upgrade_connections_total", "counter",
+           "Client connections moved by binary upgrades: sent to the new process (handed_off) "
+           "or received from the old one (taken_over).");
+  e.sample("wkproxy_upgrade_connections_total", {{"direction", "handed_off"}},
+           std::to_string(c.connections_handed_off.load(std::memory_order_relaxed)));
+  e.sample("wkproxy_upgrade_connections_total", {{"direction", "taken_over"}},
+           std::to_string(c.connections_taken_over.load(std::memory_order_relaxed)));
 
   e.family("wkproxy_validation_requests_total", "counter",
            "Requests on the validation route, by tenant domain (configured names only, else "

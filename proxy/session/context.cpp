@@ -1,6 +1,19 @@
 #include "session/context.hpp"
 
+#include "session/handoff.hpp"
+
 namespace wk::session {
+
+context::context() = default;
+context::~context() = default;
+
+bool context::handing_off() const {
+  return handoff != nullptr && handoff->open();
+}
+
+void context::update_closing() {
+  closing_movable = stopping && !handing_off();
+}
 
 std::unique_ptr<body_buffer> context::take_buffer() {
   if (free_buffers.empty()) {

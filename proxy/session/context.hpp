@@ -5,16 +5,16 @@
 // can give a session its own. Used only on its worker's thread (no locks), except `active`,
 // which the main thread reads while draining.
 
-#include "runtime/runtime.hpp"
 #include "net/listener.hpp"
 #include "net/parking_lot.hpp"
-#include "wire/proxy_protocol.hpp"
 #include "net/timed_stream.hpp"
 #include "observe/access_log.hpp"
 #include "observe/counters.hpp"
 #include "observe/metrics.hpp"
+#include "runtime/runtime.hpp"
 #include "upstream/pool.hpp"
 #include "validation/events.hpp"
+#include "wire/proxy_protocol.hpp"
 
 #include <boost/intrusive/list.hpp>
 
@@ -36,6 +36,12 @@ struct session_handle
   bool idle = false;
   std::size_t served = 0;                    // requests answered on this connection so far
   const net::listener_slot* slot = nullptr;  // the listener it came in on
+  // Binary upgrade (session/handoff.hpp): `movable` for a plain-HTTP connection, which can be
+  // handed to the new process; `hand_off` when the worker asked this idle one to go now;
+  // `carry`: the bytes of a next request already read, which go along.
+  bool movable = false;
+  bool hand_off = false;
+  std::string carry;
 };
 
 // Newest first.
@@ -55,11 +61,13 @@ struct sinks {
   observe::labelled_counters* passthrough_connections = &observe::passthrough_connections();
 };
 
+class handoff_sender;
+
 struct context {
-  context() = default;
+  context();
   context(const context&) = delete;
   context& operator=(const context&) = delete;
-  ~context() = default;
+  ~context();
 
   std::shared_ptr<const wk::runtime::snapshot> runtime;  // the snapshot new requests use
   upstream::pool pool;
@@ -67,6 +75,13 @@ struct context {
   observe::worker_metrics metrics;  // written here only; summed by the admin listener
   sinks report;
   bool stopping = false;
+  // Binary upgrade: this worker's end of the channel to the new process while it hands plain
+  // connections over (null otherwise), and whether an answer on such a connection closes it
+  // (stopping, and no hand-over possible).
+  std::unique_ptr<handoff_sender> handoff;
+  bool closing_movable = false;
+  bool handing_off() const;
+  void update_closing();
   session_list sessions;  // open client sessions
   // Quiet plain-HTTP keep-alive connections (see serve_connection); made on first use.
   std::unique_ptr<net::parking_lot> lot;
@@ -107,7 +122,7 @@ struct client_info {
   bool tls = false;        // arrived on a TLS-terminating listener: X-Forwarded-Proto https
   bool socket_v6 = false;  // the socket itself is IPv6 (whatever a PROXY header says)
   std::string sni;         // the server name the TLS client asked for
-  wire::pp_address pp;      // source: the client; destination: the address it connected to
+  wire::pp_address pp;     // source: the client; destination: the address it connected to
   std::size_t listener_index = 0;            // the listener's metrics label (net::listener_slot)
   const net::listener_slot* slot = nullptr;  // that listener (kept alive by connection_count)
 };

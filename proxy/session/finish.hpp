@@ -95,7 +95,7 @@ asio::awaitable<bool> finish(context& w, const wk::runtime::snapshot& rt, Client
   write_access_log(w, st, f, conn);
   // A local answer decided keep-alive when it was sent.
   const bool keep = st.local_answer ? st.client_keep_alive
-                                    : st.client_keep_alive && request_consumed && !w.stopping;
+                                    : st.client_keep_alive && request_consumed && !*st.stopping;
   if (!keep && !request_consumed && st.response_started && !st.tunnel) {
     co_await lingering_close(client);
   }

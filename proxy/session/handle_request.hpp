@@ -13,6 +13,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 
+#include <type_traits>
+
 namespace wk::session {
 
 // Handles one request whose first bytes are in `cbuf`. `last`: a connection limit makes this
@@ -25,12 +27,18 @@ asio::awaitable<bool> handle_request(context& w, Client& client, beast::flat_buf
   auto rt = w.runtime;  // this request's snapshot, even if a reload happens meanwhile
   request_state st;
   st.decision.kind = routing::route_kind::reject;
-  st.stopping = &w.stopping;
+  // A plain connection of a process handing its connections to a successor stays open: it is
+  // handed over after this answer. Any other closes after its answer once the worker stops.
+  if constexpr (std::is_same_v<Client, net::timed_stream>) {
+    st.stopping = &w.closing_movable;
+  } else {
+    st.stopping = &w.stopping;
+  }
   st.tunnels = &w.metrics.tunnels;
 
   request_parser parser;
   bool consumed = false;
-  auto f = co_await read_request(client, cbuf, parser, *rt->cfg, st, !w.stopping && !last);
+  auto f = co_await read_request(client, cbuf, parser, *rt->cfg, st, !*st.stopping && !last);
   if (!f) {
     prepared req;
     f = prepare(*rt, parser, conn, st, req);

@@ -2,6 +2,7 @@
 
 #include "observe/log.hpp"
 #include "session/handle_request.hpp"
+#include "session/handoff.hpp"
 #include "session/serve_requests.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -81,6 +82,49 @@ bool parking_lot_ready(context* w, const asio::any_io_executor& ex) {
   }
 }
 
+// What the new process needs to serve a connection of listener `slot` (see handoff.hpp).
+std::string handoff_message(const client_info& info, std::size_t served, std::string early) {
+  handoff_record r;
+  if (info.slot != nullptr) {
+    r.listener = info.slot->address;
+    r.ordinal = info.slot->ordinal;
+  }
+  r.served = served;
+  r.info = info;
+  r.early = std::move(early);
+  return encode(r);
+}
+
+// Sends the connection to the new process. True when it went: `c` then only closes this
+// process's copy of the descriptor (the client sees nothing). False when it stays here (the
+// channel broke): the socket is back in `c`, ready to be served.
+asio::awaitable<bool> hand_off(http_connection& c) {
+  auto* w = c.count.w;
+  if (!w->handing_off() || c.info.slot == nullptr) {
+    co_return false;
+  }
+  auto message = handoff_message(c.info, c.handle.served, std::move(c.handle.carry));
+  // Out of Asio's reactor first (release, never close: the socket lives on in the other
+  // process, and a registration left in this epoll set would keep waking this worker).
+  boost::system::error_code ec;
+  const int fd = c.stream.socket().release(ec);
+  if (ec) {
+    co_return false;
+  }
+  if (co_await w->handoff->send(fd, std::move(message))) {
+    w->report.counters->connections_handed_off.fetch_add(1, std::memory_order_relaxed);
+    ::close(fd);
+    co_return true;
+  }
+  w->update_closing();
+  c.stream.socket().assign(c.info.socket_v6 ? tcp::v6() : tcp::v4(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    co_return true;  // cannot happen (the descriptor was ours a moment ago); it ends here
+  }
+  co_return false;
+}
+
 asio::awaitable<void> serve_http(std::unique_ptr<http_connection> c, std::string early) {
   auto* w = c->count.w;
   auto& stream = c->stream;
@@ -88,12 +132,38 @@ asio::awaitable<void> serve_http(std::unique_ptr<http_connection> c, std::string
   auto one_request = [w, &stream, &info](beast::flat_buffer& cbuf, bool last) {
     return handle_request(*w, stream, cbuf, info, last);
   };
-  const bool may_park = parking_lot_ready(w, stream.get_executor());
-  if (co_await serve_requests(w, stream, c->handle, early, may_park, one_request) ==
-      serve_end::parked) {
-    park(std::move(c));
+  c->handle.movable = true;
+  for (;;) {
+    const bool may_park = parking_lot_ready(w, stream.get_executor());
+    const auto end = co_await serve_requests(w, stream, c->handle, early, may_park, one_request);
+    if (end == serve_end::parked) {
+      park(std::move(c));
+      co_return;
+    }
+    if (end == serve_end::closed) {
+      co_return;  // the connection closes here
+    }
+    // (No co_await inside a condition: GCC 12 miscompiles some.)
+    const bool moved = co_await hand_off(*c);
+    if (moved) {
+      co_return;  // only this process's copy of the connection closes
+    }
+    early = std::move(c->handle.carry);  // not handed over: served here
   }
-  // otherwise the connection closes here
+}
+
+// A parked connection to the new process; served here after all when that fails.
+asio::awaitable<void> hand_off_one_parked(context* w, asio::any_io_executor ex,
+                                          std::unique_ptr<parked_connection> p) {
+  if (w->handing_off() && p->info.slot != nullptr) {
+    const bool sent = co_await w->handoff->send(p->fd(), handoff_message(p->info, p->served, {}));
+    if (sent) {
+      w->report.counters->connections_handed_off.fetch_add(1, std::memory_order_relaxed);
+      co_return;  // p closes this process's copy
+    }
+  }
+  w->update_closing();
+  unpark(ex, std::move(p));
 }
 
 // Back to Asio from the parking lot, served by a new coroutine (which reads the request, or
@@ -139,9 +209,21 @@ void park(std::unique_ptr<http_connection> c) {
 
 }  // namespace
 
+void hand_off_parked(context* w, const asio::any_io_executor& ex) {
+  if (!w->lot) {
+    return;
+  }
+  w->lot->take_all([w, &ex](std::unique_ptr<net::parked> entry) {
+    std::unique_ptr<parked_connection> p(static_cast<parked_connection*>(entry.release()));
+    asio::co_spawn(ex, hand_off_one_parked(w, ex, std::move(p)),
+                   observe::log_exception{"hand-off"});
+  });
+}
+
 void serve_connection(connection_count count, tcp::socket socket, client_info info,
-                      std::string early) {
+                      std::string early, std::size_t served) {
   auto c = std::make_unique<http_connection>(std::move(count), std::move(socket), std::move(info));
+  c->handle.served = served;
   auto ex = c->stream.get_executor();
   asio::co_spawn(ex, serve_http(std::move(c), std::move(early)), observe::log_exception{"session"});
 }

@@ -38,8 +38,15 @@ bool input_pending(int fd);
 // arrives or timeouts.idle passes. The context outlives the connection (the worker destroys its
 // io_context, and with it every session, before its state). Never throws for network or
 // protocol errors.
+// `served`: requests already answered on it (a connection handed over by the process this one
+// replaces: its idle deadline is timeouts.idle, not header_read, and the per-connection request
+// limit counts on).
 void serve_connection(connection_count count, boost::asio::ip::tcp::socket socket, client_info info,
-                      std::string early);
+                      std::string early, std::size_t served = 0);
+
+// Binary upgrade: hands every parked connection to the new process (w->handoff), each served
+// here after all if that fails.
+void hand_off_parked(context* w, const boost::asio::any_io_executor& ex);
 
 // The same over TLS: the handshake with `tls`'s certificates (chosen by SNI) within
 // timeouts.header_read, then HTTP as above. A failed handshake is counted and logged (rate

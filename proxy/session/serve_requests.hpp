@@ -4,6 +4,7 @@
 // that the session fuzzer (fuzz/fuzz_session.cpp) drives this very loop over in-memory streams.
 
 #include "session/context.hpp"
+#include "session/handoff.hpp"
 #include "session/keepalive.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -22,7 +23,9 @@ namespace wk::session {
 // calls) and loses nothing.
 inline constexpr auto park_linger = std::chrono::milliseconds(0);
 
-enum class serve_end { closed, parked };
+// closed: the connection ends here; parked: it waits in the parking lot; handed_off: it goes
+// to the process replacing this one (session/handoff.hpp), with handle.carry.
+enum class serve_end { closed, parked, handed_off };
 
 // Request after request on one client connection, plain or TLS, until either side ends it or,
 // when `may_park`, the connection stays quiet for park_after between requests.
@@ -42,12 +45,13 @@ asio::awaitable<serve_end> serve_requests(context* w, Client& client, session_ha
 
   std::size_t burst = 0;  // requests answered since the connection last waited for input
   for (;;) {
+    // A request boundary: a plain connection goes to the new process now, with the bytes of
+    // its next request read so far (a deep pipeline, over the limit, is served here).
+    if (handle.movable && w->handing_off() && cbuf.size() <= handoff_early_limit) {
+      handle.carry.assign(static_cast<const char*>(cbuf.data().data()), cbuf.size());
+      co_return serve_end::handed_off;
+    }
     if (cbuf.size() == 0) {
-      // Stopping: a connection whose client is sending right now (or that comes back from
-      // the parking lot with a request) is still served, with Connection: close.
-      if (w->stopping && !input_pending(lowest.socket().native_handle())) {
-        break;
-      }
       if (cbuf.capacity() > 4096) {
         cbuf.shrink_to_fit();  // an idle connection keeps no large buffer
       }
@@ -64,9 +68,18 @@ asio::awaitable<serve_end> serve_requests(context* w, Client& client, session_ha
       handle.idle = false;
       if (may_park) {
         lowest.park_never();
-        if (rec == asio::error::operation_aborted && lowest.park_requested() && !w->stopping) {
-          co_return serve_end::parked;
+      }
+      if (rec == asio::error::operation_aborted && handle.hand_off) {
+        handle.hand_off = false;
+        if (w->handing_off()) {
+          handle.carry.clear();
+          co_return serve_end::handed_off;
         }
+        continue;  // the hand-over failed meanwhile: wait again
+      }
+      // Parked even while stopping: the drain keeps every connection until its next request.
+      if (may_park && rec == asio::error::operation_aborted && lowest.park_requested()) {
+        co_return serve_end::parked;
       }
       if (rec) {
         break;

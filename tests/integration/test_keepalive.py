@@ -1,5 +1,7 @@
 """Keep-alive on both sides, upstream connection reuse, pipelining, and bodiless responses."""
 
+import os
+import signal
 import threading
 import time
 import unittest
@@ -170,17 +172,24 @@ class KeepAliveTest(ProxyTestCase):
         self.assertGreaterEqual(elapsed, 0.6)
         self.assertLess(elapsed, 2.0)
 
-    def test_a_stop_closes_parked_connections_at_once(self):
-        origin, cf, proxy = self.start_all(timeouts={"idle": "60s"})
+    def test_a_stop_keeps_parked_connections_until_their_next_request(self):
+        origin, cf, proxy = self.start_all(timeouts={"idle": "60s"},
+                                           extra="shutdown: {drain_timeout: 30s}")
         clients = [self.client(proxy) for _ in range(5)]
         for c in clients:
             self.assertEqual(c.request("GET", "/x").status, 200)
         time.sleep(0.5)  # all parked
+        os.kill(proxy.pid, signal.SIGTERM)
+        time.sleep(0.5)
+        for i, c in enumerate(clients):
+            self.assertFalse(c.closed_by_peer(timeout=0.1), f"client {i} closed while idle")
+            r = c.request("GET", f"/last/{i}")
+            self.assertEqual((r.status, (r.header("connection") or "").lower()), (200, "close"))
+            self.assertTrue(c.closed_by_peer(timeout=5.0))
         start = time.monotonic()
-        proxy.stop()
+        proxy.proc.wait(timeout=10)
         self.assertLess(time.monotonic() - start, 5.0)
-        for c in clients:
-            self.assertTrue(c.closed_by_peer(timeout=1.0))
+        self.assertEqual(proxy.stop(), 0)
 
     def test_concurrent_clients_are_all_served(self):
         origin, cf, proxy = self.start_all()

@@ -25,6 +25,11 @@ def _yaml_flow(d: dict):
 DEFAULT_TIMEOUTS = {"connect": "2s", "header_read": "5s", "idle": "30s",
                     "upstream_response": "5s", "upstream_idle": "4s"}
 
+# A stopping wkproxy keeps an idle keep-alive connection until its next request or until
+# shutdown.drain_timeout (30 s by default): a test that stops the proxy while holding one would
+# wait that long. Tests get 3 s, unless their `extra` has a shutdown: section of its own.
+DEFAULT_SHUTDOWN = {"drain_timeout": "3s"}
+
 
 def make_config(origin, cloudfront, *, domains=DOMAINS, listen=("127.0.0.1:0",), timeouts=None,
                 limits=None, headers=None, workers=2, access_log="stdout", extra="") -> str:
@@ -50,6 +55,8 @@ def make_config(origin, cloudfront, *, domains=DOMAINS, listen=("127.0.0.1:0",),
         lines.append(f"workers: {workers}")
     if access_log is not None:
         lines.append(f"access_log: {access_log}")
+    if not re.search(r"^shutdown:", extra or "", re.M):
+        lines.append(f"shutdown: {_yaml_flow(DEFAULT_SHUTDOWN)}")
     if extra:
         lines.append(extra.rstrip("\n"))
     return "\n".join(lines) + "\n"
