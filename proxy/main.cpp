@@ -2,6 +2,7 @@
 
 #include "app/server.hpp"
 #include "cli/check.hpp"
+#include "cli/control.hpp"
 #include "cli/demo.hpp"
 #include "cli/loadtest.hpp"
 #include "cli/tokens_import.hpp"
@@ -10,6 +11,7 @@
 #include "runtime/runtime.hpp"
 
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <string_view>
@@ -70,6 +72,12 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::string_view(argv[1]) == "demo") {
     return wk::cli::run_demo(argc - 2, argv + 2, WKPROXY_VERSION, WKPROXY_REVISION);
   }
+  if (argc >= 2 && std::string_view(argv[1]) == "reload") {
+    return wk::cli::run_reload(argc - 2, argv + 2);
+  }
+  if (argc >= 2 && std::string_view(argv[1]) == "upgrade") {
+    return wk::cli::run_upgrade(argc - 2, argv + 2);
+  }
   if (argc >= 2 && std::string_view(argv[1]) == "loadtest") {
     return wk::cli::run_loadtest(argc - 2, argv + 2);
   }
@@ -92,6 +100,15 @@ int main(int argc, char** argv) {
     } else if (a == "--ports-file") {
       if (!value(opt.ports_file)) {
         return 2;
+      }
+    } else if (a == "--pid-file") {
+      if (!value(opt.pid_file)) {
+        return 2;
+      }
+      std::error_code ec;
+      auto abs = std::filesystem::absolute(opt.pid_file, ec);
+      if (!ec) {
+        opt.pid_file = abs.lexically_normal().string();
       }
     } else if (a == "-t" || a == "--test") {
       test_only = true;

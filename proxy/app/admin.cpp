@@ -183,6 +183,9 @@ json::object config_json(const config::config& cfg) {
   o["admin"] = json::object{{"listen", cfg.admin.address},
                             {"token", cfg.admin.token.empty() ? "" : "(redacted)"}};
   o["workers"] = cfg.workers;
+  if (!cfg.pid_file.empty()) {
+    o["pid_file"] = cfg.pid_file;
+  }
   return o;
 }
 

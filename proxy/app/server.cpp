@@ -5,6 +5,7 @@
 #include "app/server.hpp"
 
 #include "app/admin.hpp"
+#include "app/pid_file.hpp"
 #include "app/tenants.hpp"
 #include "app/upgrade.hpp"
 #include "app/worker.hpp"
@@ -14,6 +15,8 @@
 #include "core/endpoint.hpp"
 #include "core/failure.hpp"
 #include "net/listener.hpp"
+#include "net/outcome_channel.hpp"
+#include "net/sd_notify.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
 #include "observe/log_file.hpp"
@@ -166,7 +169,19 @@ struct server_state {
   std::unique_ptr<tenant_poller> poller;
   std::map<std::string, tenant_record> tenants;
   std::chrono::system_clock::time_point watching_since;
+  // systemd (sd_notify) and the answer to `wkproxy reload` / `wkproxy upgrade`: see
+  // notify_reload and hand_over_main below.
+  net::sd_notifier notify;
+  std::string pid_file;        // written once serving ("" = none): --pid-file, else pid_file:
+  std::string pid_file_key;    // the config's pid_file at start (a reload cannot move the file)
+  std::string reload_refusal;  // why the reload in progress was refused (for the command)
 };
+
+// A reload refused: logged, and kept for the command waiting on the outcome.
+void refuse_reload(server_state& s, const std::string& why) {
+  observe::error("reload refused: " + why);
+  s.reload_refusal += (s.reload_refusal.empty() ? "" : "\n") + why;
+}
 
 // The API's tenants that `cfg` still lists, as the merge wants them.
 std::vector<config::api_tenant> listed_tenants(const server_state& s, const config::config& cfg) {
@@ -236,7 +251,7 @@ std::shared_ptr<const runtime::snapshot> load_runtime_quietly(server_state& s,
   if (!loaded.errors.empty()) {
     for (const auto& e : loaded.errors) {
       if (reporting_only_to_log) {
-        observe::error("reload refused: " + e.to_string());
+        refuse_reload(s, e.to_string());
       } else {
         std::cerr << e.to_string() << '\n';
       }
@@ -255,7 +270,7 @@ std::shared_ptr<const runtime::snapshot> load_runtime_quietly(server_state& s,
   if (auto* errors = std::get_if<std::vector<std::string>>(&built)) {
     for (const auto& e : *errors) {
       if (reporting_only_to_log) {
-        observe::error("reload refused: " + s.opt.config_path + ": " + e);
+        refuse_reload(s, s.opt.config_path + ": " + e);
       } else {
         std::cerr << s.opt.config_path << ": " << e << '\n';
       }
@@ -268,7 +283,7 @@ std::shared_ptr<const runtime::snapshot> load_runtime_quietly(server_state& s,
                                                     validation::bucket_names(*rt->cfg));
       !problem.empty()) {
     if (reporting_only_to_log) {
-      observe::error("reload refused: " + problem);
+      refuse_reload(s, problem);
     } else {
       std::cerr << s.opt.config_path << ": " << problem << '\n';
     }
@@ -516,7 +531,7 @@ void reload(server_state& s) {
       rt->cfg->access_log.path != s.current->cfg->access_log.path) {
     auto opened = open_access_log(rt->cfg->access_log);
     if (auto* e = std::get_if<std::string>(&opened)) {
-      observe::error("reload refused: access_log: " + *e + "; the running config stays");
+      refuse_reload(s, "access_log: " + *e + "; the running config stays");
       observe::process_counters().reload_failures.fetch_add(1, std::memory_order_relaxed);
       return;
     }
@@ -526,7 +541,7 @@ void reload(server_state& s) {
   // refuses the whole reload); removed ones stop accepting and their connections finish.
   auto opened = open_new_listeners(s, *rt->cfg);
   if (auto* e = std::get_if<std::string>(&opened)) {
-    observe::error("reload refused: listen: " + *e + "; the running config stays");
+    refuse_reload(s, "listen: " + *e + "; the running config stays");
     observe::process_counters().reload_failures.fetch_add(1, std::memory_order_relaxed);
     s.admin_ctx.last_reload_ok = false;
     return;
@@ -704,8 +719,79 @@ asio::awaitable<void> drain_and_stop(server_state* s, std::chrono::milliseconds 
 }
 
 void begin_stop(server_state* s, std::chrono::milliseconds grace) {
+  s->notify.notify("STOPPING=1");  // nothing once a successor is the main process
   s->stopping = true;
   asio::co_spawn(s->ioc, drain_and_stop(s, grace), observe::log_exception{"drain"});
+}
+
+// systemd and the outcome commands. systemd hears READY=1 once this process serves (from the
+// process upgrading to it instead, when there is one), RELOADING=1 ... READY=1 around a reload,
+// STOPPING=1 when a graceful stop begins; after a binary upgrade the old process names its
+// successor (MAINPID=, READY=1) and is silent from then on. `wkproxy reload` and `wkproxy
+// upgrade` get one line each time a SIGHUP or SIGUSR2 has been dealt with
+// (net/outcome_channel.hpp).
+
+std::string serving_status(const server_state& s) {
+  return "STATUS=serving on " + std::to_string(s.listeners.size()) + " listener(s), pid " +
+         std::to_string(::getpid());
+}
+
+// The pid file names this process. False (logged) when it cannot be written.
+bool write_pid(const server_state& s) {
+  if (s.pid_file.empty()) {
+    return true;
+  }
+  if (auto problem = write_pid_file(s.pid_file, ::getpid()); !problem.empty()) {
+    observe::error("pid_file: " + problem);
+    return false;
+  }
+  return true;
+}
+
+// Serving: READY=1, unless a process upgrading to us tells systemd for us (it must first know
+// that we serve, and it is the main process systemd follows until it says otherwise).
+void announce_ready(server_state& s, bool started_by_upgrade) {
+  if (!s.notify.problem().empty()) {
+    observe::warn(s.notify.problem());
+  }
+  if (!started_by_upgrade) {
+    s.notify.notify("READY=1\n" + serving_status(s) + "\nMAINPID=" + std::to_string(::getpid()));
+  }
+}
+
+// SIGHUP, with systemd told before and after and the outcome reported.
+void notify_reload(server_state& s) {
+  s.notify.notify("RELOADING=1\n" + net::monotonic_usec_field() + "\nSTATUS=reloading");
+  auto& failures = observe::process_counters().reload_failures;
+  const auto failed_before = failures.load(std::memory_order_relaxed);
+  s.reload_refusal.clear();
+  reload(s);
+  const bool applied = failures.load(std::memory_order_relaxed) == failed_before;
+  if (applied && s.current->cfg->pid_file != s.pid_file_key) {
+    observe::warn("reload: pid_file is read at start only; still writing " +
+                  (s.pid_file.empty() ? std::string("none") : s.pid_file));
+  }
+  s.notify.notify("READY=1\n" + serving_status(s));
+  net::report_outcome(applied ? std::string("reloaded")
+                              : "reload refused: " + (s.reload_refusal.empty()
+                                                          ? std::string("see the log")
+                                                          : s.reload_refusal));
+}
+
+// The successor serves: it is the main process now. systemd is told so by us (NotifyAccess=all
+// in the unit), and we send nothing more: not even STOPPING=1 while we drain.
+void hand_over_main(server_state& s, pid_t successor) {
+  s.notify.notify("MAINPID=" + std::to_string(successor) + "\nREADY=1");
+  s.notify.disable();
+  net::report_outcome("upgraded " + std::to_string(successor));
+}
+
+// The successor never served. It may have written the ports and pid files before it failed:
+// they name this process again.
+void upgrade_failed(server_state& s, const std::string& why) {
+  write_ports_file(s);
+  write_pid(s);
+  net::report_outcome("upgrade failed: " + why);
 }
 
 // SIGUSR2: start this binary again with the listening sockets, wait until it serves, then
@@ -735,6 +821,7 @@ asio::awaitable<void> upgrade(server_state* s) {
   if (auto* e = std::get_if<std::string>(&result)) {
     observe::error("upgrade failed: " + *e + "; this process keeps serving");
     observe::process_counters().upgrades_failed.fetch_add(1, std::memory_order_relaxed);
+    upgrade_failed(*s, *e);
     s->upgrading = false;
     co_return;
   }
@@ -765,6 +852,7 @@ asio::awaitable<void> upgrade(server_state* s) {
   if (got.starts_with("ready")) {
     observe::info("upgrade: pid " + std::to_string(child.pid) +
                   " serves; this process drains and exits");
+    hand_over_main(*s, child.pid);
     stop_admin(*s);
     if (!s->stopping) {
       s->handoff_channel = child.handoff_fd;
@@ -775,15 +863,16 @@ asio::awaitable<void> upgrade(server_state* s) {
     co_return;
   }
   ::close(child.handoff_fd);  // nothing was handed over: every connection stays here
-  observe::error(
-      "upgrade failed: pid " + std::to_string(child.pid) +
+  const std::string why =
+      "pid " + std::to_string(child.pid) +
       (timed_out ? " did not get ready within " +
                        std::to_string(s->current->cfg->shutdown.upgrade_timeout.count()) + " ms"
-                 : " exited before it was ready (see its errors above)") +
-      "; this process keeps serving");
+                 : " exited before it was ready (see its errors above)");
+  observe::error("upgrade failed: " + why + "; this process keeps serving");
   observe::process_counters().upgrades_failed.fetch_add(1, std::memory_order_relaxed);
   ::kill(child.pid, SIGKILL);
   ::waitpid(child.pid, nullptr, 0);
+  upgrade_failed(*s, why);
   s->upgrading = false;
 }
 
@@ -881,7 +970,9 @@ asio::awaitable<void> signal_loop(server_state* s, asio::signal_set* signals_ptr
     }
     if (sig == SIGHUP) {
       if (!s->stopping) {
-        reload(*s);
+        notify_reload(*s);
+      } else {
+        net::report_outcome("ignored: the process is stopping");
       }
       continue;
     }
@@ -891,8 +982,9 @@ asio::awaitable<void> signal_loop(server_state* s, asio::signal_set* signals_ptr
     }
     if (sig == SIGUSR2) {
       if (s->stopping || s->upgrading) {
-        observe::warn("SIGUSR2 ignored: " +
-                      std::string(s->stopping ? "stopping" : "an upgrade is in progress"));
+        const std::string why = s->stopping ? "stopping" : "an upgrade is in progress";
+        observe::warn("SIGUSR2 ignored: " + why);
+        net::report_outcome("ignored: " + why);
       } else {
         asio::co_spawn(s->ioc, upgrade(s), observe::log_exception{"upgrade"});
       }
@@ -916,10 +1008,13 @@ int run_server(const server_options& opt) {
   auto inherited = inherited_sockets::from_environment();
   server_state s;
   s.opt = opt;
+  s.notify = net::sd_notifier::from_environment();
   s.current = load_runtime(s, false);
   if (!s.current) {
     return 1;
   }
+  s.pid_file_key = s.current->cfg->pid_file;
+  s.pid_file = !opt.pid_file.empty() ? opt.pid_file : s.pid_file_key;
   s.file_cfg = s.loaded_file_cfg;
   s.watching_since = std::chrono::system_clock::now();
   const auto& cfg = *s.current->cfg;
@@ -1016,20 +1111,25 @@ int run_server(const server_options& opt) {
     asio::co_spawn(s.ioc, watch_tenants(&s), observe::log_exception{"tenant watch"});
   }
   inherited.close_unused();
-  if (!write_ports_file(s)) {
+  if (!write_pid(s) || !write_ports_file(s)) {
     return 1;
   }
+  const bool started_by_upgrade = inherited.from_upgrade();
   inherited.signal_ready();  // a process upgrading to us can drain now
   if (const int channel = inherited.take_handoff_channel(); channel >= 0) {
     asio::co_spawn(s.ioc, take_over_connections(&s, channel),
                    observe::log_exception{"connection take-over"});
   }
+  announce_ready(s, started_by_upgrade);
   s.ioc.run();
   s.poller.reset();
   for (auto& w : s.workers) {
     w->stop_and_join();
   }
   s.workers.clear();
+  if (!s.pid_file.empty()) {
+    remove_pid_file_if_ours(s.pid_file, ::getpid());
+  }
   auto summary = counters_summary();
   observe::info(summary.empty() ? "stopped" : "stopped (" + summary + ")");
   return 0;

@@ -11,6 +11,7 @@ struct server_options {
   std::string config_path;
   std::string ports_file;         // written once every listener is bound:
                                   // {"listen": ["ip:port", ...], "admin": "ip:port", "pid": N}
+  std::string pid_file;           // --pid-file: overrides the config's pid_file
   std::string exe;                // this binary (SIGUSR2 starts it again: an upgraded file)
   std::vector<std::string> args;  // the command line, argv[0] included
   std::string version;            // for metrics and the status page

@@ -57,6 +57,8 @@ public:
     handoff_fd_ = -1;
     return fd;
   }
+  // Whether a wkproxy upgrading to us waits for signal_ready (it, not we, tells systemd).
+  bool from_upgrade() const { return ready_fd_ >= 0; }
 
   // Entries of the environment that were ignored, and why (for the log).
   const std::vector<std::string>& warnings() const { return warnings_; }

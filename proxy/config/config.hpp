@@ -252,6 +252,9 @@ struct config {
   ::wk::config::aws_api aws;
   ::wk::config::log_level log_level = ::wk::config::log_level::info;
   unsigned workers = 0;  // 0 = one per core
+  // Where the serving process writes its pid ("" = nowhere); resolved against the config's
+  // directory. Read at start only (like workers).
+  std::string pid_file;
 };
 
 }  // namespace wk::config

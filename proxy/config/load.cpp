@@ -264,6 +264,7 @@ private:
                   bool zero_ok = false);
   void load_policy(const YAML::Node& node, const std::string& key, forwarded_policy& out);
   void load_workers(const YAML::Node& node, const std::string& key);
+  void load_pid_file(const YAML::Node& node, const std::string& key);
   void load_admin(const YAML::Node& node, const std::string& key);
   void load_aws(const YAML::Node& node, const std::string& key);
   void check_admin();
@@ -492,6 +493,7 @@ void loader::load_document(const YAML::Node& root) {
          }
        }},
       {"workers", [this](const YAML::Node& n, const std::string& k) { load_workers(n, k); }},
+      {"pid_file", [this](const YAML::Node& n, const std::string& k) { load_pid_file(n, k); }},
       {"admin", [this](const YAML::Node& n, const std::string& k) { load_admin(n, k); }},
       {"aws", [this](const YAML::Node& n, const std::string& k) { load_aws(n, k); }},
   };
@@ -1579,6 +1581,23 @@ void loader::load_workers(const YAML::Node& node, const std::string& key) {
     return;
   }
   cfg_.workers = static_cast<unsigned>(*value);
+}
+
+// The directory is not checked here: under systemd it is the RuntimeDirectory, which exists only
+// while the service runs, and `wkproxy -t` must pass before that. Writing it at start fails
+// loudly instead.
+void loader::load_pid_file(const YAML::Node& node, const std::string& key) {
+  auto text = scalar(node, key);
+  if (!text) {
+    return;
+  }
+  if (text->empty()) {
+    fail(node.Mark(), key, "expected a file path, got an empty string");
+  } else if (text->back() == '/') {
+    fail(node.Mark(), key, "a file path must not end in \"/\", got " + in_quotes(*text));
+  } else {
+    cfg_.pid_file = resolve_path(*text);
+  }
 }
 
 void loader::load_access_log(const YAML::Node& node, const std::string& key) {

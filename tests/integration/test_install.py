@@ -67,7 +67,8 @@ class InstallTest(unittest.TestCase):
         with open(os.path.join(self.prefix, "lib/systemd/system/wkproxy.service")) as f:
             unit = f.read()
         binary = os.path.join(self.prefix, "bin", "wkproxy")
-        self.assertIn(f"ExecStart={binary} -c /etc/wkproxy/wkproxy.yaml\n", unit)
+        self.assertIn(f"ExecStart={binary} -c /etc/wkproxy/wkproxy.yaml "
+                      "--pid-file /run/wkproxy/wkproxy.pid\n", unit)
         self.assertIn(f"ExecReload={binary} -t -c /etc/wkproxy/wkproxy.yaml\n", unit)
         self.assertNotIn("/usr/bin/wkproxy", unit)
         if have_tool("systemd-analyze"):

@@ -147,9 +147,24 @@ class ServiceSettingsTest(unittest.TestCase):
         return self.s[key][-1]
 
     def test_runs_the_installed_binary_with_the_etc_config_in_the_foreground(self):
-        self.assertEqual(self.one("ExecStart"), "/usr/bin/wkproxy -c /etc/wkproxy/wkproxy.yaml")
-        # wkproxy does not speak sd_notify: anything but simple would hang or lie.
-        self.assertEqual(self.one("Type"), "simple")
+        self.assertEqual(self.one("ExecStart"), "/usr/bin/wkproxy -c /etc/wkproxy/wkproxy.yaml "
+                                                "--pid-file /run/wkproxy/wkproxy.pid")
+
+    def test_notify_type_follows_the_main_process_across_binary_upgrades(self):
+        # wkproxy sends READY=1 itself; after SIGUSR2 the old process sends MAINPID= for its
+        # successor, and the successor speaks from then on: both must be heard
+        # (test_systemd_notify.py checks the messages and their senders).
+        self.assertEqual(self.one("Type"), "notify")
+        self.assertEqual(self.one("NotifyAccess"), "all")
+        # The pid file of `wkproxy reload/upgrade --pid-file` lives in the runtime directory.
+        self.assertEqual(self.one("RuntimeDirectory"), "wkproxy")
+        self.assertIn("/run/wkproxy/", self.one("ExecStart"))
+        self.assertNotIn("PIDFile", self.s)
+        # Upgrades are documented, not forbidden.
+        text = read_unit("wkproxy.service")
+        self.assertIn("wkproxy upgrade --pid-file /run/wkproxy/wkproxy.pid", text)
+        self.assertIn("systemctl kill -s USR2 --kill-whom=main wkproxy", text)
+        self.assertNotIn("Do not send SIGUSR2", text)
 
     def test_reload_checks_the_config_then_sends_sighup(self):
         self.assertEqual(self.s["ExecReload"], ["/usr/bin/wkproxy -t -c /etc/wkproxy/wkproxy.yaml",
@@ -177,7 +192,8 @@ class ServiceSettingsTest(unittest.TestCase):
         self.assertEqual(self.s["SystemCallFilter"][0], "@system-service")
 
     def test_hardening_keeps_what_wkproxy_needs(self):
-        # SIGUSR2 and the check subcommand exec; splice(2) relays passthrough bytes.
+        # SIGUSR2 and the check subcommand exec; splice(2) relays passthrough bytes; sd_notify
+        # and the reload/upgrade answers are unix sockets.
         if not shutil.which("systemd-analyze"):
             missing("systemd-analyze is not installed")
         allowed = subprocess.run(["systemd-analyze", "syscall-filter", "@system-service"],
@@ -189,7 +205,8 @@ class ServiceSettingsTest(unittest.TestCase):
             p = subprocess.run(["systemd-analyze", "syscall-filter", group], capture_output=True,
                                text=True)
             expanded |= set(p.stdout.split())
-        for call in ("splice", "pipe2", "close_range", "execve", "accept4", "epoll_wait"):
+        for call in ("splice", "pipe2", "close_range", "execve", "accept4", "epoll_wait",
+                     "sendto", "connect", "getsockopt"):
             with self.subTest(call=call):
                 self.assertIn(call, names | expanded)
 

@@ -167,7 +167,7 @@ TEST_CASE("bad config files report every error with file, line, column, key and 
         "8:1: colour: unknown key (expected one of: version, listen, origin, cloudfront, domains, "
         "validation, tokens, tokens_dir, timeouts, limits, headers, dns, shutdown, access_log, "
         "log_level, "
-        "workers, admin, aws)"}},
+        "workers, pid_file, admin, aws)"}},
       {"wrong_type.yaml",
        {"2:9: listen: expected a list, got a single value",
         "3:9: origin: expected a URL or a mapping with url, got a list",
@@ -281,6 +281,15 @@ TEST_CASE("each value is checked against its own rule") {
       {"workers above 256 are refused",
        "workers: 257\n",
        {"test.yaml:6:10: workers: expected auto or a number from 1 to 256, got \"257\""}},
+      {"pid_file is a path (its directory need not exist yet)",
+       "pid_file: /nonexistent-run-dir/wkproxy.pid\n",
+       {}},
+      {"an empty pid_file is refused",
+       "pid_file: \"\"\n",
+       {"test.yaml:6:11: pid_file: expected a file path, got an empty string"}},
+      {"a pid_file naming a directory is refused",
+       "pid_file: /run/\n",
+       {"test.yaml:6:11: pid_file: a file path must not end in \"/\", got \"/run/\""}},
       {"access_log may be off", "access_log: \"off\"\n", {}},
       {"methods are upper-cased", "validation: {methods: [get, Head]}\n", {}},
       {"an empty method list is refused",
