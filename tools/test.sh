@@ -5,7 +5,8 @@
 # (tools/lint.sh) on the dev build's compile commands; its findings fail the run too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Chromium renders the status page in tests/integration/test_status_page.py; clang-tidy lints.
+# Chromium renders the status page in tests/integration/test_status_page.py; clang-tidy lints;
+# the base list brings wrk (test_zero_downtime_wrk.py) with the other test clients.
 tools/deps.sh browser lint
 status=0
 for preset in ${PRESETS:-dev asan-ubsan}; do
