@@ -45,7 +45,9 @@ asio::awaitable<void> accept_loop(worker_state* w, tcp::acceptor* acceptor,
   for (;;) {
     tcp::endpoint peer;
     auto [ec, socket] = co_await acceptor->async_accept(peer, nothrow);
-    if (ec == asio::error::operation_aborted || !acceptor->is_open()) {
+    // A connection accepted just before the acceptor closed (a stop, an upgrade) is served:
+    // dropping it would reset a client whose request is on its way.
+    if (ec == asio::error::operation_aborted || (ec && !acceptor->is_open())) {
       co_return;
     }
     if (ec) {
