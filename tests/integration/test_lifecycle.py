@@ -20,27 +20,13 @@ import tempfile
 import time
 import unittest
 
-from wkharness import (LOOPBACK, ProxyTestCase, RawClient, admin_config, admin_get,
+from wkharness import (read_pid, pid_alive, LOOPBACK, ProxyTestCase, RawClient, admin_config, admin_get,
                        build_request, free_port, make_config, metric_value, pattern_sha256,
                        request, wait_until, wkproxy_bin)
 
 
-def read_pid(proxy):
-    with open(proxy.ports_file) as f:
-        return json.load(f)["pid"]
 
 
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0): look at its state.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 class AdminOnTestCase(ProxyTestCase):

@@ -18,20 +18,10 @@ import time
 import unittest
 import uuid
 
-from wkharness import (ProxyTestCase, Proxy, admin_config, admin_get, make_config, request,
+from wkharness import (pid_alive, ProxyTestCase, Proxy, admin_config, admin_get, make_config, request,
                        wait_until, wkproxy_bin)
 
 
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def read_pid_file(path):

@@ -20,21 +20,12 @@ import struct
 import time
 import unittest
 
-from wkharness import (ProxyTestCase, SocketReader, admin_config, admin_get, build_request,
+from wkharness import (read_pid, pid_alive, ProxyTestCase, SocketReader, admin_config, admin_get, build_request,
                        pattern_sha256, wait_until)
 
 
-def read_pid(proxy):
-    with open(proxy.ports_file) as f:
-        return json.load(f)["pid"]
 
 
-def pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def metric(exposition: str, name: str, labels: str) -> float:

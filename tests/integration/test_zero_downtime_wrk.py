@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import unittest
 
-from wkharness import (LightOrigin, ProxyTestCase, admin_config, have_tool, make_config,
+from wkharness import (read_pid, pid_alive, LightOrigin, ProxyTestCase, admin_config, have_tool, make_config,
                        missing, wait_until)
 
 # The cloudfront upstream is never used here (no validation requests): a port nothing listens on.
@@ -59,17 +59,8 @@ def parse_wrk(out: str) -> dict:
     return r
 
 
-def read_pid(proxy) -> int:
-    with open(proxy.ports_file) as f:
-        return json.load(f)["pid"]
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 class ZeroDowntimeWrkTest(ProxyTestCase):

@@ -39,7 +39,7 @@ from .common import (CF_SNI, DOMAINS, LOOPBACK, TENANT, VALIDATION_PREFIX, avail
                      free_port, have_tool, in_ci, ipv6_available, missing, wait_until)
 from .config import DEFAULT_TIMEOUTS, admin_config, make_config
 from .payload import pattern_bytes, pattern_chunks, pattern_sha256
-from .process import Proxy, run_check, run_wkproxy_check, wkproxy_bin
+from .process import Proxy, pid_alive, read_pid, run_check, run_wkproxy_check, wkproxy_bin
 from .testcase import ProxyTestCase
 from .tls import TestCA
 from .wire import (PROXY_V2_SIGNATURE, Headers, PeerClosed, ProtocolError, SocketReader,
@@ -48,7 +48,7 @@ from .wire import (PROXY_V2_SIGNATURE, Headers, PeerClosed, ProtocolError, Socke
 __all__ = [
     "ACM_ACCOUNT", "CF_SNI", "DEFAULT_TIMEOUTS", "DOMAINS", "LOOPBACK", "PROXY_V2_SIGNATURE",
     "TENANT", "VALIDATION_PREFIX", "CurlResult", "FaultOrigin", "Headers", "LightOrigin", "PeerClosed",
-    "ProtocolError", "Proxy", "ProxyTestCase", "RawClient", "RawExchange", "RawRecordingBackend",
+    "ProtocolError", "Proxy", "ProxyTestCase", "pid_alive", "read_pid", "RawClient", "RawExchange", "RawRecordingBackend",
     "RecordedRequest", "RecordingBackend", "Response", "SocketReader", "StubAWS", "TestCA",
     "ValidationBackend", "_parse_head", "admin_config", "admin_get", "available", "build_request",
     "chunked_body", "curl", "exchange_raw", "free_port", "have_tool", "in_ci", "ipv6_available",

@@ -244,3 +244,19 @@ def run_wkproxy_check(*args, timeout=120) -> subprocess.CompletedProcess:
     """`wkproxy check ARGS...`; returns the CompletedProcess (text stdout/stderr)."""
     return subprocess.run([wkproxy_bin(), "check", *args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, exited but not yet reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def read_pid(proxy) -> int:
+    """The pid in a proxy's ports file: the process serving now (it changes at each upgrade)."""
+    import json
+    with open(proxy.ports_file) as f:
+        return json.load(f)["pid"]
