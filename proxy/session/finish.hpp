@@ -93,9 +93,12 @@ asio::awaitable<bool> finish(context& w, const wk::runtime::snapshot& rt, Client
     st.client_keep_alive = false;
   }
   write_access_log(w, st, f, conn);
-  // A local answer decided keep-alive when it was sent.
-  const bool keep = st.local_answer ? st.client_keep_alive
-                                    : st.client_keep_alive && request_consumed && !*st.stopping;
+  // Keep-alive was decided when the answer's head was built (a stop that began before then
+  // made it Connection: close). A stop that began after it does not close the connection: its
+  // client was told it stays open and may be sending its next request right now, which is
+  // answered with Connection: close.
+  const bool keep =
+      st.local_answer ? st.client_keep_alive : st.client_keep_alive && request_consumed;
   if (!keep && !request_consumed && st.response_started && !st.tunnel) {
     co_await lingering_close(client);
   }

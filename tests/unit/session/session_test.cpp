@@ -18,6 +18,7 @@
 #include <doctest/doctest.h>
 
 #include <exception>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -109,6 +110,8 @@ struct bench {
   wk::http::head_storage fields;
   std::optional<bool> keep;  // set when handle_request completed
   session::fault upstream_fault;
+  std::function<void()> before_exchange = [] {};
+  std::function<void()> after_exchange = [] {};
 
   explicit bench(std::size_t fail_after = std::size_t(-1))
       : fc(fail_after), client(ioc, fc), client_peer(ioc), up(ioc, fc), up_peer(ioc) {
@@ -134,8 +137,10 @@ struct bench {
     auto to_upstream = [this](const wk::runtime::snapshot& rt, session::request_parser& parser,
                               const session::prepared& req, session::body_buffer& chunk,
                               session::request_state& st) -> asio::awaitable<session::fault> {
+      before_exchange();
       auto f = co_await session::exchange(up, ubuf, fields, client, cbuf, parser, req.head, chunk,
                                           st, *rt.cfg, req.expect_continue);
+      after_exchange();
       upstream_fault = f;
       co_return f;
     };
@@ -193,6 +198,30 @@ TEST_CASE("a GET is relayed end to end and the connection stays open") {
   CHECK(got.ends_with("\r\n\r\nhello"));
   CHECK(b.origin_requests(2) == 1);  // 2xx
   CHECK(b.failures(wk::core::failure::upstream_reset) == 0);
+}
+
+TEST_CASE("a graceful stop that begins after the answer's head keeps the connection open") {
+  // The client was told the connection stays open and may be sending its next request right
+  // now: closing it would lose that request. Its next request is answered with close instead.
+  bench b;
+  b.after_exchange = [&b] { b.w.stopping = true; };
+  b.run(get_request, ok_response);
+  REQUIRE(b.keep.has_value());
+  CHECK(*b.keep);
+  const auto got = b.to_client();
+  CHECK(got.find("Connection: close") == std::string::npos);
+  CHECK(got.ends_with("\r\n\r\nhello"));
+}
+
+TEST_CASE("a graceful stop that begins while a request is in flight answers it with close") {
+  bench b;
+  b.before_exchange = [&b] { b.w.stopping = true; };
+  b.run(get_request, ok_response);
+  REQUIRE(b.keep.has_value());
+  CHECK_FALSE(*b.keep);
+  const auto got = b.to_client();
+  CHECK(got.find("\r\nConnection: close\r\n") != std::string::npos);
+  CHECK(got.ends_with("\r\n\r\nhello"));
 }
 
 TEST_CASE("a chunked response is relayed chunked") {
