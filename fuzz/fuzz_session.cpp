@@ -215,8 +215,6 @@ struct backend_exchange {
 struct harness {
   observe::counters counters;
   validation::event_store events;
-  observe::labelled_counters validation_requests;
-  observe::labelled_counters passthrough_connections;
   session::context w;
   session::client_info conn;
   asio::io_context ioc;
@@ -235,8 +233,6 @@ struct harness {
     events.configure(v.events, v.events_per_domain);  // off: no line per event
     w.report.counters = &counters;
     w.report.events = &events;
-    w.report.validation_requests = &validation_requests;
-    w.report.passthrough_connections = &passthrough_connections;
     conn.peer = "192.0.2.7:4711";
     conn.peer_ip = "192.0.2.7";
     client.connect(client_peer);

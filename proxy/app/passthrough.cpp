@@ -45,16 +45,15 @@ struct passthrough_state {
 
 // The SNI as a metrics label: only names the config knows (a route or a tenant domain), so a
 // scanner cannot create time series at will.
-std::string sni_label(const runtime::snapshot& rt, const runtime::listener_runtime& l,
-                      std::string_view sni) {
+std::string_view sni_label(const runtime::snapshot& rt, const runtime::listener_runtime& l,
+                           std::string_view sni) {
   if (sni.empty()) {
     return "none";
   }
-  const auto& domains = rt.cfg->validation.domains;
   const bool known = std::any_of(l.sni_routes.begin(), l.sni_routes.end(),
                                  [&](const runtime::sni_target& r) { return r.pattern == sni; }) ||
-                     std::find(domains.begin(), domains.end(), sni) != domains.end();
-  return known ? std::string(sni) : "other";
+                     rt.routes.domains.lists(sni);
+  return known ? sni : std::string_view("other");
 }
 
 void write_log(worker_state* w, const passthrough_state& st, const session::client_info& info) {
@@ -138,8 +137,8 @@ asio::awaitable<void> serve_passthrough(worker_state* w, tcp::socket socket,
     co_return;
   }
   st.target = &listener->passthrough_for(st.sni);
-  w->report.passthrough_connections->add(
-      {{"listener", listener->cfg->address}, {"sni", sni_label(*rt, *listener, st.sni)}});
+  w->metrics.passthrough_connections.add(
+      {listener->cfg->address, sni_label(*rt, *listener, st.sni)});
   std::string preface;
   if (st.target->cfg.send_proxy_protocol == config::proxy_protocol::v1) {
     preface = wire::build_proxy_v1(info.pp);

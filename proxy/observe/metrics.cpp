@@ -18,28 +18,6 @@ void histogram::observe(double seconds) {
   sum_.store(sum_.load(std::memory_order_relaxed) + seconds, std::memory_order_relaxed);
 }
 
-void labelled_counters::add(std::vector<std::pair<std::string, std::string>> labels,
-                            std::uint64_t n) {
-  std::lock_guard lock(mu_);
-  values_[std::move(labels)] += n;
-}
-
-std::vector<std::pair<std::vector<std::pair<std::string, std::string>>, std::uint64_t>>
-labelled_counters::snapshot() const {
-  std::lock_guard lock(mu_);
-  return {values_.begin(), values_.end()};
-}
-
-labelled_counters& validation_requests() {
-  static labelled_counters c;
-  return c;
-}
-
-labelled_counters& passthrough_connections() {
-  static labelled_counters c;
-  return c;
-}
-
 std::string escape_label(std::string_view value) {
   std::string out;
   out.reserve(value.size());
@@ -58,6 +36,19 @@ std::string escape_label(std::string_view value) {
 }
 
 namespace {
+
+// One worker-set of labelled counters summed over every worker, ordered by label values.
+template <std::size_t N>
+std::map<std::array<std::string, N>, std::uint64_t>
+merged(std::span<const worker_metrics* const> workers,
+       labelled_counters<N> worker_metrics::*which) {
+  std::map<std::array<std::string, N>, std::uint64_t> out;
+  for (const auto* w : workers) {
+    (w->*which).for_each(
+        [&out](const std::array<std::string, N>& labels, std::uint64_t n) { out[labels] += n; });
+  }
+  return out;
+}
 
 std::string number(double v) {
   if (std::isinf(v)) {
@@ -291,14 +282,17 @@ void process(exposition& e, const scrape_input& in) {
   e.family("wkproxy_validation_requests_total", "counter",
            "Requests on the validation route, by tenant domain (configured names only, else "
            "\"other\"), action and status code.");
-  for (const auto& [labels, n] : validation_requests().snapshot()) {
-    e.sample("wkproxy_validation_requests_total", labels, std::to_string(n));
+  for (const auto& [labels, n] : merged(in.workers, &worker_metrics::validation_requests)) {
+    e.sample("wkproxy_validation_requests_total",
+             {{"domain", labels[0]}, {"action", labels[1]}, {"code", labels[2]}},
+             std::to_string(n));
   }
   e.family("wkproxy_passthrough_connections_total", "counter",
            "TLS passthrough connections, by listener and SNI (configured names only, else "
            "\"other\").");
-  for (const auto& [labels, n] : passthrough_connections().snapshot()) {
-    e.sample("wkproxy_passthrough_connections_total", labels, std::to_string(n));
+  for (const auto& [labels, n] : merged(in.workers, &worker_metrics::passthrough_connections)) {
+    e.sample("wkproxy_passthrough_connections_total", {{"listener", labels[0]}, {"sni", labels[1]}},
+             std::to_string(n));
   }
   e.family("wkproxy_build_info", "gauge", "Version and source revision of this binary.");
   e.sample("wkproxy_build_info", {{"version", in.version}, {"revision", in.revision}}, "1");

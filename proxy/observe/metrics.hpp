@@ -10,7 +10,15 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace wk::observe {
 
@@ -91,6 +99,79 @@ inline constexpr std::array<std::string_view, 7> upstream_error_names{
 // address keeps its index across reloads); beyond the last slot they share it.
 inline constexpr std::size_t max_listener_labels = 32;
 
+// Counters keyed by label values known only at run time (validation domains, passthrough
+// server names), one set per worker like the rest of worker_metrics: one writing thread, any
+// number of readers. The writer finds a label set's counter through an index only it touches
+// (one hash lookup of the values, no lock, no allocation once the set was seen); readers walk
+// an append-only list whose entries are published (release) after their values are written,
+// so a scrape never blocks a worker. Entries live as long as the set: the caller bounds the
+// values (configured names, else "other").
+template <std::size_t N> class labelled_counters {
+public:
+  using values = std::array<std::string_view, N>;
+
+  labelled_counters() = default;
+  labelled_counters(const labelled_counters&) = delete;
+  labelled_counters& operator=(const labelled_counters&) = delete;
+
+  // Writer thread only.
+  void add(const values& v, std::uint64_t n = 1) {
+    key_.clear();
+    for (auto part : v) {
+      // Length-prefixed: no two different sets of values make the same key, whatever bytes
+      // they hold.
+      const auto len = static_cast<std::uint32_t>(part.size());
+      key_.append(reinterpret_cast<const char*>(&len), sizeof len);
+      key_.append(part);
+    }
+    if (auto it = index_.find(std::string_view(key_)); it != index_.end()) {
+      it->second->count.add(n);
+      return;
+    }
+    auto e = std::make_unique<entry>();
+    for (std::size_t i = 0; i < N; ++i) {
+      e->labels[i] = std::string(v[i]);
+    }
+    e->count.add(n);
+    entry* raw = e.get();
+    index_.emplace(key_, raw);
+    entries_.push_back(std::move(e));
+    if (last_ == nullptr) {
+      first_.store(raw, std::memory_order_release);
+    } else {
+      last_->next.store(raw, std::memory_order_release);
+    }
+    last_ = raw;
+  }
+
+  // Any thread: f(const std::array<std::string, N>& labels, std::uint64_t count) for every
+  // label set seen so far, oldest first.
+  template <class F> void for_each(F&& f) const {
+    for (const entry* e = first_.load(std::memory_order_acquire); e != nullptr;
+         e = e->next.load(std::memory_order_acquire)) {
+      f(e->labels, e->count.get());
+    }
+  }
+
+private:
+  struct entry {
+    std::array<std::string, N> labels;
+    counter count;
+    std::atomic<const entry*> next{nullptr};
+  };
+  struct key_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+
+  std::atomic<const entry*> first_{nullptr};
+  // The writer's own: the last entry, every entry (owned), and the index with its key buffer.
+  entry* last_ = nullptr;
+  std::vector<std::unique_ptr<entry>> entries_;
+  std::unordered_map<std::string, entry*, key_hash, std::equal_to<>> index_;
+  std::string key_;
+};
+
 struct worker_metrics {
   static constexpr std::size_t routes = static_cast<std::size_t>(route_label::count_);
   static constexpr std::size_t upstreams = static_cast<std::size_t>(upstream_label::count_);
@@ -108,6 +189,10 @@ struct worker_metrics {
   std::array<gauge, upstreams> pool_idle;      // idle pooled connections now
   gauge tunnels;                               // 101 and passthrough tunnels open now
   gauge parked;  // keep-alive connections waiting in the parking lot now
+  // Validation requests by domain (configured names, else "other"), action and status code.
+  labelled_counters<3> validation_requests;
+  // Passthrough connections by listener and SNI (configured names, else "other").
+  labelled_counters<2> passthrough_connections;
 
   void record_request(std::size_t listener, route_label route, unsigned status,
                       std::chrono::steady_clock::duration took, std::uint64_t in,
@@ -121,36 +206,6 @@ struct worker_metrics {
     bytes_out[r].add(out);
   }
 };
-
-}  // namespace wk::observe
-
-#include <map>
-#include <mutex>
-#include <span>
-#include <string>
-#include <utility>
-#include <vector>
-
-namespace wk::observe {
-
-// Counters with label values known only at run time (validation domains, passthrough server
-// names), for events far rarer than requests: one mutex, values bounded by the caller.
-class labelled_counters {
-public:
-  // `labels`: name/value pairs, in the same order for every call.
-  void add(std::vector<std::pair<std::string, std::string>> labels, std::uint64_t n = 1);
-  std::vector<std::pair<std::vector<std::pair<std::string, std::string>>, std::uint64_t>>
-  snapshot() const;
-
-private:
-  mutable std::mutex mu_;
-  std::map<std::vector<std::pair<std::string, std::string>>, std::uint64_t> values_;
-};
-
-// Process-wide: validation requests by domain/action/code, passthrough connections by
-// listener/SNI.
-labelled_counters& validation_requests();
-labelled_counters& passthrough_connections();
 
 // Everything one scrape needs besides the process counters (observe/counters.hpp).
 struct scrape_input {

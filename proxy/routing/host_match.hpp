@@ -1,6 +1,7 @@
 #pragma once
 // Host header handling and the tenant allow-list.
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,6 +22,11 @@ public:
   explicit host_allow_list(const std::vector<std::string>& patterns);
 
   [[nodiscard]] bool allows(std::string_view normalized_host) const;
+  // Whether the host is one of the exact names listed (not matched by a pattern): the names
+  // metrics label by themselves. A binary search, whatever the number of tenants.
+  [[nodiscard]] bool lists(std::string_view normalized_host) const {
+    return std::binary_search(exact_.begin(), exact_.end(), normalized_host);
+  }
 
 private:
   std::vector<std::string> exact_;      // sorted

@@ -57,8 +57,6 @@ using body_buffer = std::array<char, body_chunk_size>;
 struct sinks {
   observe::counters* counters = &observe::process_counters();
   validation::event_store* events = &validation::events();
-  observe::labelled_counters* validation_requests = &observe::validation_requests();
-  observe::labelled_counters* passthrough_connections = &observe::passthrough_connections();
 };
 
 class handoff_sender;

@@ -1,9 +1,11 @@
 #pragma once
 // Validation events: one structured record per request that reached the validation route,
 // written as a JSON line to its own stream or file (apart from the bulk access log) and kept in
-// memory, the last N per bucket, for the status page. Validation requests are rare (a CA's
-// few fetches per certificate), so one mutex is fine here; nothing on the pass-through path
-// touches this.
+// memory, the last N per bucket, for the status page. Validation requests are rare in real life
+// (a CA's few fetches per certificate) but a load test or a flood can send thousands a second,
+// so recording one costs no heap allocation once its bucket is full: each bucket is a ring of
+// events whose strings are reused, and the JSON line is built on the stack, only when a log
+// output is configured. One mutex, held for the copy into the ring (and the line's write).
 //
 // Memory is bounded whatever the Internet sends (issue 18: a "*" or "*.example.com" allow-list
 // must not let every new Host header add a list of its own):
@@ -23,7 +25,6 @@
 
 #include <chrono>
 #include <cstddef>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -49,8 +50,29 @@ struct event {
   std::string error;  // failure name, "" when none
 };
 
+// The same, as the request handling has it at hand: nothing is copied until it is kept.
+struct event_view {
+  std::chrono::system_clock::time_point time;
+  std::string_view client;
+  std::string_view user_agent;
+  std::string_view domain;
+  std::string_view file;
+  std::string_view mode;
+  std::string_view action;
+  unsigned status = 0;
+  std::string_view upstream;
+  std::string_view location;
+  double latency_ms = 0;
+  std::string_view error;
+};
+
+event_view view_of(const event& e);
+
 // Appends `e` as one JSON object and a newline to `out`.
-void format_json(const event& e, std::string& out);
+void format_json(const event_view& e, std::string& out);
+inline void format_json(const event& e, std::string& out) {
+  format_json(view_of(e), out);
+}
 
 // The names the store keeps events for, in the status page's order: validation.domains (exact
 // names and patterns) as configured, then the token domains not listed there.
@@ -80,7 +102,8 @@ public:
   std::string reopen();
 
   // Any thread: truncates the strings of `e`, writes its line and keeps it in its bucket.
-  void record(event e);
+  void record(const event_view& e);
+  void record(const event& e) { record(view_of(e)); }
 
   // Any thread: the bucket a normalized host's events go to (a configured name, or
   // other_bucket).
@@ -93,8 +116,16 @@ private:
   std::string_view bucket_locked(std::string_view host) const;
 
   mutable std::mutex mu_;
-  std::map<std::string, std::deque<event>, std::less<>> by_bucket_;
-  std::set<std::string, std::less<>> exact_;                  // configured names with a bucket
+  // A bucket's last per_domain_ events: filled in order, then overwritten oldest first
+  // (`next`), each slot's strings keeping their capacity.
+  struct ring {
+    std::vector<event> slots;
+    std::size_t next = 0;
+    std::vector<event> in_order() const;
+  };
+  std::map<std::string, ring, std::less<>> by_bucket_;
+  std::string line_;                          // the JSON line being written (under mu_)
+  std::set<std::string, std::less<>> exact_;  // configured names with a bucket
   std::map<std::string, std::string, std::less<>> suffixes_;  // ".example.com" -> pattern
   bool any_ = false;                                          // "*" configured (and has a bucket)
   std::size_t per_domain_ = 50;

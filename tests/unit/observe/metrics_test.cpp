@@ -2,10 +2,12 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace o = wk::observe;
@@ -55,6 +57,65 @@ TEST_CASE("workers are summed, listeners labelled, label values escaped") {
   // A listener index past the last label shares the last one instead of writing out of bounds.
   a.record_request(1000, o::route_label::origin, 200, std::chrono::milliseconds(1), 0, 0);
   CHECK(a.requests[o::max_listener_labels - 1][0][2].get() == 1);
+}
+
+TEST_CASE("labelled counters: per worker, summed by label values, ordered, never confused") {
+  o::worker_metrics a;
+  o::worker_metrics b;
+  a.validation_requests.add({"example.com", "forward", "200"});
+  a.validation_requests.add({"example.com", "forward", "200"}, 2);
+  b.validation_requests.add({"example.com", "forward", "200"});
+  b.validation_requests.add({"other", "not_found", "404"});
+  // Values that would make the same key if simply joined stay apart (length-prefixed keys).
+  a.passthrough_connections.add({std::string_view("a\0b", 3), "c"});
+  a.passthrough_connections.add({"a", std::string_view("\0bc", 3)});
+  const o::worker_metrics* workers[] = {&a, &b};
+  o::scrape_input in;
+  in.workers = workers;
+  const auto text = o::prometheus_text(in);
+  const auto first = text.find(
+      "wkproxy_validation_requests_total{domain=\"example.com\",action=\"forward\",code=\"200\"} "
+      "4\n");
+  const auto second = text.find(
+      "wkproxy_validation_requests_total{domain=\"other\",action=\"not_found\",code=\"404\"} 1\n");
+  CHECK(first != std::string::npos);
+  CHECK(second != std::string::npos);
+  CHECK(first < second);
+  std::size_t sets = 0;
+  a.passthrough_connections.for_each([&](const auto& labels, std::uint64_t n) {
+    CHECK(n == 1);
+    CHECK(labels[0].size() + labels[1].size() == 4);
+    ++sets;
+  });
+  CHECK(sets == 2);
+}
+
+TEST_CASE("labelled counters: a reader walking while the writer adds sees whole entries") {
+  o::labelled_counters<2> c;
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    while (!done.load()) {
+      c.for_each([](const std::array<std::string, 2>& labels, std::uint64_t n) {
+        CHECK(labels[0].starts_with("name-"));
+        CHECK(labels[1] == "x");
+        CHECK(n >= 1);
+      });
+    }
+  });
+  for (int i = 0; i < 2000; ++i) {
+    const auto name = "name-" + std::to_string(i % 500);
+    c.add({name, "x"});
+  }
+  done = true;
+  reader.join();
+  std::uint64_t total = 0;
+  std::size_t sets = 0;
+  c.for_each([&](const auto&, std::uint64_t n) {
+    total += n;
+    ++sets;
+  });
+  CHECK(sets == 500);
+  CHECK(total == 2000);
 }
 
 TEST_CASE("every metric family is documented in docs/operations.md") {

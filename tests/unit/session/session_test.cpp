@@ -95,8 +95,6 @@ struct bench {
   wk::upstream::resolver_registry dns;
   wk::observe::counters counters;
   wk::validation::event_store events;
-  wk::observe::labelled_counters validation_requests;
-  wk::observe::labelled_counters passthrough_connections;
   session::context w;
   session::client_info conn;
   asio::io_context ioc;
@@ -118,8 +116,6 @@ struct bench {
     w.runtime = make_runtime(dns);
     w.report.counters = &counters;
     w.report.events = &events;
-    w.report.validation_requests = &validation_requests;
-    w.report.passthrough_connections = &passthrough_connections;
     conn.peer = "192.0.2.7:4711";
     conn.peer_ip = "192.0.2.7";
     client.connect(client_peer);

@@ -74,7 +74,7 @@ TEST_CASE("ten thousand hosts under a pattern keep one bucket of events_per_doma
   for (int n = 0; n < 10'000; ++n) {
     auto e = make_event("h" + std::to_string(n) + ".wild.example");
     e.user_agent = big_ua;
-    store.record(std::move(e));
+    store.record(e);
     store.record(make_event("u" + std::to_string(n) + ".unknown.example"));
   }
   store.record(make_event("example.com", "aaa.txt"));
@@ -161,6 +161,42 @@ TEST_CASE("a reload drops the buckets of names no longer configured and trims th
   CHECK_FALSE(snap.contains("b.example"));
   // b.example's next event is one of the other bucket's now.
   CHECK(store.bucket_of("b.example") == event_store::other_bucket);
+}
+
+TEST_CASE("a full bucket keeps its newest events in order across wrap-around and resizes") {
+  event_store store;
+  REQUIRE(store.configure(off(), 4, {"a.example"}).empty());
+  const auto files = [&store] {
+    std::vector<std::string> out;
+    const auto snap = store.snapshot();
+    for (const auto& e : snap.at("a.example")) {
+      out.push_back(e.file);
+    }
+    return out;
+  };
+  for (int i = 0; i < 7; ++i) {  // wraps once and a half
+    store.record(make_event("a.example", std::to_string(i)));
+  }
+  CHECK(files() == std::vector<std::string>{"3", "4", "5", "6"});
+  // Shrinking keeps the newest; growing keeps all and fills up in order from the oldest.
+  REQUIRE(store.configure(off(), 2, {"a.example"}).empty());
+  CHECK(files() == std::vector<std::string>{"5", "6"});
+  store.record(make_event("a.example", "7"));
+  CHECK(files() == std::vector<std::string>{"6", "7"});
+  REQUIRE(store.configure(off(), 3, {"a.example"}).empty());
+  store.record(make_event("a.example", "8"));
+  store.record(make_event("a.example", "9"));
+  CHECK(files() == std::vector<std::string>{"7", "8", "9"});
+  // A slot that held a long string and now holds a short one says only the short one.
+  event long_one = make_event("a.example", std::string(100, 'f'));
+  long_one.user_agent = std::string(200, 'u');
+  store.record(long_one);
+  store.record(make_event("a.example", "10"));
+  store.record(make_event("a.example", "11"));
+  store.record(make_event("a.example", "12"));
+  const auto kept = store.snapshot().at("a.example");
+  CHECK(kept.front().file == "10");
+  CHECK(kept.front().user_agent == "CA/1.0");
 }
 
 TEST_CASE("bucket_names: the configured domains, then the token domains not listed") {
