@@ -426,7 +426,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   h.client.close_remote();  // the client half-closes: EOF after its bytes, still reading
   std::exception_ptr failed;
   asio::co_spawn(h.ioc, h.serve({}), [&](std::exception_ptr e) {
-    failed = e;
+    failed = std::move(e);
     h.done = true;
   });
   h.ioc.run();
