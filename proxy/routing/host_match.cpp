@@ -112,31 +112,35 @@ bool is_ipv6(std::string_view s) {
 
 }  // namespace
 
-std::optional<std::string> normalize_host(std::string_view value) {
-  const std::string lowered = core::to_lower(value);
-  std::string_view s = lowered;
+bool normalize_host(std::string_view value, std::string& out) {
+  out.assign(value);
+  for (char& c : out) {
+    c = core::to_lower(c);
+  }
+  const std::string_view s = out;
 
   if (s.starts_with('[')) {
     const auto close = s.find(']');
     if (close == std::string_view::npos) {
-      return std::nullopt;
+      return false;
     }
     const std::string_view rest = s.substr(close + 1);
     if (!rest.empty() && (rest[0] != ':' || !valid_port(rest.substr(1)))) {
-      return std::nullopt;
+      return false;
     }
-    const std::string_view literal = s.substr(1, close - 1);
-    if (!is_ipv6(literal)) {
-      return std::nullopt;
+    if (!is_ipv6(s.substr(1, close - 1))) {
+      return false;
     }
-    return std::string(literal);
+    out.erase(close);
+    out.erase(0, 1);
+    return true;
   }
 
   std::string_view host = s;
   if (const auto colon = s.find(':'); colon != std::string_view::npos) {
     host = s.substr(0, colon);
     if (!valid_port(s.substr(colon + 1))) {
-      return std::nullopt;
+      return false;
     }
   }
   if (host.ends_with('.')) {
@@ -145,9 +149,18 @@ std::optional<std::string> normalize_host(std::string_view value) {
   if (host.empty() || host.front() == '.' || host.back() == '.' ||
       host.find("..") != std::string_view::npos ||
       !std::all_of(host.begin(), host.end(), is_reg_name_char)) {
+    return false;
+  }
+  out.resize(host.size());  // the host is a prefix of `out`
+  return true;
+}
+
+std::optional<std::string> normalize_host(std::string_view value) {
+  std::string out;
+  if (!normalize_host(value, out)) {
     return std::nullopt;
   }
-  return std::string(host);
+  return out;
 }
 
 host_allow_list::host_allow_list(const std::vector<std::string>& patterns) {

@@ -13,6 +13,9 @@ namespace wk::routing {
 // trailing dot removed, IPv6 brackets removed. std::nullopt when it is not a syntactically valid
 // host ("reg-name" letters/digits/-/. or an IP literal) with an optional numeric port.
 std::optional<std::string> normalize_host(std::string_view value);
+// The same into `out`, reusing its capacity (the per-request path); false when invalid (`out`
+// then holds nothing useful).
+bool normalize_host(std::string_view value, std::string& out);
 
 // The allow-list of tenant domains: exact names, "*.example.com" (exactly one more label), or
 // "*" (any host). Patterns are compared case-insensitively; hosts must already be normalized.

@@ -41,24 +41,25 @@ bool has_ambiguous_slash(std::string_view raw_path) {
          has_triplet(raw_path, "%5C");
 }
 
-normalize_result fail(std::string reason) {
-  normalize_result r;
+void fail(normalize_result& r, std::string_view reason) {
   r.status = target_status::bad_target;
-  r.reason = std::move(reason);
-  return r;
+  r.reason.assign(reason);
 }
 
 // Fills path, query and the flags of `r.value` from "path[?query]" (path may be empty: "/").
-void set_path_and_query(normalize_result& r, std::string_view path_and_query) {
+void set_path_and_query(normalize_result& r, std::string_view path_and_query,
+                        std::string& scratch) {
   target& t = r.value;
   const auto q = path_and_query.find('?');
   std::string_view raw_path = path_and_query.substr(0, q);
   if (q != std::string_view::npos) {
     t.has_query = true;
-    t.query = canonical_escapes(path_and_query.substr(q + 1), false);
+    append_canonical_escapes(path_and_query.substr(q + 1), false, t.query);
   }
-  t.raw_path = raw_path.empty() ? "/" : std::string(raw_path);
-  t.path = remove_dot_segments(canonical_escapes(t.raw_path, true));
+  t.raw_path.assign(raw_path.empty() ? std::string_view("/") : raw_path);
+  scratch.clear();
+  append_canonical_escapes(t.raw_path, true, scratch);
+  remove_dot_segments(scratch, t.path);
   t.slash_ambiguous = has_ambiguous_slash(t.raw_path);
 }
 
@@ -72,42 +73,62 @@ bool has_port(std::string_view authority) {
 }  // namespace
 
 normalize_result normalize_target(std::string_view raw, std::string_view method) {
+  normalize_result r;
+  std::string scratch;
+  normalize_target(raw, method, r, scratch);
+  return r;
+}
+
+void normalize_target(std::string_view raw, std::string_view method, normalize_result& r,
+                      std::string& scratch) {
+  target& t = r.value;
+  r.status = target_status::ok;
+  r.reason.clear();
+  t.form = target_form::origin;
+  t.authority.clear();
+  t.raw_path.clear();
+  t.path.clear();
+  t.query.clear();
+  t.has_query = false;
+  t.slash_ambiguous = false;
   for (const char c : raw) {
     const auto u = static_cast<unsigned char>(c);
     if (u < 0x21 || u == 0x7F) {
-      return fail("invalid character in request target");
+      fail(r, "invalid character in request target");
+      return;
     }
     if (c == '#') {
-      return fail("fragment in request target");
+      fail(r, "fragment in request target");
+      return;
     }
   }
   if (raw.empty()) {
-    return fail("empty request target");
+    fail(r, "empty request target");
+    return;
   }
-
-  normalize_result r;
-  target& t = r.value;
 
   if (method == "CONNECT") {
     // RFC 9112 section 3.2.3: CONNECT takes authority-form only.
     if (!has_port(raw) || !normalize_host(raw)) {
-      return fail("invalid authority-form target");
+      fail(r, "invalid authority-form target");
+      return;
     }
     t.form = target_form::authority;
     t.authority = core::to_lower(raw);
     t.raw_path = "/";
     t.path = "/";
-    return r;
+    return;
   }
 
   if (raw == "*") {
     if (method != "OPTIONS") {
-      return fail("asterisk-form target is only allowed with OPTIONS");
+      fail(r, "asterisk-form target is only allowed with OPTIONS");
+      return;
     }
     t.form = target_form::asterisk;
     t.raw_path = "/";
     t.path = "/";
-    return r;
+    return;
   }
 
   std::string_view path_and_query;
@@ -119,16 +140,19 @@ normalize_result normalize_target(std::string_view raw, std::string_view method)
     const auto sep = raw.find("://");
     if (sep == std::string_view::npos || !(core::iequals(raw.substr(0, sep), "http") ||
                                            core::iequals(raw.substr(0, sep), "https"))) {
-      return fail("invalid request target");
+      fail(r, "invalid request target");
+      return;
     }
     const std::string_view rest = raw.substr(sep + 3);
     const auto end = rest.find_first_of("/?");
     const std::string_view authority = rest.substr(0, end);
     if (authority.find('@') != std::string_view::npos) {
-      return fail("userinfo in request target");
+      fail(r, "userinfo in request target");
+      return;
     }
     if (authority.empty() || !normalize_host(authority)) {
-      return fail("invalid authority in request target");
+      fail(r, "invalid authority in request target");
+      return;
     }
     t.form = target_form::absolute;
     t.authority = core::to_lower(authority);
@@ -136,15 +160,21 @@ normalize_result normalize_target(std::string_view raw, std::string_view method)
   }
 
   if (!valid_percent_encoding(path_and_query)) {
-    return fail("invalid percent-encoding");
+    fail(r, "invalid percent-encoding");
+    return;
   }
-  set_path_and_query(r, path_and_query);
-  return r;
+  set_path_and_query(r, path_and_query, scratch);
 }
 
 std::string remove_dot_segments(std::string_view path) {
-  // Index-based form of the RFC's input buffer: linear time, no re-copying of the input.
   std::string out;
+  remove_dot_segments(path, out);
+  return out;
+}
+
+void remove_dot_segments(std::string_view path, std::string& out) {
+  // Index-based form of the RFC's input buffer: linear time, no re-copying of the input.
+  out.clear();
   out.reserve(path.size());
   const auto pop_segment = [&out] {
     const auto slash = out.rfind('/');
@@ -175,7 +205,6 @@ std::string remove_dot_segments(std::string_view path) {
       in.remove_prefix(n);
     }
   }
-  return out;
 }
 
 }  // namespace wk::routing

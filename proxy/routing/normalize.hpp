@@ -1,6 +1,7 @@
 #pragma once
 // Request-target normalization (RFC 3986 section 6.2.2 and 5.2.4), used only to decide where a
-// request goes. Pure functions: no I/O, no allocation beyond the returned strings.
+// request goes. Pure functions: no I/O, no allocation beyond the returned strings (none with
+// the out-parameter forms once their strings have the room).
 
 #include <string>
 #include <string_view>
@@ -36,8 +37,13 @@ struct normalize_result {
 // Parses and normalizes a request target. `method` selects which forms are allowed:
 // asterisk-form only with OPTIONS, authority-form only with CONNECT.
 normalize_result normalize_target(std::string_view raw, std::string_view method);
+// The same into `r`, reusing the capacity of its strings; `scratch` holds an intermediate.
+void normalize_target(std::string_view raw, std::string_view method, normalize_result& r,
+                      std::string& scratch);
 
 // RFC 3986 section 5.2.4 remove_dot_segments on an already-decoded path.
 std::string remove_dot_segments(std::string_view path);
+// The same into `out` (cleared first; `out` must not overlap `path`).
+void remove_dot_segments(std::string_view path, std::string& out);
 
 }  // namespace wk::routing

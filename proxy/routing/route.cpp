@@ -10,11 +10,10 @@ namespace wk::routing {
 namespace {
 
 // How a lenient server reads `decoded` (output of canonical_escapes(path, true)): "%2F", "%5C" and
-// "\" as
-// "/", runs of "/" merged, then dot segments resolved.
-std::string slash_lenient_reading(std::string_view decoded) {
-  std::string out;
-  out.reserve(decoded.size());
+// "\" as "/", runs of "/" merged, then dot segments resolved. Into `out`, with `work`.
+void slash_lenient_reading(std::string_view decoded, std::string& work, std::string& out) {
+  work.clear();
+  work.reserve(decoded.size());
   for (std::size_t i = 0; i < decoded.size(); ++i) {
     char c = decoded[i];
     if (c == '%' && i + 2 < decoded.size() &&
@@ -24,31 +23,29 @@ std::string slash_lenient_reading(std::string_view decoded) {
     } else if (c == '\\') {
       c = '/';
     }
-    if (c == '/' && !out.empty() && out.back() == '/') {
+    if (c == '/' && !work.empty() && work.back() == '/') {
       continue;
     }
-    out.push_back(c);
+    work.push_back(c);
   }
-  return remove_dot_segments(out);
+  remove_dot_segments(work, out);
 }
 
-decision reject(decision d, unsigned status, std::string reason) {
+void reject(decision& d, unsigned status, std::string_view reason) {
   d.kind = route_kind::reject;
   d.status = status;
-  d.reason = std::move(reason);
+  d.reason.assign(reason);
   d.token.clear();
   d.upstream_target.clear();
-  return d;
 }
 
 // The path and query of an absolute-form target exactly as sent ("/" when the path is empty).
-std::string absolute_form_origin_target(const target& t, std::string_view raw) {
-  std::string out = t.raw_path;
+void absolute_form_origin_target(const target& t, std::string_view raw, std::string& out) {
+  out.assign(t.raw_path);
   if (t.has_query) {
     out.push_back('?');
     out.append(raw.substr(raw.find('?') + 1));
   }
-  return out;
 }
 
 }  // namespace
@@ -65,39 +62,59 @@ bool is_safe_token(std::string_view segment) {
 
 decision route(const route_table& table, const request_facts& facts) {
   decision d;
-  std::optional<std::string> header_host;
+  route_scratch scratch;
+  route(table, facts, d, scratch);
+  return d;
+}
+
+void route(const route_table& table, const request_facts& facts, decision& d,
+           route_scratch& scratch) {
+  d.kind = route_kind::origin;
+  d.status = 0;
+  d.reason.clear();
+  d.host.clear();
+  d.token.clear();
+  d.upstream_target.clear();
+  d.authority.clear();
+  d.origin_target.clear();
+  bool host_valid = false;
   if (facts.host_present) {
-    header_host = normalize_host(facts.host);
-    if (header_host) {
-      d.host = *header_host;
+    host_valid = normalize_host(facts.host, d.host);
+    if (!host_valid) {
+      d.host.clear();
     }
   }
 
   // a. Rejections, in the order a client would want to hear about them.
   if (facts.method == "CONNECT") {
-    return reject(std::move(d), 405, "CONNECT is not supported");
+    reject(d, 405, "CONNECT is not supported");
+    return;
   }
-  normalize_result normalized = normalize_target(facts.target, facts.method);
+  normalize_result& normalized = scratch.normalized;
+  normalize_target(facts.target, facts.method, normalized, scratch.work);
   if (normalized.status != target_status::ok) {
-    return reject(std::move(d), 400, std::move(normalized.reason));
+    reject(d, 400, normalized.reason);
+    return;
   }
   const target& t = normalized.value;
   // RFC 9112 section 3.2: a 1.1 request without Host, or with an invalid one, is a 400 even
   // when an absolute-form target makes the header irrelevant.
   if (facts.http11 && !facts.host_present) {
-    return reject(std::move(d), 400, "missing Host header");
+    reject(d, 400, "missing Host header");
+    return;
   }
-  if (facts.host_present && !header_host) {
-    return reject(std::move(d), 400, "invalid Host header");
+  if (facts.host_present && !host_valid) {
+    reject(d, 400, "invalid Host header");
+    return;
   }
   if (t.form == target_form::absolute) {
     // RFC 9112 section 3.2.2: the target's authority replaces Host.
-    auto authority_host = normalize_host(t.authority);
-    if (!authority_host) {
-      return reject(std::move(d), 400, "invalid authority in request target");
+    if (!normalize_host(t.authority, scratch.work)) {
+      reject(d, 400, "invalid authority in request target");
+      return;
     }
-    d.host = std::move(*authority_host);
-    d.authority = t.authority;
+    d.host.assign(scratch.work);
+    d.authority.assign(t.authority);
   }
 
   // b. Targets that a backend could read as inside the prefix area when we do not, or the
@@ -105,12 +122,19 @@ decision route(const route_table& table, const request_facts& facts) {
   const std::string_view prefix = table.prefix;
   const bool in_prefix = t.path.starts_with(prefix);
   if (t.form == target_form::origin || t.form == target_form::absolute) {
-    const std::string decoded = canonical_escapes(t.raw_path, true);
+    std::string& decoded = scratch.decoded;
+    decoded.clear();
+    append_canonical_escapes(t.raw_path, true, decoded);
     if (!in_prefix && decoded.starts_with(prefix)) {
-      return reject(std::move(d), 400, "ambiguous request target");
+      reject(d, 400, "ambiguous request target");
+      return;
     }
-    if (t.slash_ambiguous && (in_prefix || slash_lenient_reading(decoded).starts_with(prefix))) {
-      return reject(std::move(d), 400, "ambiguous request target");
+    if (t.slash_ambiguous) {
+      slash_lenient_reading(decoded, scratch.work, scratch.lenient);
+      if (in_prefix || scratch.lenient.starts_with(prefix)) {
+        reject(d, 400, "ambiguous request target");
+        return;
+      }
     }
   }
 
@@ -122,16 +146,18 @@ decision route(const route_table& table, const request_facts& facts) {
     if (is_safe_token(remainder) && method_allowed && table.domains.allows(d.host) &&
         !facts.has_body && !facts.upgrade) {
       d.kind = route_kind::validation;
-      d.token = std::string(remainder);
-      d.origin_target = t.form == target_form::absolute
-                            ? absolute_form_origin_target(t, facts.target)
-                            : std::string(facts.target);
-      d.upstream_target = t.path;
+      d.token.assign(remainder);
+      if (t.form == target_form::absolute) {
+        absolute_form_origin_target(t, facts.target, d.origin_target);
+      } else {
+        d.origin_target.assign(facts.target);
+      }
+      d.upstream_target.assign(t.path);
       if (t.has_query) {
         d.upstream_target.push_back('?');
         d.upstream_target.append(t.query);
       }
-      return d;
+      return;
     }
   }
 
@@ -139,15 +165,14 @@ decision route(const route_table& table, const request_facts& facts) {
   d.kind = route_kind::origin;
   switch (t.form) {
   case target_form::absolute:
-    d.upstream_target = absolute_form_origin_target(t, facts.target);
+    absolute_form_origin_target(t, facts.target, d.upstream_target);
     break;
   case target_form::origin:
   case target_form::asterisk:
   case target_form::authority:
-    d.upstream_target = std::string(facts.target);
+    d.upstream_target.assign(facts.target);
     break;
   }
-  return d;
 }
 
 }  // namespace wk::routing

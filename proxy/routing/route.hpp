@@ -48,6 +48,20 @@ struct decision {
 
 decision route(const route_table& table, const request_facts& facts);
 
+// What route() works in; one per worker (routing never waits, so one request at a time uses
+// it). Its strings keep their capacity from request to request.
+struct route_scratch {
+  normalize_result normalized;
+  std::string decoded;
+  std::string lenient;
+  std::string work;
+};
+
+// The same into `d`, whose strings are reused (assigned, never built anew): with a `d` and a
+// `scratch` that have served requests before, routing allocates nothing.
+void route(const route_table& table, const request_facts& facts, decision& d,
+           route_scratch& scratch);
+
 // True for a file name allowed as a token: [A-Za-z0-9._-]+, not "." or "..".
 bool is_safe_token(std::string_view segment);
 

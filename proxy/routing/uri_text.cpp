@@ -6,7 +6,12 @@ namespace wk::routing {
 
 std::string canonical_escapes(std::string_view s, bool decode_unreserved) {
   std::string out;
-  out.reserve(s.size());
+  append_canonical_escapes(s, decode_unreserved, out);
+  return out;
+}
+
+void append_canonical_escapes(std::string_view s, bool decode_unreserved, std::string& out) {
+  out.reserve(out.size() + s.size());
   for (std::size_t i = 0; i < s.size(); ++i) {
     if (s[i] != '%' || i + 2 >= s.size()) {
       out.push_back(s[i]);
@@ -28,7 +33,6 @@ std::string canonical_escapes(std::string_view s, bool decode_unreserved) {
     }
     i += 2;
   }
-  return out;
 }
 
 }  // namespace wk::routing

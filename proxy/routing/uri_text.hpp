@@ -33,5 +33,7 @@ constexpr bool is_unreserved(char c) {
 // `decode_unreserved`), otherwise kept with upper-case hex (RFC 3986 section 6.2.2.1-2).
 // Invalid triplets are copied unchanged.
 std::string canonical_escapes(std::string_view s, bool decode_unreserved);
+// The same, appended to `out` (no allocation when `out` has the room).
+void append_canonical_escapes(std::string_view s, bool decode_unreserved, std::string& out);
 
 }  // namespace wk::routing

@@ -31,4 +31,19 @@ void context::give_buffer(std::unique_ptr<body_buffer> b) {
   }
 }
 
+routing::decision context::take_decision() {
+  if (free_decisions.empty()) {
+    return {};
+  }
+  auto d = std::move(free_decisions.back());
+  free_decisions.pop_back();
+  return d;
+}
+
+void context::give_decision(routing::decision d) {
+  if (free_decisions.size() < 1024) {  // as many as were ever in flight at once, bounded
+    free_decisions.push_back(std::move(d));
+  }
+}
+
 }  // namespace wk::session

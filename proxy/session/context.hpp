@@ -11,6 +11,7 @@
 #include "observe/access_log.hpp"
 #include "observe/counters.hpp"
 #include "observe/metrics.hpp"
+#include "routing/route.hpp"
 #include "runtime/runtime.hpp"
 #include "upstream/pool.hpp"
 #include "validation/events.hpp"
@@ -90,6 +91,12 @@ struct context {
 
   std::unique_ptr<body_buffer> take_buffer();
   void give_buffer(std::unique_ptr<body_buffer> b);
+
+  // Routing decisions, the same way: their strings keep their capacity from one request to
+  // the next, so routing a request allocates nothing once the worker is warm.
+  std::vector<routing::decision> free_decisions;
+  routing::decision take_decision();
+  void give_decision(routing::decision d);
 };
 
 // Counts a client connection in its worker and listener (the accept loop counted it in the

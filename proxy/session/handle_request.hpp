@@ -26,6 +26,7 @@ asio::awaitable<bool> handle_request(context& w, Client& client, beast::flat_buf
                                      const client_info& conn, bool last, ToUpstream to_upstream) {
   auto rt = w.runtime;  // this request's snapshot, even if a reload happens meanwhile
   request_state st;
+  st.decision = w.take_decision();
   st.decision.kind = routing::route_kind::reject;
   // A plain connection of a process handing its connections to a successor stays open: it is
   // handed over after this answer. Any other closes after its answer once the worker stops.
@@ -57,7 +58,9 @@ asio::awaitable<bool> handle_request(context& w, Client& client, beast::flat_buf
       w.give_buffer(std::move(chunk));
     }
   }
-  co_return co_await finish(w, *rt, client, st, f, conn, consumed);
+  const bool keep = co_await finish(w, *rt, client, st, f, conn, consumed);
+  w.give_decision(std::move(st.decision));
+  co_return keep;
 }
 
 // The same with the upstream pool: forward().

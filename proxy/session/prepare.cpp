@@ -45,7 +45,9 @@ fault prepare(const wk::runtime::snapshot& rt, const request_parser& parser,
   const auto& cfg = *rt.cfg;
   const auto& req = parser.get();
   auto facts = http::facts_of(req, !parser.is_done());
-  st.decision = routing::route(rt.routes, facts);
+  // Routing never waits: one scratch per worker thread serves every request in turn.
+  thread_local routing::route_scratch scratch;
+  routing::route(rt.routes, facts, st.decision, scratch);
   st.upgrade_requested =
       st.decision.kind == routing::route_kind::origin && st.http11 && http::wants_upgrade(req);
   if (st.decision.kind == routing::route_kind::reject) {

@@ -52,7 +52,7 @@ struct row {
   std::string_view authority{};                    // checked unless rejected
 };
 
-routing::route_table make_table(std::vector<std::string> domains,
+routing::route_table make_table(const std::vector<std::string>& domains,
                                 std::string prefix = std::string(P)) {
   routing::route_table table;
   table.prefix = std::move(prefix);
@@ -73,6 +73,19 @@ void check_rows(const routing::route_table& table, const std::vector<row>& rows)
       facts.upgrade = r.upgrade;
 
       const routing::decision d = routing::route(table, facts);
+      // The per-request form reuses one decision and one scratch for every row, in whatever
+      // order the rows run: nothing of an earlier request may show in a later decision.
+      static routing::decision reused;
+      static routing::route_scratch scratch;
+      routing::route(table, facts, reused, scratch);
+      CHECK(reused.kind == d.kind);
+      CHECK(reused.status == d.status);
+      CHECK(reused.reason == d.reason);
+      CHECK(reused.host == d.host);
+      CHECK(reused.token == d.token);
+      CHECK(reused.upstream_target == d.upstream_target);
+      CHECK(reused.authority == d.authority);
+      CHECK(reused.origin_target == d.origin_target);
 
       CHECK(d.kind == r.kind);
       CHECK(d.status == r.status);

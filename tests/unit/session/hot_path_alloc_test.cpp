@@ -6,6 +6,7 @@
 
 #include "config/load.hpp"
 #include "observe/log_file.hpp"
+#include "routing/route.hpp"
 #include "runtime/runtime.hpp"
 #include "session/finish.hpp"
 #include "validation/events.hpp"
@@ -161,6 +162,40 @@ TEST_CASE("an origin request's bookkeeping allocates nothing once warm") {
   b.st.target = "/index.html";
   b.w.log.set_destination(dev_null(), wk::config::log_format::combined);
   CHECK(allocations_per_request(b.w, b.st, b.conn, 10'000) == 0.0);
+}
+
+TEST_CASE("routing a request allocates nothing once its decision and scratch are warm") {
+  wk::upstream::resolver_registry dns;
+  const auto rt = make_runtime(dns);
+  wk::routing::decision d;
+  wk::routing::route_scratch scratch;
+  const auto allocations_routing = [&](const wk::routing::request_facts& facts) {
+    for (int i = 0; i < 10; ++i) {
+      wk::routing::route(rt->routes, facts, d, scratch);
+    }
+    const auto before = allocations.load();
+    for (int i = 0; i < 10'000; ++i) {
+      wk::routing::route(rt->routes, facts, d, scratch);
+    }
+    return allocations.load() - before;
+  };
+  wk::routing::request_facts facts;
+  facts.method = "GET";
+  facts.host = "Shop.Tenant-With-A-Long-Name.Example:80";
+  facts.host_present = true;
+  // Longer than any short-string buffer, with escapes, dot segments and a query.
+  facts.target = "/catalogue/2026/%7Esummer/./items/../items/a-rather-long-product-name.html?x=%2f";
+  CHECK(allocations_routing(facts) == 0);
+  CHECK(d.kind == wk::routing::route_kind::origin);
+  CHECK(d.host == "shop.tenant-with-a-long-name.example");
+  facts.host = "a.wild.example";
+  facts.target = "/.well-known/pki-validation/5D41402ABC4B2A76B9719D911017C592.txt";
+  CHECK(allocations_routing(facts) == 0);
+  CHECK(d.kind == wk::routing::route_kind::validation);
+  CHECK(d.token == "5D41402ABC4B2A76B9719D911017C592.txt");
+  facts.target = "/.well-known/pki-validation/%2e%2e/secret";
+  CHECK(allocations_routing(facts) == 0);
+  CHECK(d.kind == wk::routing::route_kind::reject);
 }
 
 TEST_CASE("the replaced operator new counts (else every check above would pass)") {
