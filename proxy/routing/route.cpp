@@ -69,14 +69,7 @@ decision route(const route_table& table, const request_facts& facts) {
 
 void route(const route_table& table, const request_facts& facts, decision& d,
            route_scratch& scratch) {
-  d.kind = route_kind::origin;
-  d.status = 0;
-  d.reason.clear();
-  d.host.clear();
-  d.token.clear();
-  d.upstream_target.clear();
-  d.authority.clear();
-  d.origin_target.clear();
+  d.clear();
   bool host_valid = false;
   if (facts.host_present) {
     host_valid = normalize_host(facts.host, d.host);

@@ -44,6 +44,19 @@ struct decision {
   std::string authority;        // absolute-form only: replaces Host (RFC 9112 section 3.2.2)
   std::string origin_target;    // validation only: the target the origin gets if the validation
                                 // action passes the request on (as sent)
+
+  // Back to a default decision, keeping the strings' capacity (a reused decision must never
+  // show an earlier request's host or target).
+  void clear() {
+    kind = route_kind::origin;
+    status = 0;
+    reason.clear();
+    host.clear();
+    token.clear();
+    upstream_target.clear();
+    authority.clear();
+    origin_target.clear();
+  }
 };
 
 decision route(const route_table& table, const request_facts& facts);

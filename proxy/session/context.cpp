@@ -37,6 +37,7 @@ routing::decision context::take_decision() {
   }
   auto d = std::move(free_decisions.back());
   free_decisions.pop_back();
+  d.clear();  // a request that fails before routing must not log the previous one's host
   return d;
 }
 

@@ -80,7 +80,7 @@ void settle(asio::io_context& ioc) {
 // Parks the first socket of a fresh pair as an answered keep-alive connection of `slot`;
 // returns the peer socket.
 tcp::socket park_one(asio::io_context& ioc, wk::app::worker_state& w,
-                     std::shared_ptr<wk::net::listener_slot> slot) {
+                     const std::shared_ptr<wk::net::listener_slot>& slot) {
   auto [a, b] = socket_pair(ioc);
   if (!w.lot) {
     w.lot = std::make_unique<wk::net::parking_lot>(ioc.get_executor(),
@@ -185,4 +185,27 @@ TEST_CASE("begin_stop closes no connection, close_idle every idle one") {
   CHECK(answered.done);
   CHECK(fresh.done);
   ioc.stop();
+}
+
+TEST_CASE("a recycled routing decision comes back empty, with its strings' capacity") {
+  // A request that fails before it is routed (a malformed head, a timeout) is logged with the
+  // decision it was given: it must not carry the previous request's host or target.
+  session::context w;
+  auto d = w.take_decision();
+  d.kind = wk::routing::route_kind::validation;
+  d.status = 400;
+  d.host = "previous-request.tenant.example";
+  d.upstream_target = "/.well-known/pki-validation/previous-token-file-name.txt";
+  d.token = "previous-token-file-name.txt";
+  d.reason = "earlier";
+  const auto capacity = d.host.capacity();
+  w.give_decision(std::move(d));
+  const auto again = w.take_decision();
+  CHECK(again.kind == wk::routing::route_kind::origin);
+  CHECK(again.status == 0);
+  CHECK(again.host.empty());
+  CHECK(again.upstream_target.empty());
+  CHECK(again.token.empty());
+  CHECK(again.reason.empty());
+  CHECK(again.host.capacity() == capacity);
 }
