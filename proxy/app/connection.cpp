@@ -10,6 +10,7 @@
 #include "wire/proxy_protocol.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
 
@@ -117,29 +118,23 @@ asio::awaitable<bool> read_proxy_header(net::timed_stream& s, session::client_in
 
 }  // namespace
 
-asio::awaitable<void> serve_client(worker_state* w, tcp::socket socket, tcp::endpoint peer,
-                                   std::shared_ptr<net::listener_slot> slot) {
-  session::connection_count count(w, slot);
-  auto rt = w->runtime;  // this connection's listener settings
-  const runtime::listener_runtime* listener = rt->listener_for(*slot);
-  boost::system::error_code ec;
-  // Only a wildcard listener needs to ask which of its addresses the client reached.
-  const auto local =
-      slot->bound.address().is_unspecified() ? socket.local_endpoint(ec) : slot->bound;
-  if (listener == nullptr || ec) {
-    co_return;  // the listener was removed by a reload, or the client already left
-  }
-  socket.set_option(tcp::no_delay(true), ec);
-  auto info = info_from(peer, local);
-  info.listener_index = slot->metrics_index;
-  info.slot = slot.get();
+namespace {
+
+// The rest of a connection that needs to wait before its mode's server takes it (a PROXY
+// header first), or whose server is a coroutine itself (TLS termination, passthrough).
+asio::awaitable<void> serve_client(worker_state* w, session::connection_count count,
+                                   tcp::socket socket, session::client_info info,
+                                   tcp::endpoint peer, std::shared_ptr<const runtime::snapshot> rt,
+                                   const runtime::listener_runtime* listener) {
   std::string early;
   const auto& cfg = *listener->cfg;
+  const auto& slot = count.slot;
   if (!cfg.accept_proxy_from.empty()) {
     if (!trusted(cfg.accept_proxy_from, peer.address())) {
       w->report.counters->count(observe::connection_event::proxy_untrusted);
       observe::warn_limited("connection from " + info.peer + " on " + slot->name +
                             " refused: not in accept_proxy_from");
+      boost::system::error_code ec;
       socket.close(ec);
       co_return;
     }
@@ -166,6 +161,37 @@ asio::awaitable<void> serve_client(worker_state* w, tcp::socket socket, tcp::end
                                listener);
     break;
   }
+}
+
+}  // namespace
+
+void start_client(worker_state* w, tcp::socket socket, const tcp::endpoint& peer,
+                  std::shared_ptr<net::listener_slot> slot) {
+  session::connection_count count(w, std::move(slot));
+  const auto& counted = *count.slot;
+  const runtime::listener_runtime* listener = w->runtime->listener_for(counted);
+  boost::system::error_code ec;
+  // Only a wildcard listener needs to ask which of its addresses the client reached.
+  const auto local =
+      counted.bound.address().is_unspecified() ? socket.local_endpoint(ec) : counted.bound;
+  if (listener == nullptr || ec) {
+    return;  // the listener was removed by a reload, or the client already left
+  }
+  // TCP_NODELAY came with the socket: accepted connections inherit it from the listener.
+  auto info = info_from(peer, local);
+  info.listener_index = counted.metrics_index;
+  info.slot = &counted;
+  const auto& cfg = *listener->cfg;
+  if (cfg.mode == config::listener_mode::http && cfg.accept_proxy_from.empty()) {
+    // The common case starts its session at once, without a coroutine frame of its own.
+    session::serve_connection(std::move(count), std::move(socket), std::move(info), {});
+    return;
+  }
+  auto exec = socket.get_executor();
+  asio::co_spawn(exec,
+                 serve_client(w, std::move(count), std::move(socket), std::move(info), peer,
+                              w->runtime, listener),
+                 observe::log_exception{"session"});
 }
 
 }  // namespace wk::app

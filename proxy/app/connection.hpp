@@ -7,17 +7,18 @@
 #include "app/worker_state.hpp"
 #include "net/listener.hpp"
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
 #include <memory>
 
 namespace wk::app {
 
-// Serves one accepted connection (from `peer`, as accept reported it) until it closes. Never
-// throws for network errors.
-boost::asio::awaitable<void> serve_client(worker_state* w, boost::asio::ip::tcp::socket socket,
-                                          boost::asio::ip::tcp::endpoint peer,
-                                          std::shared_ptr<net::listener_slot> slot);
+// Starts serving one accepted connection (from `peer`, as accept reported it) and returns at
+// once: it is served on the socket's executor until it closes. A plain-HTTP listener without
+// PROXY protocol starts the session directly; the other modes continue in a coroutine of their
+// own. Never throws for network errors.
+void start_client(worker_state* w, boost::asio::ip::tcp::socket socket,
+                  const boost::asio::ip::tcp::endpoint& peer,
+                  std::shared_ptr<net::listener_slot> slot);
 
 }  // namespace wk::app

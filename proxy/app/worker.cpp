@@ -14,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <array>
+#include <cerrno>
 #include <exception>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -37,20 +38,42 @@ void refuse(tcp::socket& s) {
   s.close(ec);
 }
 
+// How many connections one accept loop takes in a row before it lets the worker's other work
+// run (a connection burst must not stall the requests already being served).
+constexpr int accept_burst = 32;
+
+// Accepts with accept4(2) straight on the listening descriptor (net::accept_connection: born
+// non-blocking and close-on-exec, no ioctl, no epoll_ctl(DEL) at close), and every connection
+// already queued is taken at one wakeup, each started at once (see start_client) rather than
+// through a completion handler per accept.
 asio::awaitable<void> accept_loop(worker_state* w, tcp::acceptor* acceptor,
                                   std::shared_ptr<net::listener_slot> slot) {
   auto exec = co_await asio::this_coro::executor;
   asio::steady_timer pause(exec);
   net::accept_backoff backoff;
+  boost::system::error_code ec;
+  acceptor->native_non_blocking(true, ec);  // shared with the other workers' dups: all want it
+  int burst = 0;
   for (;;) {
     tcp::endpoint peer;
-    auto [ec, socket] = co_await acceptor->async_accept(peer, nothrow);
-    // A connection accepted just before the acceptor closed (a stop, an upgrade) is served:
-    // dropping it would reset a client whose request is on its way.
-    if (ec == asio::error::operation_aborted || (ec && !acceptor->is_open())) {
-      co_return;
-    }
+    // A closed acceptor (a stop, an upgrade, a removed listener) has no descriptor: EBADF.
+    auto socket = net::accept_connection(*acceptor, exec, peer, ec);
     if (ec) {
+      if (!acceptor->is_open()) {
+        co_return;
+      }
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        burst = 0;
+        auto [wait_ec] = co_await acceptor->async_wait(tcp::acceptor::wait_read, nothrow);
+        if (wait_ec == asio::error::operation_aborted || !acceptor->is_open()) {
+          co_return;
+        }
+        continue;
+      }
+      if (ec == asio::error::interrupted || ec == asio::error::connection_aborted ||
+          ec.value() == EPROTO) {
+        continue;  // that connection is gone already; the next may be waiting
+      }
       // EMFILE and friends: wait instead of spinning; the connection stays queued.
       w->report.counters->accept_errors.fetch_add(1, std::memory_order_relaxed);
       if (!backoff.in_episode()) {
@@ -78,8 +101,14 @@ asio::awaitable<void> accept_loop(worker_state* w, tcp::acceptor* acceptor,
         continue;
       }
     }
-    asio::co_spawn(exec, serve_client(w, std::move(socket), peer, slot),
-                   observe::log_exception{"session"});
+    start_client(w, std::move(socket), peer, slot);
+    if (++burst == accept_burst) {
+      burst = 0;
+      co_await asio::post(exec, nothrow);
+      if (!acceptor->is_open()) {
+        co_return;
+      }
+    }
   }
 }
 

@@ -66,8 +66,20 @@ private:
   std::uint64_t failures_ = 0;
 };
 
-// Opens, binds and listens (SO_REUSEADDR, backlog 4096). Returns the reason on failure,
-// e.g. "127.0.0.1:80: bind: Permission denied".
+// Takes one connection from the listen queue of `acceptor` (which must be non-blocking) with
+// accept4(2): the socket is born non-blocking and close-on-exec, and inherits TCP_NODELAY from
+// a listener opened or adopted here. Asio is told what is known about it, so serving it costs
+// no ioctl(FIONBIO) at its first operation and no epoll_ctl(DEL) when it closes (Asio does both
+// for a descriptor it did not open, in case another process shares it; nothing does here: a
+// connection handed to another process leaves Asio by release() first). On failure `ec` holds
+// accept4's errno (would_block: the queue is empty) and the socket is closed.
+boost::asio::ip::tcp::socket accept_connection(boost::asio::ip::tcp::acceptor& acceptor,
+                                               const boost::asio::any_io_executor& ex,
+                                               boost::asio::ip::tcp::endpoint& peer,
+                                               boost::system::error_code& ec);
+
+// Opens, binds and listens (SO_REUSEADDR, TCP_NODELAY for the connections it accepts, backlog
+// 4096). Returns the reason on failure, e.g. "127.0.0.1:80: bind: Permission denied".
 std::variant<std::unique_ptr<listener_socket>, std::string>
 open_listener(boost::asio::io_context& ioc, const config::listener& l, std::size_t max_connections);
 

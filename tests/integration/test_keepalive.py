@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import threading
 import time
 import unittest
@@ -276,3 +277,70 @@ class ConnectionLimitsTest(ProxyTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def socket_flags(pid: int, local_port: int, remote_port: int) -> int:
+    """The file status flags (fdinfo, octal) of process `pid`'s TCP socket from `local_port` to
+    `remote_port` on loopback."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                local, remote, inode = fields[1], fields[2], fields[9]
+                if (int(local.rsplit(":", 1)[1], 16) == local_port and
+                        int(remote.rsplit(":", 1)[1], 16) == remote_port):
+                    inodes.add(f"socket:[{inode}]")
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                    for line in f:
+                        if line.startswith("flags:"):
+                            return int(line.split()[1], 8)
+        except FileNotFoundError:
+            continue
+    raise AssertionError(f"no socket {local_port} -> {remote_port} in process {pid}")
+
+
+class AcceptTest(ProxyTestCase):
+    def test_an_accepted_connection_is_non_blocking_and_close_on_exec(self):
+        """No client connection may leak into a child process (an upgrade's successor, or
+        anything wkproxy ever starts): accepted sockets are born close-on-exec."""
+        origin, cf, proxy = self.start_all(workers=1)
+        c = self.client(proxy)
+        self.assertEqual(c.request("GET", "/fd").status, 200)
+        client_port = c.sock.getsockname()[1]
+        flags = socket_flags(proxy.pid, proxy.port, client_port)
+        self.assertTrue(flags & os.O_CLOEXEC, f"flags {flags:o}: not close-on-exec")
+        self.assertTrue(flags & os.O_NONBLOCK, f"flags {flags:o}: blocking")
+        self.assertEqual(c.request("GET", "/fd/again").status, 200)
+
+    def test_a_burst_of_connections_opened_at_once_is_served_whole(self):
+        """400 clients connect in the same moment, so one wakeup of the accept loop finds many
+        queued (more than it takes in a row before letting requests run): every one is
+        accepted and answered."""
+        origin, cf, proxy = self.start_all(workers=1)
+        host, port = proxy.addresses[0]
+        socks = []
+        try:
+            for _ in range(400):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setblocking(False)
+                s.connect_ex((host, port))
+                socks.append(s)
+            for i, s in enumerate(socks):
+                s.setblocking(True)
+                s.settimeout(10)
+                s.sendall(build_request("GET", f"/burst-conn/{i}", headers=[("Connection", "close")]))
+            for i, s in enumerate(socks):
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+                self.assertTrue(data.startswith(b"HTTP/1.1 200 "), f"connection {i}: {data[:80]!r}")
+                self.assertIn(f"/burst-conn/{i}".encode(), data)
+        finally:
+            for s in socks:
+                s.close()
+        self.assertEqual(len(origin.requests), 400)
