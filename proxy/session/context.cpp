@@ -41,6 +41,23 @@ routing::decision context::take_decision() {
   return d;
 }
 
+std::string context::take_string() {
+  if (free_strings.empty()) {
+    return {};
+  }
+  auto s = std::move(free_strings.back());
+  free_strings.pop_back();
+  s.clear();
+  return s;
+}
+
+void context::give_string(std::string s) {
+  // An unusually long head does not stay: the list holds ordinary ones, bounded in number.
+  if (free_strings.size() < 2048 && s.capacity() <= 4096) {
+    free_strings.push_back(std::move(s));
+  }
+}
+
 void context::give_decision(routing::decision d) {
   if (free_decisions.size() < 1024) {  // as many as were ever in flight at once, bounded
     free_decisions.push_back(std::move(d));

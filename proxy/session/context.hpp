@@ -97,6 +97,12 @@ struct context {
   std::vector<routing::decision> free_decisions;
   routing::decision take_decision();
   void give_decision(routing::decision d);
+
+  // Strings for the heads a request builds (the request for the backend, the answer for the
+  // client), the same way: taken empty, given back with their capacity, up to a bound.
+  std::vector<std::string> free_strings;
+  std::string take_string();
+  void give_string(std::string s);
 };
 
 // Counts a client connection in its worker and listener (the accept loop counted it in the

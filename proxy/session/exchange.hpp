@@ -87,19 +87,20 @@ asio::awaitable<fault> forward(context& w, const wk::runtime::snapshot& rt, Clie
   // A backend that gets PROXY headers learns the client's address once per connection: such a
   // connection is only ever reused for the same client connection.
   std::string preface;
-  std::string pool_key = st.upstream->key;
+  std::string client_key;  // the pool key of such a connection
   switch (st.upstream->cfg.send_proxy_protocol) {
   case config::proxy_protocol::off:
     break;
   case config::proxy_protocol::v1:
     preface = wire::build_proxy_v1(conn.pp);
-    pool_key += "|client=" + conn.peer;
+    client_key = st.upstream->key + "|client=" + conn.peer;
     break;
   case config::proxy_protocol::v2:
     preface = wire::build_proxy_v2(conn.pp);
-    pool_key += "|client=" + conn.peer;
+    client_key = st.upstream->key + "|client=" + conn.peer;
     break;
   }
+  const std::string& pool_key = client_key.empty() ? st.upstream->key : client_key;
   const bool retry_allowed = may_retry(parser);
   fault f;
   for (int attempt = 0;; ++attempt) {

@@ -28,6 +28,8 @@ asio::awaitable<bool> handle_request(context& w, Client& client, beast::flat_buf
   request_state st;
   st.decision = w.take_decision();
   st.decision.kind = routing::route_kind::reject;
+  st.response_head = w.take_string();
+  st.target = w.take_string();
   // A plain connection of a process handing its connections to a successor stays open: it is
   // handed over after this answer. Any other closes after its answer once the worker stops.
   if constexpr (std::is_same_v<Client, net::timed_stream>) {
@@ -42,6 +44,7 @@ asio::awaitable<bool> handle_request(context& w, Client& client, beast::flat_buf
   auto f = co_await read_request(client, cbuf, parser, *rt->cfg, st, !*st.stopping && !last);
   if (!f) {
     prepared req;
+    req.head = w.take_string();
     f = prepare(*rt, parser, conn, st, req);
     if (!f && req.answer_locally) {
       f = co_await answer_locally(client, st, req.act, *rt->cfg);
@@ -57,9 +60,12 @@ asio::awaitable<bool> handle_request(context& w, Client& client, beast::flat_buf
       consumed = parser.is_done() || st.request_body_done;
       w.give_buffer(std::move(chunk));
     }
+    w.give_string(std::move(req.head));
   }
   const bool keep = co_await finish(w, *rt, client, st, f, conn, consumed);
   w.give_decision(std::move(st.decision));
+  w.give_string(std::move(st.response_head));
+  w.give_string(std::move(st.target));
   co_return keep;
 }
 

@@ -93,7 +93,7 @@ asio::awaitable<fault> read_request(Client& client, beast::flat_buffer& cbuf,
   st.head_read = true;
   auto& req = parser.get();
   st.method = req.method_string();
-  st.target = req.target();
+  st.target.assign(req.target().data(), req.target().size());  // keeps its capacity
   st.http11 = req.version() == 11;
   st.version = req.version();
   st.user_agent = req[bhttp::field::user_agent];

@@ -416,7 +416,8 @@ asio::awaitable<fault> relay_response(Up& up, beast::flat_buffer& ubuf, http::he
     }
   }
 
-  std::string head;
+  auto& head = st.response_head;
+  head.clear();
   head.reserve(512);
   const auto framing = build_downstream_response(*rp, st, head);
   st.status = rp->result_int();

@@ -42,6 +42,9 @@ struct request_state {
   std::string method;
   std::string target;
   routing::decision decision;
+  // Where relay_response builds the head of the answer for the client (a string of the
+  // worker's, see context::take_string: its capacity is reused from request to request).
+  std::string response_head;
   const upstream::target* upstream = nullptr;
   unsigned status = 0;
   std::uint64_t bytes_in = 0;

@@ -209,3 +209,24 @@ TEST_CASE("a recycled routing decision comes back empty, with its strings' capac
   CHECK(again.reason.empty());
   CHECK(again.host.capacity() == capacity);
 }
+
+TEST_CASE("a recycled head string comes back empty with its capacity; long ones are not kept") {
+  // The request head for the backend, the answer's head and the target are built in these:
+  // the next request must not see the previous one's bytes, and must not allocate again.
+  session::context w;
+  auto s = w.take_string();
+  s.assign(600, 'h');  // more than a short-string buffer, like a real head
+  const auto capacity = s.capacity();
+  const auto* storage = s.data();
+  w.give_string(std::move(s));
+  const auto again = w.take_string();
+  CHECK(again.empty());
+  CHECK(again.capacity() == capacity);
+  CHECK(again.data() == storage);
+
+  auto big = w.take_string();
+  big.assign(64 * 1024, 'x');  // an unusually long head does not stay in the worker
+  w.give_string(std::move(big));
+  CHECK(w.free_strings.empty());
+  CHECK(w.take_string().capacity() < 64 * 1024);
+}
