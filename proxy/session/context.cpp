@@ -53,7 +53,7 @@ std::string context::take_string() {
 
 void context::give_string(std::string s) {
   // An unusually long head does not stay: the list holds ordinary ones, bounded in number.
-  if (free_strings.size() < 2048 && s.capacity() <= 4096) {
+  if (free_strings.size() < 256 && s.capacity() <= 4096) {
     free_strings.push_back(std::move(s));
   }
 }
