@@ -302,7 +302,10 @@ class ReloadCommandTest(SystemdTestCase):
             f.write(self.config())
         r = self.wkproxy("reload", "--pid-file", first)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("pid_file is read at start only", proxy.stderr())
+        # Written before the outcome went to `reload`, but read from the proxy's stderr pipe by
+        # the harness's own thread: it may not have been collected yet.
+        wait_until(lambda: "pid_file is read at start only" in proxy.stderr(), 5,
+                   what="the pid_file warning in the log")
         self.assertFalse(os.path.exists(self.pid_file))
         self.assertEqual(read_pid_file(first), proxy.pid)
         proxy.stop()
