@@ -1,6 +1,7 @@
 #include "http/header_rules.hpp"
 
 #include "core/ascii.hpp"
+#include "http/request_reader.hpp"
 #include "http/response_reader.hpp"
 
 #include <boost/beast/http/rfc7230.hpp>
@@ -191,8 +192,8 @@ bool append_trailer(std::string& out, bhttp::field f, std::string_view name, std
   return true;
 }
 
-template <class Out>
-void build_upstream_request_fields(const bhttp::fields& in, Out& out, const forward_options& opt) {
+template <class In, class Out>
+void build_upstream_request_fields(const In& in, Out& out, const forward_options& opt) {
   using config::forwarded_policy;
   const connection_names named(in);
   std::string xff;
@@ -277,6 +278,8 @@ void build_downstream_response_fields(const In& in, Out& out, bool switching) {
 template void build_upstream_request_fields(const bhttp::fields&, bhttp::fields&,
                                             const forward_options&);
 template void build_upstream_request_fields(const bhttp::fields&, head_writer&,
+                                            const forward_options&);
+template void build_upstream_request_fields(const request_reader&, head_writer&,
                                             const forward_options&);
 template void build_downstream_response_fields(const bhttp::fields&, bhttp::fields&, bool);
 template void build_downstream_response_fields(const bhttp::fields&, head_writer&, bool);

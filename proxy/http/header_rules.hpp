@@ -1,5 +1,6 @@
 #pragma once
-// Header rules applied on each hop. Pure functions over Beast field containers: no I/O.
+// Header rules applied on each hop. Pure functions over field containers (Beast's, or the
+// request and response readers'): no I/O.
 // Framing (Content-Length / Transfer-Encoding) is never copied: the session chooses it.
 
 #include "config/config.hpp"
@@ -78,10 +79,10 @@ bool append_trailer(std::string& out, boost::beast::http::field f, std::string_v
 // validation route only Host, User-Agent, Accept, Accept-Encoding, Accept-Language, If-None-Match,
 // If-Modified-Since, Cache-Control and the X-Forwarded-* fields are kept (never Cookie or
 // Authorization: CloudFront must not see the customer's credentials).
-// `Out` is boost::beast::http::fields or head_writer.
-template <class Out>
-void build_upstream_request_fields(const boost::beast::http::fields& in, Out& out,
-                                   const forward_options& opt);
+// `In` is boost::beast::http::fields or request_reader (a client's request); `Out` is
+// boost::beast::http::fields or head_writer.
+template <class In, class Out>
+void build_upstream_request_fields(const In& in, Out& out, const forward_options& opt);
 
 // Fills `out` with the fields of a backend response that go to the client: everything but
 // hop-by-hop fields and those named in Connection. For a 101 answer to an upgrade

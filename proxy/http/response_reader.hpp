@@ -6,6 +6,8 @@
 // Trailer fields that may be passed on (header_rules.hpp, trailer_allowed) are kept as the
 // bytes of a trailer section; the others are dropped.
 
+#include "http/head_field.hpp"
+
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/field.hpp>
 
@@ -16,17 +18,6 @@
 #include <vector>
 
 namespace wk::http {
-
-// One header field; views into the reader (valid until its next response).
-struct head_field {
-  boost::beast::http::field code = boost::beast::http::field::unknown;
-  std::string_view name_text;
-  std::string_view value_text;
-
-  boost::beast::http::field name() const { return code; }
-  std::string_view name_string() const { return name_text; }
-  std::string_view value() const { return value_text; }
-};
 
 // Field storage reused from one response to the next (its capacity stays).
 struct head_storage {

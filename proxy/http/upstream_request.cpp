@@ -14,7 +14,7 @@ namespace wk::http {
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 
-core::failure check_request(const bhttp::request_header<>& req, const config::limits& limits,
+core::failure check_request(const request_reader& req, const config::limits& limits,
                             std::string& detail) {
   if (req.version() != 11 && req.version() != 10) {
     detail = "only HTTP/1.0 and HTTP/1.1 are served";
@@ -63,7 +63,7 @@ core::failure check_request(const bhttp::request_header<>& req, const config::li
 
 namespace {
 
-bool connection_has_upgrade(const bhttp::fields& f) {
+bool connection_has_upgrade(const request_reader& f) {
   for (auto token : bhttp::token_list{f[bhttp::field::connection]}) {
     if (beast::iequals(token, "upgrade")) {
       return true;
@@ -74,15 +74,15 @@ bool connection_has_upgrade(const bhttp::fields& f) {
 
 }  // namespace
 
-bool asks_upgrade(const bhttp::fields& f) {
+bool asks_upgrade(const request_reader& f) {
   return f.count(bhttp::field::upgrade) > 0 || connection_has_upgrade(f);
 }
 
-bool wants_upgrade(const bhttp::fields& f) {
+bool wants_upgrade(const request_reader& f) {
   return f.count(bhttp::field::upgrade) > 0 && connection_has_upgrade(f);
 }
 
-routing::request_facts facts_of(const bhttp::request_header<>& req, bool has_body) {
+routing::request_facts facts_of(const request_reader& req, bool has_body) {
   routing::request_facts facts;
   facts.method = req.method_string();
   facts.target = req.target();
@@ -94,7 +94,7 @@ routing::request_facts facts_of(const bhttp::request_header<>& req, bool has_bod
   return facts;
 }
 
-void build_upstream_request(const bhttp::request_header<>& req, const routing::decision& decision,
+void build_upstream_request(const request_reader& req, const routing::decision& decision,
                             const forward_options& opt, body_framing framing, std::string& out) {
   out.clear();
   out.append(req.method_string()).append(" ", 1);

@@ -5,6 +5,8 @@
 // can give a session its own. Used only on its worker's thread (no locks), except `active`,
 // which the main thread reads while draining.
 
+#include "core/free_list.hpp"
+#include "http/request_reader.hpp"
 #include "net/listener.hpp"
 #include "net/parking_lot.hpp"
 #include "net/timed_stream.hpp"
@@ -86,23 +88,28 @@ struct context {
   std::unique_ptr<net::parking_lot> lot;
   std::atomic<std::size_t> active{0};
   // Body buffers are taken for one request and given back after it: steady state allocates
-  // nothing, and idle keep-alive connections hold no buffer.
-  std::vector<std::unique_ptr<body_buffer>> free_buffers;
-
+  // nothing, and idle keep-alive connections hold no buffer. Bounded: 1,024 x 16 KiB = 16 MiB.
+  core::free_list<std::unique_ptr<body_buffer>> free_buffers{1024};
   std::unique_ptr<body_buffer> take_buffer();
   void give_buffer(std::unique_ptr<body_buffer> b);
 
   // Routing decisions, the same way: their strings keep their capacity from one request to
   // the next, so routing a request allocates nothing once the worker is warm.
-  std::vector<routing::decision> free_decisions;
+  core::free_list<routing::decision> free_decisions{1024};
   routing::decision take_decision();
   void give_decision(routing::decision d);
 
   // Strings for the heads a request builds (the request for the backend, the answer for the
-  // client), the same way: taken empty, given back with their capacity, up to a bound.
-  std::vector<std::string> free_strings;
+  // client), the same way: taken empty, given back with their capacity; none over 4 KiB.
+  core::free_list<std::string> free_strings{256};
   std::string take_string();
   void give_string(std::string s);
+
+  // Where a request's head is parsed into (http/request_reader.hpp), the same way; one whose
+  // head was over 4 KiB is not kept.
+  core::free_list<http::request_storage> free_heads{256};
+  http::request_storage take_head() { return free_heads.take(); }
+  void give_head(http::request_storage h);
 };
 
 // Counts a client connection in its worker and listener (the accept loop counted it in the

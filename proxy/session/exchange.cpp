@@ -1,6 +1,5 @@
 #include "session/exchange.hpp"
 
-#include <algorithm>
 #include <charconv>
 
 namespace wk::session {
@@ -20,23 +19,8 @@ bool idempotent(bhttp::verb v) {
 }
 
 bool may_retry(const request_parser& parser) {
-  return idempotent(parser.get().method()) && !parser.chunked() &&
+  return idempotent(parser.method()) && !parser.chunked() &&
          parser.content_length().value_or(0) == 0;
-}
-
-void request_trailers(const bhttp::fields& req, const request_state& st, std::string& out) {
-  if (!st.relay_trailers) {
-    return;
-  }
-  const auto connection = req[bhttp::field::connection];
-  for (const auto& f : req) {
-    const void* p = &f;
-    if (std::binary_search(st.head_fields.begin(), st.head_fields.end(), p)) {
-      continue;
-    }
-    http::append_trailer(out, f.name(), f.name_string(), f.value(),
-                         std::string_view(connection.data(), connection.size()));
-  }
 }
 
 response_framing build_downstream_response(const response_parser& rp, request_state& st,

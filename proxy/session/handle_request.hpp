@@ -39,7 +39,8 @@ asio::awaitable<bool> handle_request(context& w, Client& client, beast::flat_buf
   }
   st.tunnels = &w.metrics.tunnels;
 
-  request_parser parser;
+  auto head = w.take_head();  // the parsed head's storage, given back after the log line
+  request_parser parser(head);
   bool consumed = false;
   auto f = co_await read_request(client, cbuf, parser, *rt->cfg, st, !*st.stopping && !last);
   if (!f) {
@@ -66,6 +67,7 @@ asio::awaitable<bool> handle_request(context& w, Client& client, beast::flat_buf
   w.give_decision(std::move(st.decision));
   w.give_string(std::move(st.response_head));
   w.give_string(std::move(st.target));
+  w.give_head(std::move(head));
   co_return keep;
 }
 

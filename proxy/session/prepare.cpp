@@ -1,7 +1,5 @@
 #include "session/prepare.hpp"
 
-#include <algorithm>
-
 #include "http/upstream_request.hpp"
 #include "session/read_request.hpp"
 
@@ -18,7 +16,7 @@ namespace {
 // The fields, target and framing a backend receives (see upstream_request.hpp).
 void build_upstream_head(const request_parser& parser, const request_state& st,
                          const client_info& conn, const config::config& cfg, std::string& out) {
-  const auto& req = parser.get();
+  const auto& req = parser;
   http::forward_options opt;
   opt.validation_route = st.decision.kind == routing::route_kind::validation;
   opt.x_forwarded_for = cfg.headers.x_forwarded_for;
@@ -43,7 +41,7 @@ void build_upstream_head(const request_parser& parser, const request_state& st,
 fault prepare(const wk::runtime::snapshot& rt, const request_parser& parser,
               const client_info& conn, request_state& st, prepared& out) {
   const auto& cfg = *rt.cfg;
-  const auto& req = parser.get();
+  const auto& req = parser;
   auto facts = http::facts_of(req, !parser.is_done());
   // Routing never waits: one scratch per worker thread serves every request in turn.
   thread_local routing::route_scratch scratch;
@@ -99,13 +97,7 @@ fault prepare(const wk::runtime::snapshot& rt, const request_parser& parser,
       !parser.is_done() && beast::iequals(req[bhttp::field::expect], "100-continue");
   out.head.reserve(512);
   build_upstream_head(parser, st, conn, cfg, out.head);
-  if (parser.chunked() && st.decision.kind == routing::route_kind::origin) {
-    st.relay_trailers = true;
-    for (const auto& f : req) {
-      st.head_fields.push_back(&f);
-    }
-    std::sort(st.head_fields.begin(), st.head_fields.end());
-  }
+  st.relay_trailers = parser.chunked() && st.decision.kind == routing::route_kind::origin;
   return fault{};
 }
 

@@ -20,10 +20,8 @@ struct prepared {
 };
 
 // Routes the request whose head `parser` holds and prepares what goes upstream. Fills st's
-// decision, upstream and validation fields. Call before any body byte is parsed: Beast adds
-// trailer fields to the parsed header, and a trailer must never reach a backend as a header
-// field.
-fault prepare(const wk::runtime::snapshot& rt, const request_parser& parser, const client_info& conn,
-              request_state& st, prepared& out);
+// decision, upstream and validation fields.
+fault prepare(const wk::runtime::snapshot& rt, const request_parser& parser,
+              const client_info& conn, request_state& st, prepared& out);
 
 }  // namespace wk::session

@@ -38,12 +38,12 @@ fault prefetch_body(request_parser& parser, beast::flat_buffer& cbuf, body_buffe
   bool stuck = false;  // the parser waits for more and leaves bytes unconsumed: a framing line
   while (!parser.is_done() && cbuf.size() > 0 && filled < chunk.size()) {
     auto room = chunk.size() - filled;
-    parser.get().body().data = chunk.data() + filled;
-    parser.get().body().size = room;
+    parser.body().data = chunk.data() + filled;
+    parser.body().size = room;
     boost::system::error_code ec;
     auto used = parser.put(cbuf.data(), ec);
     cbuf.consume(used);
-    filled += room - parser.get().body().size;
+    filled += room - parser.body().size;
     if (ec == bhttp::error::need_more || ec == bhttp::error::need_buffer) {
       if (used == 0) {
         stuck = ec == bhttp::error::need_more;

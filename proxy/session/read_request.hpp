@@ -1,7 +1,7 @@
 #pragma once
-// Phase 1: reading a request. The head is checked strictly on its raw bytes
-// (request_head_scanner), then parsed by Beast; the head-level checks and limits follow, and
-// the body bytes that came with the head are parsed before any backend is involved.
+// Phase 1: reading a request. The head is checked strictly on its raw bytes and parsed in the
+// same pass (request_head_scanner, request_reader); the head-level checks and limits follow,
+// and the body bytes that came with the head are parsed before any backend is involved.
 
 #include "config/config.hpp"
 #include "http/upstream_request.hpp"
@@ -33,14 +33,15 @@ fault prefetch_body(request_parser& parser, beast::flat_buffer& cbuf, body_buffe
 // A declared Content-Length over limits.max_body_bytes.
 fault check_body_limit(const request_parser& parser, const config::limits& limits);
 
-// Reads until `cbuf` holds a whole request head, checks its raw bytes strictly
-// (request_head_scanner), then lets Beast parse exactly those bytes into `parser`. One header
-// deadline covers the whole head (slowloris).
+// Reads until `cbuf` holds a whole request head and parses it once: the strict scanner checks
+// its raw bytes and notes where each part is (wire/request_head.hpp), and `parser` takes the
+// head from there (http/request_reader.hpp). One header deadline covers the whole head
+// (slowloris).
 template <class Client>
 asio::awaitable<fault> read_request_head(Client& client, beast::flat_buffer& cbuf,
                                          request_parser& parser, const config::limits& limits) {
-  wire::request_head_scanner scanner{
-      wire::head_limits{limits.header_bytes, limits.target_bytes, limits.header_count}};
+  auto scanner = parser.scanner(
+      wire::head_limits{limits.header_bytes, limits.target_bytes, limits.header_count});
   wire::head_scan r;
   for (;;) {
     auto data = cbuf.data();
@@ -63,15 +64,15 @@ asio::awaitable<fault> read_request_head(Client& client, beast::flat_buffer& cbu
     }
     cbuf.commit(n);
   }
-  cbuf.consume(r.skip);
-  boost::system::error_code ec;
-  auto used = parser.put(asio::buffer(cbuf.data().data(), r.length), ec);
-  cbuf.consume(used);
-  if (ec || !parser.is_header_done()) {
-    // Framing Beast refuses: CL with TE, differing or invalid Content-Length, repeated chunked.
+  auto data = cbuf.data();
+  const auto ec = parser.adopt({static_cast<const char*>(data.data()), data.size()}, r);
+  cbuf.consume(r.skip + r.length);
+  if (ec) {
+    // Framing refused: Content-Length with Transfer-Encoding, differing or invalid
+    // Content-Length, repeated chunked, a Connection field that is no list of tokens.
     co_return fault{ec == bhttp::error::body_limit ? core::failure::body_too_large
                                                    : core::failure::bad_request,
-                    ec ? ec.message() : "incomplete request header"};
+                    ec.message()};
   }
   co_return fault{};
 }
@@ -91,7 +92,7 @@ asio::awaitable<fault> read_request(Client& client, beast::flat_buffer& cbuf,
     co_return f;
   }
   st.head_read = true;
-  auto& req = parser.get();
+  const auto& req = parser;
   st.method = req.method_string();
   st.target.assign(req.target().data(), req.target().size());  // keeps its capacity
   st.http11 = req.version() == 11;

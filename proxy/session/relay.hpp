@@ -38,10 +38,6 @@ enum class response_framing { none, length, chunked, close };
 response_framing build_downstream_response(const response_parser& rp, request_state& st,
                                            std::string& out);
 
-// The trailer section of the chunked request `req` that goes to the backend (header_rules.hpp,
-// trailer_allowed), when st.relay_trailers: the fields of `req` that are not in st.head_fields.
-void request_trailers(const bhttp::fields& req, const request_state& st, std::string& out);
-
 // Relays an interim (1xx) response to an HTTP/1.1 client (RFC 9110 section 15.2).
 template <class Client>
 asio::awaitable<boost::system::error_code> relay_interim(Client& client,
@@ -132,8 +128,8 @@ asio::awaitable<fault> send_request(Up& up, Client& client, beast::flat_buffer& 
   reserve_for_body(cbuf, parser.content_length(), done);
   for (bool first = true;; first = false) {
     if (!first) {
-      parser.get().body().data = chunk.data();
-      parser.get().body().size = chunk.size();
+      parser.body().data = chunk.data();
+      parser.body().size = chunk.size();
       beast::get_lowest_layer(client).expires_after(cfg.timeouts.body_idle);
       st.body_read_live = true;
       auto rec = co_await read_parsed(client, cbuf, parser);
@@ -152,7 +148,7 @@ asio::awaitable<fault> send_request(Up& up, Client& client, beast::flat_buffer& 
         }
         co_return fault{f, "reading request body: " + rec.message()};
       }
-      got = chunk.size() - parser.get().body().size;
+      got = chunk.size() - parser.body().size;
       st.bytes_in += got;
       done = parser.is_done();
       if (got == 0 && !done) {
@@ -170,10 +166,9 @@ asio::awaitable<fault> send_request(Up& up, Client& client, beast::flat_buffer& 
         written = n;
       }
     } else {
-      std::string trailers;
-      if (done) {
-        request_trailers(parser.get(), st, trailers);
-      }
+      // The trailer fields that may be passed on (origin route only).
+      const std::string_view trailers =
+          done && st.relay_trailers ? parser.trailers() : std::string_view();
       wec = co_await write_piece(up, first ? head : std::string_view(), chunk.data(), got, chunked,
                                  done, trailers, &written);
     }
@@ -322,14 +317,14 @@ asio::awaitable<bool> drain_request_body(Client& client, beast::flat_buffer& cbu
   }
   std::uint64_t budget = early_answer_drain_limit;
   while (!parser.is_done()) {
-    parser.get().body().data = chunk.data();
-    parser.get().body().size = chunk.size();
+    parser.body().data = chunk.data();
+    parser.body().size = chunk.size();
     lowest.expires_after(cfg.timeouts.body_idle);
     auto rec = co_await read_parsed(client, cbuf, parser);
     if (rec && rec != bhttp::error::need_buffer) {
       co_return false;
     }
-    const auto got = chunk.size() - parser.get().body().size;
+    const auto got = chunk.size() - parser.body().size;
     st.bytes_in += got;
     if (got > budget) {
       co_return false;

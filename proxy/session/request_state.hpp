@@ -9,8 +9,7 @@
 #include "upstream/target.hpp"
 #include "validation/plan.hpp"
 
-#include <boost/beast/http/buffer_body.hpp>
-#include <boost/beast/http/parser.hpp>
+#include "http/request_reader.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -21,7 +20,7 @@
 namespace wk::session {
 
 using steady = std::chrono::steady_clock;
-using request_parser = boost::beast::http::request_parser<boost::beast::http::buffer_body>;
+using request_parser = http::request_reader;
 
 // What went wrong in a phase (failure::none: nothing).
 struct fault {
@@ -68,18 +67,14 @@ struct request_state {
   bool upstream_reusable = false;     // the backend connection can go back to the pool
   bool upgrade_requested = false;     // origin route, Upgrade + Connection: upgrade forwarded
   bool tunnel = false;                // the backend answered 101: bytes flow both ways now
-  // A chunked request on the origin route: its trailer fields that may be passed on are. Beast
-  // adds trailer fields to the parsed header (a field with the name of a header field goes
-  // next to it); they are told from the header's by address (sorted).
+  // A chunked request on the origin route: its trailer fields that may be passed on are.
   bool relay_trailers = false;
-  std::vector<const void*> head_fields;
   // The validation route (before the action may have passed the request to the origin).
   bool validation_hit = false;
   validation::action_kind vaction = validation::action_kind::forward;
   config::validation_mode vmode = config::validation_mode::forward;
-  // Fields of the request head, for the log. They point into the request parser, which
-  // handle_request keeps until after the access-log line; trailer fields that Beast adds to the
-  // parsed header later are new list nodes and never move these.
+  // Fields of the request head, for the log. They point into the request's storage, which
+  // handle_request keeps until after the access-log line.
   std::string_view user_agent;
   std::string_view referer;
   unsigned version = 0;       // 10 or 11 once the head is parsed

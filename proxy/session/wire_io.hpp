@@ -142,9 +142,8 @@ write_piece(Stream& s, std::string_view head, const char* data, std::size_t size
 // Chunked framing never has a bare LF. When the parser waits for more and leaves bytes
 // unconsumed, they start a framing line (a chunk size, the CRLF after data, a trailer); a bare LF
 // there means the parser would wait forever (RFC 9112 7.1). Call only in that state.
-template <bool isRequest>
-bool bare_lf_in_chunk_framing(const bhttp::basic_parser<isRequest>& p,
-                              const beast::flat_buffer& buf) {
+template <class Parser>
+bool bare_lf_in_chunk_framing(const Parser& p, const beast::flat_buffer& buf) {
   if (!p.chunked() || p.is_done()) {
     return false;
   }
@@ -163,8 +162,7 @@ bool bare_lf_in_chunk_framing(const bhttp::basic_parser<isRequest>& p,
 // than 5 bytes: "0\r\n" then one more byte, an empty chunked body arriving in pieces
 // (boostorg/beast#2861, fixed upstream in 2024). Such bytes are never a whole message (put would
 // say need_more), so they wait for the next read instead.
-template <bool isRequest>
-bool final_chunk_too_short(const bhttp::basic_parser<isRequest>& p, const beast::flat_buffer& buf) {
+template <class Parser> bool final_chunk_too_short(const Parser& p, const beast::flat_buffer& buf) {
   if (!p.chunked() || !p.is_header_done() || p.is_done() || buf.size() >= 5) {
     return false;
   }
@@ -176,9 +174,10 @@ bool final_chunk_too_short(const bhttp::basic_parser<isRequest>& p, const beast:
 // Beast's async_read_some over a parser, without its detours: bytes already in `buf` are
 // parsed first with no I/O (the usual case once a header has arrived), and no completion is
 // posted. need_buffer means the body buffer is full.
-template <class Stream, bool isRequest>
+// `Parser`: a basic_parser (a backend's response), or a request_reader.
+template <class Stream, class Parser>
 asio::awaitable<boost::system::error_code> read_parsed(Stream& s, beast::flat_buffer& buf,
-                                                       bhttp::basic_parser<isRequest>& p) {
+                                                       Parser& p) {
   boost::system::error_code ec;
   if (buf.size() > 0 && !final_chunk_too_short(p, buf)) {
     buf.consume(p.put(buf.data(), ec));

@@ -29,8 +29,10 @@ bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
 
-// request-line = method SP request-target SP HTTP-version (RFC 9112 section 3).
-head_scan check_request_line(std::string_view line, const head_limits& limits) {
+// request-line = method SP request-target SP HTTP-version (RFC 9112 section 3). `at`: the
+// line's offset, for `layout` (may be null).
+head_scan check_request_line(std::string_view line, std::size_t at, const head_limits& limits,
+                             head_layout* layout) {
   auto sp1 = line.find(' ');
   if (sp1 == std::string_view::npos || sp1 == 0) {
     return fail(head_status::invalid, "malformed request line");
@@ -65,11 +67,24 @@ head_scan check_request_line(std::string_view line, const head_limits& limits) {
   if (version != "HTTP/1.1" && version != "HTTP/1.0") {
     return fail(head_status::bad_version, "only HTTP/1.0 and HTTP/1.1 are served");
   }
+  if (layout != nullptr) {
+    // The head is bounded by header_bytes (well under 4 GiB): offsets fit.
+    layout->method_at = static_cast<std::uint32_t>(at);
+    layout->method_size = static_cast<std::uint32_t>(sp1);
+    layout->target_at = static_cast<std::uint32_t>(at + sp1 + 1);
+    layout->target_size = static_cast<std::uint32_t>(target.size());
+    layout->version = version[7] == '1' ? 11 : 10;
+  }
   return {};
 }
 
-// field-line = field-name ":" OWS field-value OWS (RFC 9112 section 5).
-head_scan check_field_line(std::string_view line) {
+bool is_ows(char c) {
+  return c == ' ' || c == '\t';
+}
+
+// field-line = field-name ":" OWS field-value OWS (RFC 9112 section 5). Notes the name and the
+// value without OWS in `span` (offsets from the line's start).
+head_scan check_field_line(std::string_view line, field_span& span) {
   if (line.front() == ' ' || line.front() == '\t') {
     return fail(head_status::invalid, "obsolete line folding in a header field");
   }
@@ -86,11 +101,23 @@ head_scan check_field_line(std::string_view line) {
                                           ? "whitespace before the colon of a header field"
                                           : "invalid character in a header field name");
   }
-  for (char c : line.substr(colon + 1)) {
-    if (!is_field_value_char(static_cast<unsigned char>(c))) {
+  auto value_at = colon + 1;
+  auto value_end = line.size();
+  for (auto i = value_at; i < value_end; ++i) {
+    if (!is_field_value_char(static_cast<unsigned char>(line[i]))) {
       return fail(head_status::invalid, "control character in a header field value");
     }
   }
+  while (value_at < value_end && is_ows(line[value_at])) {
+    ++value_at;
+  }
+  while (value_end > value_at && is_ows(line[value_end - 1])) {
+    --value_end;
+  }
+  span.name_at = 0;
+  span.name_size = static_cast<std::uint32_t>(colon);
+  span.value_at = static_cast<std::uint32_t>(value_at);
+  span.value_size = static_cast<std::uint32_t>(value_end - value_at);
   return {};
 }
 
@@ -175,7 +202,8 @@ head_scan request_head_scanner::scan(std::string_view bytes) {
       return fail(head_status::invalid, "bare CR in the request header");
     }
     if (!request_line_) {
-      if (auto r = check_request_line(line, limits_); r.status != head_status::incomplete) {
+      if (auto r = check_request_line(line, next_, limits_, layout_);
+          r.status != head_status::incomplete) {
         return r;
       }
       request_line_ = true;
@@ -186,11 +214,18 @@ head_scan request_head_scanner::scan(std::string_view bytes) {
       r.length = line_end - skip_;
       return r;
     } else {
-      if (auto r = check_field_line(line); r.status != head_status::incomplete) {
+      field_span span;
+      if (auto r = check_field_line(line, span); r.status != head_status::incomplete) {
         return r;
       }
       if (++fields_ > limits_.field_count) {
         return fail(head_status::too_large, "too many header fields");
+      }
+      if (layout_ != nullptr) {
+        const auto at = static_cast<std::uint32_t>(next_);
+        span.name_at += at;
+        span.value_at += at;
+        layout_->fields.push_back(span);
       }
     }
     next_ = line_end;

@@ -6,6 +6,7 @@
 // backend. Pure: no I/O, fed with untrusted bytes (fuzzed, see fuzz/).
 
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
@@ -24,6 +25,25 @@ struct head_limits {
   std::size_t header_bytes = 32 * 1024;  // the whole head, request line included
   std::size_t target_bytes = 8 * 1024;
   std::size_t field_count = 100;
+};
+
+// Where the parts of a scanned head are, as offsets into the bytes given to scan() (the leading
+// empty lines included), so that the head is parsed once: the scanner checks each line and
+// notes its parts; the caller reads them from those bytes (http/request_reader.hpp).
+struct field_span {
+  std::uint32_t name_at = 0;
+  std::uint32_t name_size = 0;
+  std::uint32_t value_at = 0;  // without the whitespace around the value
+  std::uint32_t value_size = 0;
+};
+
+struct head_layout {
+  std::uint32_t method_at = 0;
+  std::uint32_t method_size = 0;
+  std::uint32_t target_at = 0;
+  std::uint32_t target_size = 0;
+  unsigned version = 0;            // 10 or 11
+  std::vector<field_span> fields;  // in order; its capacity is reused
 };
 
 struct head_scan {
@@ -46,11 +66,18 @@ struct head_scan {
 class request_head_scanner {
 public:
   explicit request_head_scanner(head_limits limits) : limits_(limits) {}
+  // The same, noting the parts of each line checked in `layout` (cleared here). Once scan()
+  // says complete, `layout` describes the whole head; offsets count from the start of the bytes.
+  request_head_scanner(head_limits limits, head_layout& layout)
+      : limits_(limits), layout_(&layout) {
+    layout.fields.clear();
+  }
 
   head_scan scan(std::string_view bytes);
 
 private:
   head_limits limits_;
+  head_layout* layout_ = nullptr;
   std::size_t skip_ = 0;       // empty lines seen before the request line
   std::size_t next_ = 0;       // offset of the first line not yet checked
   std::size_t fields_ = 0;     // field lines checked so far

@@ -191,3 +191,32 @@ TEST_CASE("the verdict does not depend on how the bytes arrive (found by fuzz_re
   CHECK(scan_all(field, limits).status == head_status::too_large);
   CHECK(scan_bytewise(field, limits).status == head_status::too_large);
 }
+
+TEST_CASE("the scanner notes where the parts of the head are, however the bytes arrive") {
+  const std::string bytes =
+      "\r\nPOST /a/b HTTP/1.0\r\nHost: example.com\r\nX-Y:\t z  \r\nE:\r\n\r\n";
+  for (bool bytewise : {false, true}) {
+    CAPTURE(bytewise);
+    wk::wire::head_layout layout;
+    layout.fields.resize(3);  // what a previous request left is cleared
+    request_head_scanner s{head_limits{}, layout};
+    head_scan r;
+    for (std::size_t n = bytewise ? 1 : bytes.size(); n <= bytes.size(); ++n) {
+      r = s.scan(std::string_view(bytes).substr(0, n));
+    }
+    REQUIRE(r.status == head_status::complete);
+    auto part = [&](std::uint32_t at, std::uint32_t size) {
+      return std::string_view(bytes).substr(at, size);
+    };
+    CHECK(part(layout.method_at, layout.method_size) == "POST");
+    CHECK(part(layout.target_at, layout.target_size) == "/a/b");
+    CHECK(layout.version == 10);
+    REQUIRE(layout.fields.size() == 3);
+    CHECK(part(layout.fields[0].name_at, layout.fields[0].name_size) == "Host");
+    CHECK(part(layout.fields[0].value_at, layout.fields[0].value_size) == "example.com");
+    CHECK(part(layout.fields[1].name_at, layout.fields[1].name_size) == "X-Y");
+    CHECK(part(layout.fields[1].value_at, layout.fields[1].value_size) == "z");
+    CHECK(part(layout.fields[2].name_at, layout.fields[2].name_size) == "E");
+    CHECK(layout.fields[2].value_size == 0);
+  }
+}

@@ -1,0 +1,241 @@
+#include "http/request_reader.hpp"
+
+#include "core/ascii.hpp"
+#include "http/header_rules.hpp"
+
+#include <boost/beast/http/error.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+namespace wk::http {
+
+namespace bhttp = boost::beast::http;
+
+namespace {
+
+std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+// Calls `each(element)` for the elements of a comma-separated list, OWS trimmed, empty ones
+// included; stops when it returns false. Returns whether it went through the whole list.
+template <class Each> bool for_each_element(std::string_view list, Each each) {
+  for (;;) {
+    const auto comma = list.find(',');
+    if (!each(trim_ows(list.substr(0, comma)))) {
+      return false;
+    }
+    if (comma == std::string_view::npos) {
+      return true;
+    }
+    list.remove_prefix(comma + 1);
+  }
+}
+
+// A decimal number as Beast reads Content-Length (digits only, no overflow).
+bool parse_decimal(std::string_view s, std::uint64_t& v) {
+  if (s.empty()) {
+    return false;
+  }
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && end == s.data() + s.size();
+}
+
+}  // namespace
+
+request_reader::request_reader(request_storage& storage) : s_(&storage), body_parser_(*this) {
+  s_->bytes.clear();
+  s_->fields.clear();
+  s_->trailers.clear();
+  s_->trailers_dropped = 0;
+}
+
+std::string_view request_reader::operator[](bhttp::field f) const {
+  for (const auto& x : s_->fields) {
+    if (x.code == f) {
+      return x.value_text;
+    }
+  }
+  return {};
+}
+
+std::size_t request_reader::count(bhttp::field f) const {
+  return static_cast<std::size_t>(std::count_if(s_->fields.begin(), s_->fields.end(),
+                                                [f](const head_field& x) { return x.code == f; }));
+}
+
+boost::system::error_code request_reader::frame(const head_field& f) {
+  switch (f.code) {
+  case bhttp::field::connection:
+  case bhttp::field::proxy_connection: {
+    // A list of tokens; empty elements are allowed (RFC 9110 section 5.6.1).
+    const bool connection = f.code == bhttp::field::connection;
+    const bool valid = for_each_element(f.value_text, [&](std::string_view t) {
+      if (t.empty()) {
+        return true;
+      }
+      if (!core::is_token(t)) {
+        return false;
+      }
+      if (connection) {
+        close_ = close_ || core::iequals(t, "close");
+        keep_token_ = keep_token_ || core::iequals(t, "keep-alive");
+      }
+      return true;
+    });
+    return valid ? boost::system::error_code{} : bhttp::error::bad_value;
+  }
+  case bhttp::field::content_length: {
+    if (chunked_) {
+      return bhttp::error::bad_content_length;  // after Transfer-Encoding: chunked
+    }
+    // A list of equal numbers is one length (RFC 9110 section 8.6); any other list is refused.
+    boost::system::error_code ec;
+    for_each_element(f.value_text, [&](std::string_view t) {
+      std::uint64_t v = 0;
+      if (!parse_decimal(t, v)) {
+        ec = bhttp::error::bad_content_length;
+      } else if (content_length_ && *content_length_ != v) {
+        ec = bhttp::error::multiple_content_length;
+      } else {
+        content_length_ = v;
+      }
+      return !ec;
+    });
+    return ec;
+  }
+  case bhttp::field::transfer_encoding: {
+    if (chunked_ || content_length_) {
+      return bhttp::error::bad_transfer_encoding;  // repeated, or with Content-Length
+    }
+    // Chunked when "chunked" is the last coding and comes only there (Beast's rule; anything
+    // but exactly "chunked" is refused afterwards by check_request).
+    bool seen = false;
+    bool last = false;
+    for_each_element(f.value_text, [&](std::string_view t) {
+      if (t.empty()) {
+        return true;
+      }
+      last = core::iequals(t, "chunked");
+      if (last && seen) {
+        last = false;
+        return false;
+      }
+      seen = seen || last;
+      return true;
+    });
+    chunked_ = seen && last;
+    return {};
+  }
+  default:
+    return {};
+  }
+}
+
+boost::system::error_code request_reader::adopt(std::string_view bytes,
+                                                const wire::head_scan& scan) {
+  const auto& layout = s_->layout;
+  const auto skip = static_cast<std::uint32_t>(scan.skip);
+  s_->bytes.assign(bytes.data() + scan.skip, scan.length);
+  const char* base = s_->bytes.data();
+  method_ = std::string_view(base + layout.method_at - skip, layout.method_size);
+  target_ = std::string_view(base + layout.target_at - skip, layout.target_size);
+  version_ = layout.version;
+  verb_ = bhttp::string_to_verb(method_);
+  s_->fields.reserve(layout.fields.size());
+  for (const auto& span : layout.fields) {
+    const std::string_view name(base + span.name_at - skip, span.name_size);
+    s_->fields.push_back({bhttp::string_to_field(name), name,
+                          std::string_view(base + span.value_at - skip, span.value_size)});
+    if (auto ec = frame(s_->fields.back()); ec) {
+      return ec;
+    }
+  }
+  keep_alive_ = version_ >= 11 ? !close_ : keep_token_;
+  adopted_ = true;
+  if (content_length_ && body_limit_ && *content_length_ > *body_limit_) {
+    return bhttp::error::body_limit;
+  }
+  has_body_ = chunked_ || content_length_.value_or(0) > 0;
+  if (!has_body_) {
+    return {};
+  }
+  // The body parser starts after a head of the framing alone.
+  char head[64] = "POST / HTTP/1.1\r\n";
+  std::size_t n = std::strlen(head);
+  if (chunked_) {
+    constexpr std::string_view te = "Transfer-Encoding: chunked\r\n\r\n";
+    std::memcpy(head + n, te.data(), te.size());
+    n += te.size();
+  } else {
+    constexpr std::string_view cl = "Content-Length: ";
+    std::memcpy(head + n, cl.data(), cl.size());
+    n += cl.size();
+    n = static_cast<std::size_t>(std::to_chars(head + n, head + sizeof head, *content_length_).ptr -
+                                 head);
+    std::memcpy(head + n, "\r\n\r\n", 4);
+    n += 4;
+  }
+  body_parser_.body_limit(body_limit_);
+  boost::system::error_code ec;
+  const auto used = body_parser_.put(boost::asio::const_buffer(head, n), ec);
+  if (ec || used != n || !body_parser_.is_header_done()) {
+    return ec ? ec : bhttp::error::bad_value;  // not reached: the head above is well-formed
+  }
+  return {};
+}
+
+std::size_t request_reader::put(boost::asio::const_buffer bytes, boost::system::error_code& ec) {
+  return body_parser_.put(bytes, ec);
+}
+
+void request_reader::body_parser::on_field_impl(bhttp::field name,
+                                                boost::beast::string_view name_string,
+                                                boost::beast::string_view value,
+                                                boost::beast::error_code& /*ec*/) {
+  if (!is_header_done()) {
+    return;  // the framing head adopt() built
+  }
+  // A trailer field: kept when it may be passed on.
+  auto& s = *owner_->s_;
+  if (!append_trailer(s.trailers, name, name_string, value, (*owner_)[bhttp::field::connection])) {
+    ++s.trailers_dropped;
+  }
+}
+
+std::size_t request_reader::body_parser::take(boost::beast::string_view body,
+                                              boost::beast::error_code& ec) {
+  if (window.data == nullptr) {
+    ec = bhttp::error::need_buffer;
+    return 0;
+  }
+  const auto n = std::min(body.size(), window.size);
+  std::memcpy(window.data, body.data(), n);
+  window.data += n;
+  window.size -= n;
+  if (n != body.size()) {
+    ec = bhttp::error::need_buffer;
+  }
+  return n;
+}
+
+std::size_t request_reader::body_parser::on_body_impl(boost::beast::string_view body,
+                                                      boost::beast::error_code& ec) {
+  return take(body, ec);
+}
+
+std::size_t request_reader::body_parser::on_chunk_body_impl(std::uint64_t /*remain*/,
+                                                            boost::beast::string_view body,
+                                                            boost::beast::error_code& ec) {
+  return take(body, ec);
+}
+
+}  // namespace wk::http
