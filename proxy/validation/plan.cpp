@@ -210,10 +210,10 @@ const std::string* static_files::find(std::string_view domain, std::string_view 
   if (is_hidden(file)) {
     return nullptr;  // never loaded; also never served from a table filled by other means
   }
-  if (auto it = files.find(std::pair(std::string(domain), std::string(file))); it != files.end()) {
+  if (auto it = files.find(std::pair(domain, file)); it != files.end()) {
     return &it->second;
   }
-  if (auto it = files.find(std::pair(std::string(), std::string(file))); it != files.end()) {
+  if (auto it = files.find(std::pair(std::string_view(), file)); it != files.end()) {
     return &it->second;
   }
   return nullptr;
@@ -228,7 +228,7 @@ token_table::token_table(const config::config& cfg, static_files files)
 }
 
 const config::token* token_table::find(std::string_view domain, std::string_view file) const {
-  auto it = tokens_.find(std::pair(std::string(domain), std::string(file)));
+  auto it = tokens_.find(std::pair(domain, file));
   return it == tokens_.end() ? nullptr : it->second;
 }
 

@@ -26,6 +26,16 @@ enum class action_kind {
 std::string_view name_of(action_kind k);
 std::string_view name_of(config::validation_mode m);
 
+// Orders (domain, file) keys and finds them by a pair of views: a lookup on the data path
+// builds no key strings.
+struct domain_file_less {
+  using is_transparent = void;
+  template <class A, class B> bool operator()(const A& a, const B& b) const {
+    return std::pair<std::string_view, std::string_view>(a.first, a.second) <
+           std::pair<std::string_view, std::string_view>(b.first, b.second);
+  }
+};
+
 // Token files read from validation.static_dir: <dir>/<domain>/<file> and <dir>/<file>.
 // Only regular files (symlinks are followed only when they stay inside the directory) with a
 // safe name and at most max_file_bytes; everything else is skipped with a warning. Hidden
@@ -34,7 +44,7 @@ std::string_view name_of(config::validation_mode m);
 struct static_files {
   static constexpr std::size_t max_file_bytes = 64 * 1024;
   static constexpr std::size_t max_files = 10'000;
-  std::map<std::pair<std::string, std::string>, std::string, std::less<>>
+  std::map<std::pair<std::string, std::string>, std::string, domain_file_less>
       files;  // (domain|"", file)
 
   // Reads `dir` (empty: nothing). `warnings` gets one line per skipped entry.
@@ -54,7 +64,7 @@ public:
   config::validation_mode mode_for(std::string_view domain) const;
 
 private:
-  std::map<std::pair<std::string, std::string>, const config::token*, std::less<>> tokens_;
+  std::map<std::pair<std::string, std::string>, const config::token*, domain_file_less> tokens_;
   std::map<std::string, std::size_t, std::less<>> per_domain_;
   const config::validation_route* route_ = nullptr;
   static_files files_;
