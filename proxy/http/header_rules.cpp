@@ -196,7 +196,10 @@ template <class In, class Out>
 void build_upstream_request_fields(const In& in, Out& out, const forward_options& opt) {
   using config::forwarded_policy;
   const connection_names named(in);
-  std::string xff;
+  // The X-Forwarded-For value being built: per thread, its capacity kept (a long IPv6 client
+  // address would otherwise allocate on every request).
+  thread_local std::string xff;
+  xff.clear();
   bool has_xfp = false;
   bool host_done = false;
   for (const auto& f : in) {

@@ -1,44 +1,21 @@
 #include "http/request_reader.hpp"
 
-#include "core/ascii.hpp"
 #include "http/header_rules.hpp"
 
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
+#include <boost/beast/http/rfc7230.hpp>
 
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <iterator>
 
 namespace wk::http {
 
 namespace bhttp = boost::beast::http;
 
 namespace {
-
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
-// Calls `each(element)` for the elements of a comma-separated list, OWS trimmed, empty ones
-// included; stops when it returns false. Returns whether it went through the whole list.
-template <class Each> bool for_each_element(std::string_view list, Each each) {
-  for (;;) {
-    const auto comma = list.find(',');
-    if (!each(trim_ows(list.substr(0, comma)))) {
-      return false;
-    }
-    if (comma == std::string_view::npos) {
-      return true;
-    }
-    list.remove_prefix(comma + 1);
-  }
-}
 
 // A decimal number as Beast reads Content-Length (digits only, no overflow).
 bool parse_decimal(std::string_view s, std::uint64_t& v) {
@@ -72,67 +49,61 @@ std::size_t request_reader::count(bhttp::field f) const {
                                                 [f](const head_field& x) { return x.code == f; }));
 }
 
+// The rules of basic_parser::do_field (Boost 1.81), with Beast's own list types, so that the
+// verdicts are Beast's by construction (the request fuzzer checks them against Beast's parser).
 boost::system::error_code request_reader::frame(const head_field& f) {
+  const boost::beast::string_view value(f.value_text.data(), f.value_text.size());
   switch (f.code) {
   case bhttp::field::connection:
   case bhttp::field::proxy_connection: {
-    // A list of tokens; empty elements are allowed (RFC 9110 section 5.6.1).
-    const bool connection = f.code == bhttp::field::connection;
-    const bool valid = for_each_element(f.value_text, [&](std::string_view t) {
-      if (t.empty()) {
-        return true;
+    const bhttp::opt_token_list list{value};
+    if (!bhttp::validate_list(list)) {
+      return bhttp::error::bad_value;
+    }
+    if (f.code == bhttp::field::connection) {
+      for (const auto& t : list) {
+        close_ = close_ || boost::beast::iequals(t, "close");
+        keep_token_ = keep_token_ || boost::beast::iequals(t, "keep-alive");
       }
-      if (!core::is_token(t)) {
-        return false;
-      }
-      if (connection) {
-        close_ = close_ || core::iequals(t, "close");
-        keep_token_ = keep_token_ || core::iequals(t, "keep-alive");
-      }
-      return true;
-    });
-    return valid ? boost::system::error_code{} : bhttp::error::bad_value;
+    }
+    return {};
   }
   case bhttp::field::content_length: {
     if (chunked_) {
       return bhttp::error::bad_content_length;  // after Transfer-Encoding: chunked
     }
     // A list of equal numbers is one length (RFC 9110 section 8.6); any other list is refused.
-    boost::system::error_code ec;
-    for_each_element(f.value_text, [&](std::string_view t) {
+    auto unprocessed = 1 + std::count(value.begin(), value.end(), ',');
+    const bhttp::opt_token_list tokens{value};
+    if (tokens.begin() == tokens.end() || !bhttp::validate_list(tokens)) {
+      return bhttp::error::bad_content_length;
+    }
+    for (const auto& t : tokens) {
       std::uint64_t v = 0;
-      if (!parse_decimal(t, v)) {
-        ec = bhttp::error::bad_content_length;
-      } else if (content_length_ && *content_length_ != v) {
-        ec = bhttp::error::multiple_content_length;
-      } else {
-        content_length_ = v;
+      if (!parse_decimal({t.data(), t.size()}, v)) {
+        return bhttp::error::bad_content_length;
       }
-      return !ec;
-    });
-    return ec;
+      --unprocessed;
+      if (content_length_ && *content_length_ != v) {
+        return bhttp::error::multiple_content_length;
+      }
+      content_length_ = v;
+    }
+    if (unprocessed != 0) {
+      return bhttp::error::bad_content_length;  // an empty element
+    }
+    return {};
   }
   case bhttp::field::transfer_encoding: {
     if (chunked_ || content_length_) {
       return bhttp::error::bad_transfer_encoding;  // repeated, or with Content-Length
     }
-    // Chunked when "chunked" is the last coding and comes only there (Beast's rule; anything
-    // but exactly "chunked" is refused afterwards by check_request).
-    bool seen = false;
-    bool last = false;
-    for_each_element(f.value_text, [&](std::string_view t) {
-      if (t.empty()) {
-        return true;
-      }
-      last = core::iequals(t, "chunked");
-      if (last && seen) {
-        last = false;
-        return false;
-      }
-      seen = seen || last;
-      return true;
-    });
-    chunked_ = seen && last;
+    // Chunked when the first "chunked" is the last coding (anything but exactly "chunked" is
+    // refused afterwards by check_request).
+    const bhttp::token_list codings{value};
+    const auto p = std::find_if(codings.begin(), codings.end(),
+                                [](const auto& t) { return boost::beast::iequals(t, "chunked"); });
+    chunked_ = p != codings.end() && std::next(p) == codings.end();
     return {};
   }
   default:

@@ -428,8 +428,9 @@ TEST_CASE("a keep-alive connection's requests allocate nothing once warm, end to
   wk::net::timed_stream stream(acceptor.accept());
   handle.stream = &stream;
   session::client_info info;
-  info.peer = "127.0.0.1:50000";
-  info.peer_ip = "127.0.0.1";
+  // As a PROXY header or an IPv6 client would have it: longer than a short-string buffer.
+  info.peer = "[2001:db8:85a3::8a2e:370:7334]:50000";
+  info.peer_ip = "2001:db8:85a3::8a2e:370:7334";
   auto one_request = [&](boost::beast::flat_buffer& cbuf, bool last) {
     return session::handle_request(w, stream, cbuf, info, last);
   };
