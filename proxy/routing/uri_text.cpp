@@ -12,26 +12,35 @@ std::string canonical_escapes(std::string_view s, bool decode_unreserved) {
 
 void append_canonical_escapes(std::string_view s, bool decode_unreserved, std::string& out) {
   out.reserve(out.size() + s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%' || i + 2 >= s.size()) {
-      out.push_back(s[i]);
-      continue;
+  for (;;) {
+    // Most of a target is not escaped: the text up to the next '%' goes in one append
+    // (measured: 2,700 of a validation request's 42,500 instructions went to a byte-wise copy).
+    const auto pct = s.find('%');
+    out.append(s.substr(0, pct));
+    if (pct == std::string_view::npos) {
+      return;
     }
-    const int hi = hex_value(s[i + 1]);
-    const int lo = hex_value(s[i + 2]);
+    s.remove_prefix(pct);
+    if (s.size() < 3) {
+      out.append(s);  // too short for an escape (a '%' in it is no escape either)
+      return;
+    }
+    const int hi = hex_value(s[1]);
+    const int lo = hex_value(s[2]);
     if (hi < 0 || lo < 0) {
-      out.push_back(s[i]);
+      out.push_back('%');
+      s.remove_prefix(1);
       continue;
     }
     const auto decoded = static_cast<char>(hi * 16 + lo);
     if (decode_unreserved && is_unreserved(decoded)) {
       out.push_back(decoded);
     } else {
-      out.push_back('%');
-      out.push_back(hex_digits[static_cast<std::size_t>(hi)]);
-      out.push_back(hex_digits[static_cast<std::size_t>(lo)]);
+      const char escape[3] = {'%', hex_digits[static_cast<std::size_t>(hi)],
+                              hex_digits[static_cast<std::size_t>(lo)]};
+      out.append(escape, 3);
     }
-    i += 2;
+    s.remove_prefix(3);
   }
 }
 
