@@ -29,7 +29,7 @@ for group in "$@"; do
     browser) packages+=(chromium) ;;
     lint) packages+=(clang-tidy) ;;
     fuzz) packages+=(clang libclang-rt-14-dev) ;;
-    bench) packages+=(nghttp2-client nginx-light libnginx-mod-stream haproxy gnuplot-nox linux-perf) ;;
+    bench) packages+=(nghttp2-client nginx-light libnginx-mod-stream haproxy gnuplot-nox linux-perf valgrind) ;;
     # runc, not crun: crun 1.8 refuses cgroup v1 "hybrid" hosts (see tools/image.sh).
     container) packages+=(podman buildah runc debootstrap) ;;
     *) echo "deps.sh: unknown group $group" >&2; exit 2 ;;
