@@ -38,7 +38,7 @@ public:
     insert(name, value);
   }
   void insert(std::string_view name, std::string_view value) {
-    // One resize and four copies instead of four appends (each append checks the capacity and
+    // One resize and two copies instead of four appends (each append checks the capacity and
     // the length again: about 1,000 instructions per proxied request, measured with
     // bench/instructions).
     const auto at = out_->size();
@@ -46,13 +46,14 @@ public:
     char* p = out_->data() + at;
     std::memcpy(p, name.data(), name.size());
     p += name.size();
-    std::memcpy(p, ": ", 2);
-    p += 2;
+    *p++ = ':';
+    *p++ = ' ';
     if (!value.empty()) {
       std::memcpy(p, value.data(), value.size());
       p += value.size();
     }
-    std::memcpy(p, "\r\n", 2);
+    p[0] = '\r';
+    p[1] = '\n';
   }
 
 private:

@@ -152,8 +152,9 @@ boost::system::error_code request_reader::adopt(std::string_view bytes,
     n += cl.size();
     n = static_cast<std::size_t>(std::to_chars(head + n, head + sizeof head, *content_length_).ptr -
                                  head);
-    std::memcpy(head + n, "\r\n\r\n", 4);
-    n += 4;
+    constexpr std::string_view end = "\r\n\r\n";
+    std::memcpy(head + n, end.data(), end.size());
+    n += end.size();
   }
   body_parser_.body_limit(body_limit_);
   boost::system::error_code ec;
