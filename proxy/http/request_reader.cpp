@@ -35,20 +35,6 @@ request_reader::request_reader(request_storage& storage) : s_(&storage), body_pa
   s_->trailers_dropped = 0;
 }
 
-std::string_view request_reader::operator[](bhttp::field f) const {
-  for (const auto& x : s_->fields) {
-    if (x.code == f) {
-      return x.value_text;
-    }
-  }
-  return {};
-}
-
-std::size_t request_reader::count(bhttp::field f) const {
-  return static_cast<std::size_t>(std::count_if(s_->fields.begin(), s_->fields.end(),
-                                                [f](const head_field& x) { return x.code == f; }));
-}
-
 // The rules of basic_parser::do_field (Boost 1.81), with Beast's own list types, so that the
 // verdicts are Beast's by construction (the request fuzzer checks them against Beast's parser).
 boost::system::error_code request_reader::frame(const head_field& f) {
@@ -183,31 +169,15 @@ void request_reader::body_parser::on_field_impl(bhttp::field name,
   }
 }
 
-std::size_t request_reader::body_parser::take(boost::beast::string_view body,
-                                              boost::beast::error_code& ec) {
-  if (window.data == nullptr) {
-    ec = bhttp::error::need_buffer;
-    return 0;
-  }
-  const auto n = std::min(body.size(), window.size);
-  std::memcpy(window.data, body.data(), n);
-  window.data += n;
-  window.size -= n;
-  if (n != body.size()) {
-    ec = bhttp::error::need_buffer;
-  }
-  return n;
-}
-
 std::size_t request_reader::body_parser::on_body_impl(boost::beast::string_view body,
                                                       boost::beast::error_code& ec) {
-  return take(body, ec);
+  return window.take({body.data(), body.size()}, ec);
 }
 
 std::size_t request_reader::body_parser::on_chunk_body_impl(std::uint64_t /*remain*/,
                                                             boost::beast::string_view body,
                                                             boost::beast::error_code& ec) {
-  return take(body, ec);
+  return window.take({body.data(), body.size()}, ec);
 }
 
 }  // namespace wk::http

@@ -43,13 +43,6 @@ struct request_storage {
 // One request (a reader is used once).
 class request_reader {
 public:
-  // Where the next body bytes go: the parser fills [data, data + size) and advances it; with
-  // no room, put() stops with error::need_buffer.
-  struct body_window {
-    char* data = nullptr;
-    std::size_t size = 0;
-  };
-
   // `storage` is cleared here and must outlive the reader.
   explicit request_reader(request_storage& storage);
   request_reader(const request_reader&) = delete;
@@ -82,8 +75,10 @@ public:
   std::vector<head_field>::const_iterator begin() const { return s_->fields.begin(); }
   std::vector<head_field>::const_iterator end() const { return s_->fields.end(); }
   // The first value of `f`, or empty.
-  std::string_view operator[](boost::beast::http::field f) const;
-  std::size_t count(boost::beast::http::field f) const;
+  std::string_view operator[](boost::beast::http::field f) const {
+    return first_value(s_->fields, f);
+  }
+  std::size_t count(boost::beast::http::field f) const { return count_of(s_->fields, f); }
 
   // ---- Framing and the body.
   bool is_header_done() const { return adopted_; }
@@ -126,8 +121,6 @@ private:
     std::size_t on_chunk_body_impl(std::uint64_t, boost::beast::string_view body,
                                    boost::beast::error_code& ec) override;
     void on_finish_impl(boost::beast::error_code&) override {}
-
-    std::size_t take(boost::beast::string_view body, boost::beast::error_code& ec);
 
     request_reader* owner_;
   };

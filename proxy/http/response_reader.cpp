@@ -19,20 +19,6 @@ response_reader::response_reader(head_storage& storage) : s_(&storage) {
   s_->trailers_dropped = 0;
 }
 
-std::string_view response_reader::operator[](bhttp::field f) const {
-  for (const auto& x : s_->fields) {
-    if (x.code == f) {
-      return x.value_text;
-    }
-  }
-  return {};
-}
-
-std::size_t response_reader::count(bhttp::field f) const {
-  return static_cast<std::size_t>(std::count_if(s_->fields.begin(), s_->fields.end(),
-                                                [f](const head_field& x) { return x.code == f; }));
-}
-
 void response_reader::on_response_impl(int code, boost::beast::string_view reason, int version,
                                        boost::beast::error_code& /*ec*/) {
   status_ = static_cast<unsigned>(code);
@@ -73,31 +59,15 @@ void response_reader::on_header_impl(boost::beast::error_code& /*ec*/) {
   }
 }
 
-std::size_t response_reader::take_body(boost::beast::string_view body,
-                                       boost::beast::error_code& ec) {
-  if (body_.data == nullptr) {
-    ec = bhttp::error::need_buffer;
-    return 0;
-  }
-  const auto n = std::min(body.size(), body_.size);
-  std::memcpy(body_.data, body.data(), n);
-  body_.data += n;
-  body_.size -= n;
-  if (n != body.size()) {
-    ec = bhttp::error::need_buffer;
-  }
-  return n;
-}
-
 std::size_t response_reader::on_body_impl(boost::beast::string_view body,
                                           boost::beast::error_code& ec) {
-  return take_body(body, ec);
+  return body_.take({body.data(), body.size()}, ec);
 }
 
 std::size_t response_reader::on_chunk_body_impl(std::uint64_t /*remain*/,
                                                 boost::beast::string_view body,
                                                 boost::beast::error_code& ec) {
-  return take_body(body, ec);
+  return body_.take({body.data(), body.size()}, ec);
 }
 
 }  // namespace wk::http

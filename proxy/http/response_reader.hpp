@@ -38,13 +38,6 @@ struct head_storage {
 // One response (a parser is used once: an interim 1xx and the final answer get one each).
 class response_reader : public boost::beast::http::basic_parser<false> {
 public:
-  // Where the next body bytes go: the parser fills [data, data + size) and advances it; with
-  // no room, put() stops with error::need_buffer.
-  struct body_window {
-    char* data = nullptr;
-    std::size_t size = 0;
-  };
-
   // `storage` is cleared here and must outlive the reader.
   explicit response_reader(head_storage& storage);
 
@@ -59,8 +52,10 @@ public:
   std::vector<head_field>::const_iterator begin() const { return s_->fields.begin(); }
   std::vector<head_field>::const_iterator end() const { return s_->fields.end(); }
   // The first value of `f`, or empty.
-  std::string_view operator[](boost::beast::http::field f) const;
-  std::size_t count(boost::beast::http::field f) const;
+  std::string_view operator[](boost::beast::http::field f) const {
+    return first_value(s_->fields, f);
+  }
+  std::size_t count(boost::beast::http::field f) const { return count_of(s_->fields, f); }
   // The trailer fields passed on, as the bytes of a trailer section (complete once is_done()),
   // and how many were dropped.
   std::string_view trailers() const { return s_->trailers; }
@@ -82,8 +77,6 @@ private:
   std::size_t on_chunk_body_impl(std::uint64_t, boost::beast::string_view body,
                                  boost::beast::error_code& ec) override;
   void on_finish_impl(boost::beast::error_code&) override {}
-
-  std::size_t take_body(boost::beast::string_view body, boost::beast::error_code& ec);
 
   head_storage* s_;
   unsigned status_ = 0;
