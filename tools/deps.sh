@@ -3,8 +3,8 @@
 # Skips apt-get entirely when everything is already there.
 # Extra groups by argument: `browser` (Chromium, for the status page test), `lint` (clang-tidy,
 # for tools/lint.sh), `fuzz` (clang and its libFuzzer runtime), `bench` (h2load, nginx
-# with its stream module, HAProxy and gnuplot for side-by-side runs and their plots; wrk is in
-# the base list),
+# with its stream module, HAProxy and gnuplot for side-by-side runs and their plots, perf and
+# valgrind, liburing-dev for bench/uring-probe; wrk is in the base list),
 # `container` (podman, buildah, runc and debootstrap for tools/image.sh: see
 # packaging/container/).
 set -euo pipefail
@@ -29,7 +29,8 @@ for group in "$@"; do
     browser) packages+=(chromium) ;;
     lint) packages+=(clang-tidy) ;;
     fuzz) packages+=(clang libclang-rt-14-dev) ;;
-    bench) packages+=(nghttp2-client nginx-light libnginx-mod-stream haproxy gnuplot-nox linux-perf valgrind) ;;
+    bench) packages+=(nghttp2-client nginx-light libnginx-mod-stream haproxy gnuplot-nox linux-perf valgrind
+                     liburing-dev) ;;
     # runc, not crun: crun 1.8 refuses cgroup v1 "hybrid" hosts (see tools/image.sh).
     container) packages+=(podman buildah runc debootstrap) ;;
     *) echo "deps.sh: unknown group $group" >&2; exit 2 ;;

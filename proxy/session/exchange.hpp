@@ -93,12 +93,13 @@ asio::awaitable<fault> forward(context& w, const wk::runtime::snapshot& rt, Clie
     break;
   case config::proxy_protocol::v1:
     preface = wire::build_proxy_v1(conn.pp);
-    client_key = st.upstream->key + "|client=" + conn.peer;
     break;
   case config::proxy_protocol::v2:
     preface = wire::build_proxy_v2(conn.pp);
-    client_key = st.upstream->key + "|client=" + conn.peer;
     break;
+  }
+  if (st.upstream->cfg.send_proxy_protocol != config::proxy_protocol::off) {
+    client_key = st.upstream->key + "|client=" + conn.peer;
   }
   const std::string& pool_key = client_key.empty() ? st.upstream->key : client_key;
   const bool retry_allowed = may_retry(parser);
