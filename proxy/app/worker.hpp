@@ -78,7 +78,11 @@ private:
   void spawn_housekeeping();
 
   unsigned index_;
-  boost::asio::io_context ioc_{1};  // declared first: destroyed last, after every session frame
+  // Declared first: destroyed last, after every session frame. No per-descriptor locking in
+  // the reactor (the scheduler keeps its lock for the posts above): every I/O object of this
+  // worker is opened before its thread starts or used on that thread alone, so each
+  // cross-thread entry point here must post, never touch a socket, acceptor or timer itself.
+  boost::asio::io_context ioc_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   worker_state state_;
   struct acceptor_entry {
     std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor;
