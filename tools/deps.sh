@@ -4,7 +4,7 @@
 # Extra groups by argument: `browser` (Chromium, for the status page test), `lint` (clang-tidy,
 # for tools/lint.sh), `fuzz` (clang and its libFuzzer runtime), `bench` (h2load, nginx
 # with its stream module, HAProxy and gnuplot for side-by-side runs and their plots, perf and
-# valgrind, liburing-dev for bench/uring-probe; wrk is in the base list),
+# valgrind; wrk and liburing-dev, which bench/uring-probe needs, are in the base list),
 # `container` (podman, buildah, runc and debootstrap for tools/image.sh: see
 # packaging/container/).
 set -euo pipefail
@@ -13,6 +13,8 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev
   libssl-dev libyaml-cpp-dev doctest-dev
+  # the workers' io_uring loop (proxy/net/ring.cpp)
+  liburing-dev
   # integration tests: real clients and a test CA made at test time; wrk is the client that
   # never retries (tests/integration/test_zero_downtime_wrk.py: reloads and upgrades under it)
   python3 curl openssl ca-certificates wrk
@@ -29,8 +31,7 @@ for group in "$@"; do
     browser) packages+=(chromium) ;;
     lint) packages+=(clang-tidy) ;;
     fuzz) packages+=(clang libclang-rt-14-dev) ;;
-    bench) packages+=(nghttp2-client nginx-light libnginx-mod-stream haproxy gnuplot-nox linux-perf valgrind
-                     liburing-dev) ;;
+    bench) packages+=(nghttp2-client nginx-light libnginx-mod-stream haproxy gnuplot-nox linux-perf valgrind) ;;
     # runc, not crun: crun 1.8 refuses cgroup v1 "hybrid" hosts (see tools/image.sh).
     container) packages+=(podman buildah runc debootstrap) ;;
     *) echo "deps.sh: unknown group $group" >&2; exit 2 ;;

@@ -16,6 +16,7 @@
 #include "core/failure.hpp"
 #include "net/listener.hpp"
 #include "net/outcome_channel.hpp"
+#include "net/ring.hpp"
 #include "net/sd_notify.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
@@ -35,6 +36,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
@@ -51,6 +53,46 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 
 namespace {
+
+// Whether the workers run on io_uring (net/ring.hpp): `io` from the config, unless WKPROXY_IO
+// overrides it (auto, io_uring or epoll: to switch without editing the file, and how CI runs
+// the suite on both). Logged once; nullopt (after saying why) when io_uring is demanded and
+// refused.
+std::optional<bool> choose_io(config::io_engine configured, const std::string& config_path) {
+  auto engine = configured;
+  std::string source = "io";
+  if (const char* env = std::getenv("WKPROXY_IO"); env != nullptr && *env != '\0') {
+    bool known = false;
+    for (const auto e :
+         {config::io_engine::automatic, config::io_engine::io_uring, config::io_engine::epoll}) {
+      if (config::name_of(e) == env) {
+        engine = e;
+        known = true;
+      }
+    }
+    if (!known) {
+      std::cerr << "WKPROXY_IO: expected auto, io_uring or epoll, got \"" << env << "\"\n";
+      return std::nullopt;
+    }
+    source = "WKPROXY_IO";
+  }
+  if (engine == config::io_engine::epoll) {
+    observe::info("io: epoll (" + source + ": epoll)");
+    return false;
+  }
+  const std::string refused = net::ring::probe();
+  if (refused.empty()) {
+    observe::info("io: io_uring");
+    return true;
+  }
+  if (engine == config::io_engine::io_uring) {
+    std::cerr << (source == "io" ? config_path + ": io" : source)
+              << ": io_uring is refused here: " << refused << '\n';
+    return std::nullopt;
+  }
+  observe::info("io: epoll (io_uring refused: " + refused + ")");
+  return false;
+}
 
 // "errors: bad_request=3 header_timeout=1; limits: pipelined=2", or "" when nothing was counted.
 std::string counters_summary() {
@@ -374,6 +416,10 @@ void describe_reload(const config::config& before, const config::config& after) 
   }
   if (before.workers != after.workers) {
     observe::debug("reload: workers is read at start only; keeping the running workers");
+  }
+  if (before.io != after.io) {
+    observe::info("reload: io is read at start only; the workers keep " +
+                  std::string(config::name_of(before.io)));
   }
   observe::debug("reload: " + std::to_string(after.listen.size()) + " listener(s), " +
                  std::to_string(after.validation.domains.size()) + " domain pattern(s), " +
@@ -1072,8 +1118,12 @@ int run_server(const server_options& opt) {
     s.admin = std::get<0>(std::move(opened));
   }
   unsigned n = cfg.workers != 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
+  const auto engine = choose_io(cfg.io, s.opt.config_path);
+  if (!engine) {
+    return 1;
+  }
   for (unsigned i = 0; i < n; ++i) {
-    s.workers.push_back(std::make_unique<worker>(i, s.current, s.access_file));
+    s.workers.push_back(std::make_unique<worker>(i, s.current, s.access_file, *engine));
   }
   // Signals are set up before the workers run and before the ports file announces readiness,
   // so an early SIGTERM is never lost.

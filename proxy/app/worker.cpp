@@ -3,6 +3,7 @@
 #include "app/connection.hpp"
 #include "core/asio.hpp"
 #include "http/local_reply.hpp"
+#include "net/ring.hpp"
 #include "observe/counters.hpp"
 #include "observe/log.hpp"
 #include "session/keepalive.hpp"
@@ -148,8 +149,8 @@ asio::awaitable<void> housekeeping(worker_state* w) {
 }  // namespace
 
 worker::worker(unsigned index, std::shared_ptr<const runtime::snapshot> rt,
-               std::shared_ptr<const observe::log_file> access_file)
-    : index_(index), work_(asio::make_work_guard(ioc_)) {
+               std::shared_ptr<const observe::log_file> access_file, bool use_ring)
+    : index_(index), use_ring_(use_ring), work_(asio::make_work_guard(ioc_)) {
   state_.runtime = std::move(rt);
   state_.log.set_destination(std::move(access_file), state_.runtime->cfg->access_log.format);
 }
@@ -181,7 +182,25 @@ void worker::start(const std::vector<std::unique_ptr<net::listener_socket>>& lis
     open_acceptor(*l);
   }
   spawn_housekeeping();
-  thread_ = std::thread([this] { ioc_.run(); });
+  thread_ = std::thread([this] {
+    if (use_ring_) {
+      std::unique_ptr<net::ring> rg;
+      try {
+        rg = std::make_unique<net::ring>(ioc_);
+      } catch (const std::exception& e) {
+        // The start-up probe passed, so this is unexpected (a limit on locked memory, say).
+        observe::error("worker " + std::to_string(index_) + ": " + e.what() +
+                       "; this worker runs on epoll");
+      }
+      if (rg) {
+        ring_.store(rg.get());  // posts before this are run by the loop's first poll
+        rg->run();
+        ring_.store(nullptr);
+        return;
+      }
+    }
+    ioc_.run();
+  });
 }
 
 void worker::add_listener(const net::listener_socket& l) {
@@ -191,7 +210,7 @@ void worker::add_listener(const net::listener_socket& l) {
     observe::error("worker " + std::to_string(index_) + ": dup failed for " + l.slot->name);
     return;
   }
-  asio::post(ioc_, [this, fd, protocol = l.bound.protocol(), slot = l.slot] {
+  post([this, fd, protocol = l.bound.protocol(), slot = l.slot] {
     auto acceptor = std::make_unique<tcp::acceptor>(ioc_);
     boost::system::error_code ec;
     acceptor->assign(protocol, fd, ec);
@@ -209,7 +228,7 @@ void worker::add_listener(const net::listener_socket& l) {
 }
 
 void worker::remove_listener(const std::shared_ptr<net::listener_slot>& slot) {
-  asio::post(ioc_, [this, slot] {
+  post([this, slot] {
     for (auto it = acceptors_.begin(); it != acceptors_.end();) {
       if (it->slot == slot) {
         boost::system::error_code ec;
@@ -234,7 +253,7 @@ void worker::spawn_housekeeping() {
 
 void worker::publish(std::shared_ptr<const runtime::snapshot> rt,
                      std::shared_ptr<const observe::log_file> access_file) {
-  asio::post(ioc_, [this, rt = std::move(rt), file = std::move(access_file)]() mutable {
+  post([this, rt = std::move(rt), file = std::move(access_file)]() mutable {
     state_.log.set_destination(std::move(file), rt->cfg->access_log.format);
     state_.pool.retain_only(rt->upstream_keys());
     state_.runtime = std::move(rt);
@@ -242,13 +261,13 @@ void worker::publish(std::shared_ptr<const runtime::snapshot> rt,
 }
 
 void worker::reopen_access_log(std::shared_ptr<const observe::log_file> file) {
-  asio::post(ioc_, [this, file = std::move(file)]() mutable {
+  post([this, file = std::move(file)]() mutable {
     state_.log.set_destination(std::move(file), state_.runtime->cfg->access_log.format);
   });
 }
 
 void worker::begin_stop(int handoff) {
-  asio::post(ioc_, [this, handoff] {
+  post([this, handoff] {
     for (auto& a : acceptors_) {
       boost::system::error_code ec;
       a.acceptor->close(ec);
@@ -264,8 +283,8 @@ void worker::begin_stop(int handoff) {
 
 void worker::adopt(int fd, std::shared_ptr<net::listener_slot> slot, session::client_info info,
                    std::size_t served, std::string early) {
-  asio::post(ioc_, [this, fd, slot = std::move(slot), info = std::move(info), served,
-                    early = std::move(early)]() mutable {
+  post([this, fd, slot = std::move(slot), info = std::move(info), served,
+        early = std::move(early)]() mutable {
     tcp::socket socket(ioc_);
     boost::system::error_code ec;
     socket.assign(info.socket_v6 ? tcp::v6() : tcp::v4(), fd, ec);
@@ -287,14 +306,20 @@ void worker::adopt(int fd, std::shared_ptr<net::listener_slot> slot, session::cl
 }
 
 void worker::close_idle() {
-  asio::post(ioc_, [this] { state_.close_idle(); });
+  post([this] { state_.close_idle(); });
+}
+
+void worker::wake() {
+  if (net::ring* r = ring_.load()) {
+    r->wake();
+  }
 }
 
 void worker::stop_and_join() {
   if (!thread_.joinable()) {
     return;
   }
-  asio::post(ioc_, [this] {
+  post([this] {
     state_.log.flush();
     ioc_.stop();
   });

@@ -9,6 +9,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 
 #include <atomic>
 #include <memory>
@@ -16,13 +17,18 @@
 #include <thread>
 #include <vector>
 
+namespace wk::net {
+class ring;
+}
+
 namespace wk::app {
 
 class worker {
 public:
   // `access_file`: where access-log lines go (nullptr: access_log off), in rt's format.
+  // `use_ring`: the thread's loop is an io_uring (net/ring.hpp), else Asio's epoll reactor.
   worker(unsigned index, std::shared_ptr<const runtime::snapshot> rt,
-         std::shared_ptr<const observe::log_file> access_file);
+         std::shared_ptr<const observe::log_file> access_file, bool use_ring = false);
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
   // Stops the thread and joins it. A worker whose thread cannot be stopped or joined must not
@@ -76,8 +82,17 @@ private:
   void spawn_accept(boost::asio::ip::tcp::acceptor* acceptor,
                     std::shared_ptr<net::listener_slot> slot);
   void spawn_housekeeping();
+  // Every cross-thread entry point posts through here: under the ring's loop (net/ring.hpp)
+  // a post from another thread must also wake the loop.
+  template <class F> void post(F&& f) {
+    boost::asio::post(ioc_, std::forward<F>(f));
+    wake();
+  }
+  void wake();
+  std::atomic<net::ring*> ring_{nullptr};
 
   unsigned index_;
+  bool use_ring_;
   // Declared first: destroyed last, after every session frame. No per-descriptor locking in
   // the reactor (the scheduler keeps its lock for the posts above): every I/O object of this
   // worker is opened before its thread starts or used on that thread alone, so each

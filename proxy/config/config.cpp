@@ -66,4 +66,16 @@ std::string_view name_of(listener_mode m) {
   return "http";
 }
 
+std::string_view name_of(io_engine e) {
+  switch (e) {
+  case io_engine::automatic:
+    return "auto";
+  case io_engine::io_uring:
+    return "io_uring";
+  case io_engine::epoll:
+    return "epoll";
+  }
+  return "auto";
+}
+
 }  // namespace wk::config

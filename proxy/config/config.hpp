@@ -218,6 +218,10 @@ struct access_log {
 // The least severe message the diagnostic log (stderr) keeps.
 enum class log_level { debug, info, warn, error };
 
+// automatic: io_uring where the kernel allows it, else epoll; io_uring: refuse to start without.
+enum class io_engine { automatic, io_uring, epoll };
+std::string_view name_of(io_engine e);
+
 // The CloudFront API client (aws:): the distribution tenants to follow. Credentials and endpoints
 // come from the environment, as for the AWS SDKs (docs/tenants.md).
 struct aws_api {
@@ -252,6 +256,8 @@ struct config {
   ::wk::config::aws_api aws;
   ::wk::config::log_level log_level = ::wk::config::log_level::info;
   unsigned workers = 0;  // 0 = one per core
+  // How workers wait for and carry socket I/O (docs/configuration.md#io). Read at start only.
+  io_engine io = io_engine::automatic;
   // Where the serving process writes its pid ("" = nowhere); resolved against the config's
   // directory. Read at start only (like workers).
   std::string pid_file;

@@ -264,6 +264,7 @@ private:
                   bool zero_ok = false);
   void load_policy(const YAML::Node& node, const std::string& key, forwarded_policy& out);
   void load_workers(const YAML::Node& node, const std::string& key);
+  void load_io(const YAML::Node& node, const std::string& key);
   void load_pid_file(const YAML::Node& node, const std::string& key);
   void load_admin(const YAML::Node& node, const std::string& key);
   void load_aws(const YAML::Node& node, const std::string& key);
@@ -493,6 +494,7 @@ void loader::load_document(const YAML::Node& root) {
          }
        }},
       {"workers", [this](const YAML::Node& n, const std::string& k) { load_workers(n, k); }},
+      {"io", [this](const YAML::Node& n, const std::string& k) { load_io(n, k); }},
       {"pid_file", [this](const YAML::Node& n, const std::string& k) { load_pid_file(n, k); }},
       {"admin", [this](const YAML::Node& n, const std::string& k) { load_admin(n, k); }},
       {"aws", [this](const YAML::Node& n, const std::string& k) { load_aws(n, k); }},
@@ -1581,6 +1583,20 @@ void loader::load_workers(const YAML::Node& node, const std::string& key) {
     return;
   }
   cfg_.workers = static_cast<unsigned>(*value);
+}
+
+void loader::load_io(const YAML::Node& node, const std::string& key) {
+  auto text = scalar(node, key);
+  if (!text) {
+    return;
+  }
+  for (const auto e : {io_engine::automatic, io_engine::io_uring, io_engine::epoll}) {
+    if (*text == name_of(e)) {
+      cfg_.io = e;
+      return;
+    }
+  }
+  fail(node.Mark(), key, "expected auto, io_uring or epoll, got " + in_quotes(*text));
 }
 
 // The directory is not checked here: under systemd it is the RuntimeDirectory, which exists only

@@ -11,16 +11,27 @@
 //
 // Used on one thread (its io_context's); the sweep keeps an intrusive list of live streams.
 
+#include "net/ring.hpp"
+
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/detail/buffer_sequence_adapter.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/recycling_allocator.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/intrusive/list_hook.hpp>
 
+#include <algorithm>
+#include <array>
+#include <cassert>
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <memory>
+#include <type_traits>
 #include <utility>
 
 namespace wk::net {
@@ -82,20 +93,30 @@ public:
   bool park_requested() const noexcept { return park_requested_; }
 
   void cancel() {
+    cancel_ring_ops();
     boost::system::error_code ec;
     socket_.cancel(ec);
   }
   void close() {
+    cancel_ring_ops();
     boost::system::error_code ec;
     socket_.close(ec);
   }
-  socket_type release_socket() { return std::move(socket_); }
+  // Only between operations (none in the ring: the kernel may still hold the descriptor).
+  socket_type release_socket() {
+    assert(ring_read_ == nullptr && ring_write_ == nullptr);
+    return std::move(socket_);
+  }
 
   template <class MutableBuffers, class Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         [this](auto handler, const MutableBuffers& b) {
           started();
+          if (ring* rg = ring::current(); rg != nullptr && socket_.is_open()) {
+            start_ring<false>(rg, b, completion<decltype(handler)>{this, std::move(handler)});
+            return;
+          }
           socket_.async_read_some(b, completion<decltype(handler)>{this, std::move(handler)});
         },
         token, buffers);
@@ -106,6 +127,10 @@ public:
     return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         [this](auto handler, const ConstBuffers& b) {
           started();
+          if (ring* rg = ring::current(); rg != nullptr && socket_.is_open()) {
+            start_ring<true>(rg, b, completion<decltype(handler)>{this, std::move(handler)});
+            return;
+          }
           socket_.async_write_some(b, completion<decltype(handler)>{this, std::move(handler)});
         },
         token, buffers);
@@ -159,6 +184,133 @@ public:
   }
 
 private:
+  // A read or write carried by the worker's ring (net/ring.hpp).
+  template <bool Write, class Handler> struct ring_io : ring_op {
+    struct cancel_request {
+      cancel_request(ring* r, ring_io* o) : rg(r), op(o) {}
+      ring* rg;
+      ring_io* op;
+      void operator()(boost::asio::cancellation_type t) const {
+        if ((t &
+             (boost::asio::cancellation_type::terminal | boost::asio::cancellation_type::partial |
+              boost::asio::cancellation_type::total)) != boost::asio::cancellation_type::none) {
+          rg->cancel(op);
+        }
+      }
+    };
+    using allocator = typename std::allocator_traits<
+        boost::asio::recycling_allocator<void>>::template rebind_alloc<ring_io>;
+
+    ring_io(Handler h, timed_stream* s) : handler(std::move(h)), stream(s) {
+      complete = &ring_io::done;
+    }
+
+    static void done(ring_op* base, int res) {
+      auto* self = static_cast<ring_io*>(base);
+      if (res == ring::abandoned) {  // the worker is going away: free, do not run
+        self->~ring_io();
+        allocator().deallocate(self, 1);
+        return;
+      }
+      timed_stream* s = self->stream;
+      (Write ? s->ring_write_ : s->ring_read_) = nullptr;
+      boost::system::error_code ec;
+      std::size_t n = 0;
+      if (res > 0) {
+        n = static_cast<std::size_t>(res);
+      } else if (res == 0) {
+        if (!Write && self->total > 0) {
+          ec = boost::asio::error::eof;
+        }
+      } else if (res == -ECANCELED) {
+        ec = boost::asio::error::operation_aborted;
+      } else {
+        ec.assign(-res, boost::asio::error::get_system_category());
+      }
+      auto slot = boost::asio::get_associated_cancellation_slot(self->handler);
+      if (slot.is_connected()) {
+        slot.clear();
+      }
+      Handler h(std::move(self->handler));
+      self->~ring_io();
+      allocator().deallocate(self, 1);
+      std::move(h)(ec, n);
+    }
+
+    Handler handler;
+    timed_stream* stream;
+    msghdr msg{};
+    std::array<iovec, 16> iov{};
+    std::size_t total = 0;
+  };
+
+  template <bool Write, class Buffers, class Handler>
+  void start_ring(ring* rg, const Buffers& b, Handler h) {
+    using buffer_t =
+        std::conditional_t<Write, boost::asio::const_buffer, boost::asio::mutable_buffer>;
+    using op_t = ring_io<Write, Handler>;
+    boost::asio::detail::buffer_sequence_adapter<buffer_t, Buffers> bufs(b);
+    op_t* op = typename op_t::allocator().allocate(1);
+    new (op) op_t(std::move(h), this);
+    const std::size_t count = std::min<std::size_t>(bufs.count(), op->iov.size());
+    for (std::size_t i = 0; i < count; ++i) {
+      op->iov[i] = bufs.buffers()[i];
+      op->total += op->iov[i].iov_len;
+    }
+    auto slot = boost::asio::get_associated_cancellation_slot(op->handler);
+    if (slot.is_connected()) {
+      slot.template emplace<typename op_t::cancel_request>(rg, op);
+    }
+    const int fd = socket_.native_handle();
+    if (op->total == 0) {
+      // Completes at once with 0, as under Asio's reactor, but never inline (a no-op through the
+      // ring). A zero-length recv would wait for the next byte: asio::ssl::stream issues one
+      // for the sole purpose of completing through the executor.
+      (Write ? ring_write_ : ring_read_) = op;
+      rg->nop(op);
+      return;
+    }
+    if constexpr (Write) {
+      ring_write_ = op;
+      if (count == 1) {
+        rg->send(fd, op->iov[0].iov_base, op->iov[0].iov_len, op);
+      } else {
+        op->msg.msg_iov = op->iov.data();
+        op->msg.msg_iovlen = count;
+        rg->sendmsg(fd, &op->msg, op);
+      }
+    } else {
+      ring_read_ = op;
+      if (count == 1) {
+        rg->recv(fd, op->iov[0].iov_base, op->iov[0].iov_len, op);
+      } else {
+        op->msg.msg_iov = op->iov.data();
+        op->msg.msg_iovlen = count;
+        rg->recvmsg(fd, &op->msg, op);
+      }
+    }
+  }
+
+  // Cancels the ring's operations on this stream, and submits at once: a request still in the
+  // submission queue would otherwise name the descriptor after close() and reach whatever
+  // connection gets that number next.
+  void cancel_ring_ops() {
+    if (ring_read_ == nullptr && ring_write_ == nullptr) {
+      return;
+    }
+    ring* rg = ring::current();
+    if (rg == nullptr) {
+      return;  // the ring is abandoning its operations (ring::~ring)
+    }
+    if (ring_read_ != nullptr) {
+      rg->cancel(ring_read_);
+    }
+    if (ring_write_ != nullptr) {
+      rg->cancel(ring_write_);
+    }
+    rg->submit();
+  }
+
   friend class deadline_service;
   void started();  // an operation begins: counted, and the sweep runs while any is pending
   void link();
@@ -172,6 +324,8 @@ private:
   boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>
       hook_;
   unsigned pending_ = 0;
+  ring_op* ring_read_ = nullptr;
+  ring_op* ring_write_ = nullptr;
   bool timed_out_ = false;
   bool answer_on_expiry_ = false;  // answer_after(): cancel at the deadline, do not close
   bool park_requested_ = false;

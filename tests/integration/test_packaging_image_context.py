@@ -5,7 +5,9 @@ alone are copied into an empty directory, and there CMake configures the release
 ninja is asked, without compiling, whether it could build wkproxy: a file the build reads but the
 Dockerfile does not copy (as docs/wkproxy.1.md once was) fails here. The generated --help and
 man page and the layer check, which read docs/ and tools/, are built for real. The runtime
-stage's COPY sources must exist too."""
+stage's COPY sources must exist too, and its apt-get line must install the Debian package of
+every shared library the binary links (ldd, dpkg -S): a new dependency such as liburing2 that
+the image lacks fails here, not at the image's first start."""
 
 import os
 import re
@@ -14,7 +16,7 @@ import subprocess
 import tempfile
 import unittest
 
-from wkharness import have_tool, missing
+from wkharness import have_tool, missing, wkproxy_bin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCKERFILE = os.path.join(ROOT, "packaging", "container", "Dockerfile")
@@ -86,6 +88,35 @@ class ImageContext(unittest.TestCase):
             for src in sources:
                 with self.subTest(src=src):
                     self.assertTrue(os.path.exists(os.path.join(ROOT, src)), src)
+
+    def test_the_runtime_stage_installs_every_shared_library_the_binary_links(self):
+        for tool in ("ldd", "dpkg"):
+            if not have_tool(tool):
+                missing(f"the command {tool!r}")
+        with open(DOCKERFILE) as f:
+            text = f.read()
+        runtime = text[text.index("FROM debian:bookworm-slim"):]
+        install = re.search(r"apt-get install[^\n]*\\\n(.*?)&&", runtime, re.S)
+        self.assertIsNotNone(install, "no apt-get install in the runtime stage")
+        installed = set(install.group(1).replace("\\", " ").split())
+        in_slim = {"libc6", "libstdc++6", "libgcc-s1"}  # bookworm-slim has them already
+        ldd = subprocess.run(["ldd", wkproxy_bin()], capture_output=True, text=True, check=True)
+        packages = set()
+        for path in re.findall(r"=> (/\S+)", ldd.stdout):
+            name = os.path.basename(path)
+            if name.startswith(("libasan", "libubsan", "liblsan")):
+                continue  # the sanitizer build's runtime, not the release binary's
+            owner = None
+            for candidate in (path, "/usr" + path, os.path.realpath(path)):
+                out = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
+                if out.returncode == 0:
+                    owner = out.stdout.split(":", 1)[0]
+                    break
+            self.assertIsNotNone(owner, f"no Debian package owns {path}")
+            packages.add(owner)
+        self.assertIn("liburing2", packages)  # the check sees what it is meant to see
+        self.assertEqual(sorted(packages - in_slim - installed), [],
+                         "the runtime stage does not install these packages")
 
 
 if __name__ == "__main__":

@@ -193,7 +193,8 @@ class ServiceSettingsTest(unittest.TestCase):
 
     def test_hardening_keeps_what_wkproxy_needs(self):
         # SIGUSR2 and the check subcommand exec; splice(2) relays passthrough bytes; sd_notify
-        # and the reload/upgrade answers are unix sockets.
+        # and the reload/upgrade answers are unix sockets; the workers' loop is io_uring
+        # (@system-service has it through @aio).
         if not shutil.which("systemd-analyze"):
             missing("systemd-analyze is not installed")
         allowed = subprocess.run(["systemd-analyze", "syscall-filter", "@system-service"],
@@ -206,7 +207,8 @@ class ServiceSettingsTest(unittest.TestCase):
                                text=True)
             expanded |= set(p.stdout.split())
         for call in ("splice", "pipe2", "close_range", "execve", "accept4", "epoll_wait",
-                     "sendto", "connect", "getsockopt"):
+                     "sendto", "connect", "getsockopt", "io_uring_setup", "io_uring_enter",
+                     "io_uring_register"):
             with self.subTest(call=call):
                 self.assertIn(call, names | expanded)
 

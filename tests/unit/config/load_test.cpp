@@ -100,6 +100,7 @@ TEST_CASE("the minimal config loads with every other key defaulted") {
   CHECK(c.access_log.path.empty());
   CHECK(c.log_level == cfg::log_level::info);
   CHECK(c.workers == 0);
+  CHECK(c.io == cfg::io_engine::automatic);
 }
 
 TEST_CASE("a full config sets every key, with substitution in list items and URLs") {
@@ -167,7 +168,7 @@ TEST_CASE("bad config files report every error with file, line, column, key and 
         "8:1: colour: unknown key (expected one of: version, listen, origin, cloudfront, domains, "
         "validation, tokens, tokens_dir, timeouts, limits, headers, dns, shutdown, access_log, "
         "log_level, "
-        "workers, pid_file, admin, aws)"}},
+        "workers, io, pid_file, admin, aws)"}},
       {"wrong_type.yaml",
        {"2:9: listen: expected a list, got a single value",
         "3:9: origin: expected a URL or a mapping with url, got a list",
@@ -278,6 +279,10 @@ TEST_CASE("each value is checked against its own rule") {
        "headers:\n  x_forwarded_for: drop\n",
        {"test.yaml:7:20: headers.x_forwarded_for: expected off, append or replace, got \"drop\""}},
       {"workers may be auto or a count", "workers: 256\n", {}},
+      {"io may be auto, io_uring or epoll", "io: io_uring\n", {}},
+      {"io names one of three engines",
+       "io: uring\n",
+       {"test.yaml:6:5: io: expected auto, io_uring or epoll, got \"uring\""}},
       {"workers above 256 are refused",
        "workers: 257\n",
        {"test.yaml:6:10: workers: expected auto or a number from 1 to 256, got \"257\""}},

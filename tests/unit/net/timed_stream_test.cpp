@@ -2,6 +2,7 @@
 // within one sweep tick, a stream with no deadline waits, parking cancels a quiet wait, and an
 // io_context with no pending operation runs out of work (the sweep does not keep it alive).
 
+#include "loopback_pair.hpp"
 #include "net/timed_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -31,14 +32,7 @@ namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
-// A connected pair on loopback: `a` wrapped in a timed_stream, `b` a plain socket.
-std::pair<timed_stream, tcp::socket> connected_pair(asio::io_context& ioc) {
-  tcp::acceptor acc(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  tcp::socket client(ioc);
-  client.connect(acc.local_endpoint());
-  tcp::socket server = acc.accept();
-  return {timed_stream(std::move(client)), std::move(server)};
-}
+using wk::net::test::connected_pair;
 
 struct read_result {
   boost::system::error_code ec;
