@@ -324,6 +324,10 @@ private:
   boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>
       hook_;
   unsigned pending_ = 0;
+  // This stream's operations in the ring. Their completions write these back, so a stream
+  // outlives them: a coroutine frame that owns one ends only after its operations completed
+  // (awaitable operators wait for every branch); at a worker's exit the ring frees them
+  // without touching the stream (ring::abandoned).
   ring_op* ring_read_ = nullptr;
   ring_op* ring_write_ = nullptr;
   bool timed_out_ = false;
