@@ -62,18 +62,12 @@ std::optional<bool> choose_io(config::io_engine configured, const std::string& c
   auto engine = configured;
   std::string source = "io";
   if (const char* env = std::getenv("WKPROXY_IO"); env != nullptr && *env != '\0') {
-    bool known = false;
-    for (const auto e :
-         {config::io_engine::automatic, config::io_engine::io_uring, config::io_engine::epoll}) {
-      if (config::name_of(e) == env) {
-        engine = e;
-        known = true;
-      }
-    }
-    if (!known) {
+    const auto named = config::io_engine_named(env);
+    if (!named) {
       std::cerr << "WKPROXY_IO: expected auto, io_uring or epoll, got \"" << env << "\"\n";
       return std::nullopt;
     }
+    engine = *named;
     source = "WKPROXY_IO";
   }
   if (engine == config::io_engine::epoll) {

@@ -78,4 +78,13 @@ std::string_view name_of(io_engine e) {
   return "auto";
 }
 
+std::optional<io_engine> io_engine_named(std::string_view text) {
+  for (const auto e : {io_engine::automatic, io_engine::io_uring, io_engine::epoll}) {
+    if (name_of(e) == text) {
+      return e;
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace wk::config

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -221,6 +222,8 @@ enum class log_level { debug, info, warn, error };
 // automatic: io_uring where the kernel allows it, else epoll; io_uring: refuse to start without.
 enum class io_engine { automatic, io_uring, epoll };
 std::string_view name_of(io_engine e);
+// The engine named `text` (auto, io_uring or epoll), or nullopt: for `io` and WKPROXY_IO.
+std::optional<io_engine> io_engine_named(std::string_view text);
 
 // The CloudFront API client (aws:): the distribution tenants to follow. Credentials and endpoints
 // come from the environment, as for the AWS SDKs (docs/tenants.md).

@@ -1590,13 +1590,11 @@ void loader::load_io(const YAML::Node& node, const std::string& key) {
   if (!text) {
     return;
   }
-  for (const auto e : {io_engine::automatic, io_engine::io_uring, io_engine::epoll}) {
-    if (*text == name_of(e)) {
-      cfg_.io = e;
-      return;
-    }
+  if (const auto e = io_engine_named(*text)) {
+    cfg_.io = *e;
+  } else {
+    fail(node.Mark(), key, "expected auto, io_uring or epoll, got " + in_quotes(*text));
   }
-  fail(node.Mark(), key, "expected auto, io_uring or epoll, got " + in_quotes(*text));
 }
 
 // The directory is not checked here: under systemd it is the RuntimeDirectory, which exists only

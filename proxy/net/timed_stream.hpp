@@ -262,30 +262,24 @@ private:
       slot.template emplace<typename op_t::cancel_request>(rg, op);
     }
     const int fd = socket_.native_handle();
+    (Write ? ring_write_ : ring_read_) = op;
     if (op->total == 0) {
       // Completes at once with 0, as under Asio's reactor, but never inline (a no-op through the
       // ring). A zero-length recv would wait for the next byte: asio::ssl::stream issues one
       // for the sole purpose of completing through the executor.
-      (Write ? ring_write_ : ring_read_) = op;
       rg->nop(op);
-      return;
-    }
-    if constexpr (Write) {
-      ring_write_ = op;
-      if (count == 1) {
+    } else if (count == 1) {
+      if constexpr (Write) {
         rg->send(fd, op->iov[0].iov_base, op->iov[0].iov_len, op);
       } else {
-        op->msg.msg_iov = op->iov.data();
-        op->msg.msg_iovlen = count;
-        rg->sendmsg(fd, &op->msg, op);
+        rg->recv(fd, op->iov[0].iov_base, op->iov[0].iov_len, op);
       }
     } else {
-      ring_read_ = op;
-      if (count == 1) {
-        rg->recv(fd, op->iov[0].iov_base, op->iov[0].iov_len, op);
+      op->msg.msg_iov = op->iov.data();
+      op->msg.msg_iovlen = count;
+      if constexpr (Write) {
+        rg->sendmsg(fd, &op->msg, op);
       } else {
-        op->msg.msg_iov = op->iov.data();
-        op->msg.msg_iovlen = count;
         rg->recvmsg(fd, &op->msg, op);
       }
     }
